@@ -1,0 +1,493 @@
+//! The layer's builder: every knob with its default, validated once in [`WxTelemetryBuilder::build`].
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ipnet::IpNet;
+use prometheus::Registry;
+
+use crate::TrustMode;
+
+/// Bucket bounds of `http_server_request_duration_seconds`: the OpenTelemetry semconv advice, plus
+/// 15 s (the callContainer limit) and 30 s so calls past the limit stay visible.
+pub const DEFAULT_DURATION_BUCKETS: [f64; 16] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0, 30.0,
+];
+
+/// Bucket bounds of the body-size histograms, in bytes: powers of four from 64 B to 16 MiB, which
+/// bracket callContainer's limits (100 KiB text requests, 1000 KiB responses).
+pub const DEFAULT_BODY_SIZE_BUCKETS: [f64; 10] = [
+    64.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
+];
+
+/// callContainer gives up after 15 seconds; a larger client `timeout` is silently ignored.
+pub const DEFAULT_CALL_DEADLINE: Duration = Duration::from_secs(15);
+
+/// The optional labels of `http_server_request_duration_seconds`.
+///
+/// `http_request_method`, `http_route`, `http_response_status_code` and `wx_service` are always
+/// present; each of these can be left off to cut the series count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MetricLabel {
+    /// `error_type`: empty on success, else `500`-style, `cancelled`, `panic`, `body_error`, …
+    ErrorType,
+    /// `wx_appid`: the Mini Program's AppID (capped).
+    AppId,
+    /// `wx_source`: the first element of `X-WX-SOURCE` (capped).
+    Source,
+    /// `wx_access_node`: the delivering hop, named through the CIDR table (capped).
+    AccessNode,
+}
+
+impl MetricLabel {
+    pub(crate) const ALL: [MetricLabel; 4] = [
+        MetricLabel::ErrorType,
+        MetricLabel::AppId,
+        MetricLabel::Source,
+        MetricLabel::AccessNode,
+    ];
+
+    /// The Prometheus label name.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricLabel::ErrorType => "error_type",
+            MetricLabel::AppId => "wx_appid",
+            MetricLabel::Source => "wx_source",
+            MetricLabel::AccessNode => "wx_access_node",
+        }
+    }
+}
+
+/// An invalid layer configuration, returned by [`WxTelemetryBuilder::build`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Bucket bounds must be finite, positive and strictly increasing, and there must be some.
+    #[error("invalid {histogram} buckets: {reason}")]
+    InvalidBuckets {
+        /// Which histogram.
+        histogram: &'static str,
+        /// What is wrong with them.
+        reason: String,
+    },
+    /// An access-node entry that is not `CIDR` → non-empty name.
+    #[error("invalid access node entry {entry:?}: {reason}")]
+    InvalidAccessNode {
+        /// The entry as given.
+        entry: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A label cap of zero would fold every value into `_other`.
+    #[error("the cap on distinct {label} values must be at least 1")]
+    ZeroCap {
+        /// The label.
+        label: &'static str,
+    },
+    /// The service name is empty after trimming.
+    #[error("the service name must not be empty")]
+    EmptyServiceName,
+    /// The call deadline must be positive.
+    #[error("the call deadline must be longer than zero")]
+    ZeroDeadline,
+    /// The registry refused a metric (e.g. another layer already registered it there).
+    #[error("cannot register the layer's metrics: {0}")]
+    Registry(#[from] prometheus::Error),
+}
+
+/// Per-label caps on distinct values; past a cap, values fold into `_other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LabelCaps {
+    pub(crate) routes: usize,
+    pub(crate) appids: usize,
+    pub(crate) sources: usize,
+    pub(crate) access_nodes: usize,
+}
+
+/// Builds a [`WxTelemetryLayer`](crate::WxTelemetryLayer). Start from
+/// [`WxTelemetryLayer::builder`](crate::WxTelemetryLayer::builder).
+///
+/// ```
+/// use std::time::Duration;
+/// use wxcloudrun_telemetry::{TrustMode, WxTelemetryLayer};
+///
+/// let layer = WxTelemetryLayer::builder()
+///     .service_name("orders")
+///     .trust(TrustMode::WhenSourcePresent)
+///     .call_deadline(Duration::from_secs(15))
+///     .max_appids(8)
+///     .access_node("10.8.0.0/16", "shanghai-edge")
+///     .build()?;
+/// # Ok::<(), wxcloudrun_telemetry::ConfigError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct WxTelemetryBuilder {
+    pub(crate) service_name: Option<String>,
+    pub(crate) registry: Option<Registry>,
+    pub(crate) trust: TrustMode,
+    pub(crate) call_deadline: Duration,
+    pub(crate) duration_buckets: Vec<f64>,
+    pub(crate) body_size_buckets: Vec<f64>,
+    pub(crate) caps: LabelCaps,
+    pub(crate) histogram_labels: Vec<MetricLabel>,
+    pub(crate) access_nodes: Vec<(String, String)>,
+    pub(crate) process_metrics: bool,
+    pub(crate) catch_panic: bool,
+    pub(crate) process_start: Option<SystemTime>,
+}
+
+impl Default for WxTelemetryBuilder {
+    fn default() -> Self {
+        WxTelemetryBuilder {
+            service_name: None,
+            registry: None,
+            trust: TrustMode::default(),
+            call_deadline: DEFAULT_CALL_DEADLINE,
+            duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
+            body_size_buckets: DEFAULT_BODY_SIZE_BUCKETS.to_vec(),
+            caps: LabelCaps {
+                routes: 256,
+                appids: 32,
+                sources: 16,
+                access_nodes: 32,
+            },
+            histogram_labels: MetricLabel::ALL.to_vec(),
+            access_nodes: Vec::new(),
+            process_metrics: true,
+            catch_panic: true,
+            process_start: None,
+        }
+    }
+}
+
+impl WxTelemetryBuilder {
+    /// The `wx_service` label and `wx.service` attribute.
+    ///
+    /// Defaults to `WXCLOUDRUN_SERVICE`, else `OTEL_SERVICE_NAME`, else `unknown_service`.
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+
+    /// The registry the metrics are registered in; `/metrics` renders it.
+    ///
+    /// Pass `prometheus::default_registry().clone()` to share the global one. Defaults to a new
+    /// registry owned by the layer ([`WxTelemetryLayer::registry`](crate::WxTelemetryLayer::registry)).
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// When the `X-WX-*` identity headers are believed. Defaults to
+    /// [`TrustMode::WhenSourcePresent`].
+    pub fn trust(mut self, trust: TrustMode) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    /// Calls through the gateway that take longer than this are counted in
+    /// `wxcloudrun_call_deadline_exceeded_total`: the client already got error 102002.
+    ///
+    /// Defaults to 15 seconds, the callContainer limit.
+    pub fn call_deadline(mut self, deadline: Duration) -> Self {
+        self.call_deadline = deadline;
+        self
+    }
+
+    /// Bucket bounds of the duration histogram, in seconds. Defaults to
+    /// [`DEFAULT_DURATION_BUCKETS`].
+    pub fn duration_buckets(mut self, bounds: impl Into<Vec<f64>>) -> Self {
+        self.duration_buckets = bounds.into();
+        self
+    }
+
+    /// Bucket bounds of the body-size histograms, in bytes. Defaults to
+    /// [`DEFAULT_BODY_SIZE_BUCKETS`].
+    pub fn body_size_buckets(mut self, bounds: impl Into<Vec<f64>>) -> Self {
+        self.body_size_buckets = bounds.into();
+        self
+    }
+
+    /// Cap on distinct `http_route` values. Defaults to 256.
+    pub fn max_routes(mut self, cap: usize) -> Self {
+        self.caps.routes = cap;
+        self
+    }
+
+    /// Cap on distinct `wx_appid` values. Defaults to 32.
+    pub fn max_appids(mut self, cap: usize) -> Self {
+        self.caps.appids = cap;
+        self
+    }
+
+    /// Cap on distinct `wx_source` values. Defaults to 16.
+    pub fn max_sources(mut self, cap: usize) -> Self {
+        self.caps.sources = cap;
+        self
+    }
+
+    /// Cap on distinct `wx_access_node` values. Defaults to 32.
+    pub fn max_access_nodes(mut self, cap: usize) -> Self {
+        self.caps.access_nodes = cap;
+        self
+    }
+
+    /// Which optional labels the duration histogram carries (the others are always there).
+    ///
+    /// Defaults to all of [`MetricLabel`]'s variants.
+    pub fn histogram_labels(mut self, labels: impl IntoIterator<Item = MetricLabel>) -> Self {
+        self.histogram_labels = labels.into_iter().collect();
+        self
+    }
+
+    /// Names the access node for hops inside `cidr` (e.g. `"10.8.0.0/16"` or a single address).
+    /// The most specific matching entry wins.
+    ///
+    /// Defaults to no entries: `wx_access_node` is then the hop's address itself, under the cap.
+    pub fn access_node(mut self, cidr: impl Into<String>, name: impl Into<String>) -> Self {
+        self.access_nodes.push((cidr.into(), name.into()));
+        self
+    }
+
+    /// Registers the `process_*` metrics (CPU, memory, file descriptors, start time) on Linux.
+    /// Defaults to `true`.
+    pub fn process_metrics(mut self, enabled: bool) -> Self {
+        self.process_metrics = enabled;
+        self
+    }
+
+    /// Turns a panic in the service into a `500` response recorded with `error_type="panic"`,
+    /// instead of letting it unwind into the server (which drops the connection).
+    ///
+    /// Defaults to `true`. With `false` the panic is still recorded as it unwinds.
+    pub fn catch_panic(mut self, enabled: bool) -> Self {
+        self.catch_panic = enabled;
+        self
+    }
+
+    /// When the process started, for `wxcloudrun_cold_start_seconds`.
+    ///
+    /// Defaults to the start time the kernel reports on Linux, else the moment the layer is built.
+    pub fn process_start(mut self, start: SystemTime) -> Self {
+        self.process_start = Some(start);
+        self
+    }
+
+    /// Validates the configuration and registers the metrics.
+    pub fn build(self) -> Result<crate::WxTelemetryLayer, ConfigError> {
+        crate::WxTelemetryLayer::from_builder(self)
+    }
+
+    pub(crate) fn resolved_service_name(&self) -> Result<Arc<str>, ConfigError> {
+        resolve_service_name(self.service_name.as_deref(), |key| std::env::var(key).ok())
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        check_buckets("duration", &self.duration_buckets)?;
+        check_buckets("body size", &self.body_size_buckets)?;
+        if self.call_deadline.is_zero() {
+            return Err(ConfigError::ZeroDeadline);
+        }
+        for (label, cap) in [
+            ("http_route", self.caps.routes),
+            ("wx_appid", self.caps.appids),
+            ("wx_source", self.caps.sources),
+            ("wx_access_node", self.caps.access_nodes),
+        ] {
+            if cap == 0 {
+                return Err(ConfigError::ZeroCap { label });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builder > `WXCLOUDRUN_SERVICE` > `OTEL_SERVICE_NAME` > `unknown_service`; blank values skip.
+fn resolve_service_name(
+    explicit: Option<&str>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Arc<str>, ConfigError> {
+    let from_env = |key| env(key).filter(|value| !value.trim().is_empty());
+    let name = match explicit {
+        Some(name) => name.to_owned(),
+        None => from_env("WXCLOUDRUN_SERVICE")
+            .or_else(|| from_env("OTEL_SERVICE_NAME"))
+            .unwrap_or_else(|| "unknown_service".to_owned()),
+    };
+    match name.trim() {
+        "" => Err(ConfigError::EmptyServiceName),
+        name => Ok(Arc::from(name)),
+    }
+}
+
+fn check_buckets(histogram: &'static str, bounds: &[f64]) -> Result<(), ConfigError> {
+    let invalid = |reason: &str| ConfigError::InvalidBuckets {
+        histogram,
+        reason: reason.to_owned(),
+    };
+    if bounds.is_empty() {
+        return Err(invalid("at least one bound is needed"));
+    }
+    if bounds.iter().any(|b| !b.is_finite() || *b <= 0.0) {
+        return Err(invalid("bounds must be finite and positive"));
+    }
+    if bounds.windows(2).any(|pair| pair[0] >= pair[1]) {
+        return Err(invalid("bounds must be strictly increasing"));
+    }
+    Ok(())
+}
+
+/// CIDR → access-node name, most specific prefix first.
+#[derive(Debug, Default)]
+pub(crate) struct AccessNodeTable {
+    entries: Vec<(IpNet, Arc<str>)>,
+}
+
+impl AccessNodeTable {
+    pub(crate) fn parse(entries: &[(String, String)]) -> Result<Self, ConfigError> {
+        let mut parsed = Vec::with_capacity(entries.len());
+        for (cidr, name) in entries {
+            let invalid = |reason: String| ConfigError::InvalidAccessNode {
+                entry: format!("{cidr}={name}"),
+                reason,
+            };
+            let net = match cidr.trim().parse::<IpNet>() {
+                Ok(net) => net.trunc(),
+                Err(_) => cidr
+                    .trim()
+                    .parse::<IpAddr>()
+                    .map(IpNet::from)
+                    .map_err(|err| invalid(format!("not a CIDR or address: {err}")))?,
+            };
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(invalid("the name is empty".to_owned()));
+            }
+            parsed.push((net, Arc::from(name)));
+        }
+        parsed.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()));
+        Ok(AccessNodeTable { entries: parsed })
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub(crate) fn lookup(&self, addr: IpAddr) -> Option<&str> {
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 => v4,
+        };
+        self.entries
+            .iter()
+            .find(|(net, _)| net.contains(&addr))
+            .map(|(_, name)| &**name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_node_table_prefers_the_most_specific_entry() {
+        let table = AccessNodeTable::parse(&[
+            ("10.0.0.0/8".into(), "intranet".into()),
+            ("10.8.0.0/16".into(), "shanghai-edge".into()),
+            ("192.0.2.1".into(), "single".into()),
+        ])
+        .unwrap();
+        assert_eq!(
+            table.lookup("10.8.1.2".parse().unwrap()),
+            Some("shanghai-edge")
+        );
+        assert_eq!(table.lookup("10.9.1.2".parse().unwrap()), Some("intranet"));
+        assert_eq!(table.lookup("192.0.2.1".parse().unwrap()), Some("single"));
+        assert_eq!(
+            table.lookup("::ffff:10.8.0.1".parse().unwrap()),
+            Some("shanghai-edge")
+        );
+        assert_eq!(table.lookup("203.0.113.1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn bad_access_node_entries_are_named() {
+        let err = AccessNodeTable::parse(&[("10.0.0.0/40".into(), "x".into())]).unwrap_err();
+        assert!(err.to_string().contains("10.0.0.0/40=x"), "{err}");
+        let err = AccessNodeTable::parse(&[("10.0.0.0/8".into(), " ".into())]).unwrap_err();
+        assert!(err.to_string().contains("name is empty"), "{err}");
+    }
+
+    #[test]
+    fn buckets_are_validated() {
+        for bad in [
+            vec![],
+            vec![1.0, 1.0],
+            vec![2.0, 1.0],
+            vec![f64::NAN],
+            vec![-1.0],
+        ] {
+            let builder = WxTelemetryBuilder::default().duration_buckets(bad.clone());
+            assert!(
+                matches!(builder.validate(), Err(ConfigError::InvalidBuckets { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(WxTelemetryBuilder::default().validate().is_ok());
+    }
+
+    #[test]
+    fn service_name_precedence() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |key: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let both = env(&[("WXCLOUDRUN_SERVICE", "wx"), ("OTEL_SERVICE_NAME", "otel")]);
+        assert_eq!(
+            &*resolve_service_name(Some("explicit"), &both).unwrap(),
+            "explicit"
+        );
+        assert_eq!(&*resolve_service_name(None, &both).unwrap(), "wx");
+        let otel = env(&[("WXCLOUDRUN_SERVICE", " "), ("OTEL_SERVICE_NAME", "otel")]);
+        assert_eq!(&*resolve_service_name(None, otel).unwrap(), "otel");
+        assert_eq!(
+            &*resolve_service_name(None, env(&[])).unwrap(),
+            "unknown_service"
+        );
+    }
+
+    #[test]
+    fn zero_caps_and_deadlines_are_rejected() {
+        let err = WxTelemetryBuilder::default()
+            .max_sources(0)
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("wx_source"), "{err}");
+        assert!(matches!(
+            WxTelemetryBuilder::default()
+                .call_deadline(Duration::ZERO)
+                .validate(),
+            Err(ConfigError::ZeroDeadline)
+        ));
+        assert!(matches!(
+            WxTelemetryBuilder::default()
+                .service_name("  ")
+                .resolved_service_name(),
+            Err(ConfigError::EmptyServiceName)
+        ));
+    }
+}

@@ -1,0 +1,128 @@
+//! Serving `/metrics`: a tower service for any router, and a loopback-only listener of its own.
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::io;
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use prometheus::{Encoder, Registry, TextEncoder};
+use tower_service::Service;
+
+/// Where OpenTelemetry's Prometheus exporter listens by default, and where the sidecar scrapes.
+pub const DEFAULT_METRICS_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+
+/// The content type of the Prometheus text exposition format 0.0.4.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Renders a registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut buffer = Vec::with_capacity(16 * 1024);
+    // Encoding into a Vec cannot fail on I/O; a collector producing an invalid family is a bug
+    // in that collector, and the families that did encode are still worth serving.
+    if let Err(err) = TextEncoder::new().encode(&registry.gather(), &mut buffer) {
+        tracing::warn!(error = %err, "some metrics could not be rendered");
+    }
+    String::from_utf8(buffer)
+        .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
+}
+
+/// A tower service answering every request with the registry in the Prometheus text format.
+///
+/// Get one from [`WxTelemetryLayer::metrics_service`](crate::WxTelemetryLayer::metrics_service).
+/// With axum: `Router::new().route_service("/metrics", telemetry.metrics_service())`.
+#[derive(Clone, Debug)]
+pub struct MetricsService {
+    registry: Registry,
+}
+
+impl MetricsService {
+    pub(crate) fn new(registry: Registry) -> Self {
+        MetricsService { registry }
+    }
+
+    fn response(&self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(Bytes::from(render(&self.registry))));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(TEXT_CONTENT_TYPE),
+        );
+        response
+    }
+}
+
+impl<B> Service<Request<B>> for MetricsService {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let response = if req.uri().path() == "/metrics" || req.uri().path() == "/" {
+            self.response()
+        } else {
+            let mut not_found = Response::new(Full::new(Bytes::from_static(b"try /metrics\n")));
+            *not_found.status_mut() = StatusCode::NOT_FOUND;
+            not_found
+        };
+        ready(Ok(response))
+    }
+}
+
+impl crate::WxTelemetryLayer {
+    /// Serves `/metrics` on its own listener at `addr` (usually [`DEFAULT_METRICS_ADDR`]), in a
+    /// task on the current Tokio runtime, and returns the bound address.
+    ///
+    /// This is the recommended production set-up: the service's own port is reachable by every
+    /// caller through the gateway, and metrics name routes, apps and volumes. So `addr` must be a
+    /// loopback address; anything else is refused with [`io::ErrorKind::InvalidInput`].
+    pub async fn spawn_metrics_server(&self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        if !addr.ip().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "refusing to serve metrics on {addr}: not a loopback address \
+                     (the service port is public through the gateway; scrape from inside the container)"
+                ),
+            ));
+        }
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        tokio::spawn(serve(listener, self.metrics_service()));
+        Ok(local_addr)
+    }
+}
+
+async fn serve(listener: tokio::net::TcpListener, service: MetricsService) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                // Typically EMFILE: back off instead of spinning.
+                tracing::warn!(error = %err, "metrics listener failed to accept");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = service.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let mut service = service.clone();
+                service.call(req)
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "metrics connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,57 @@
+//! Observability for services on WeChat Cloud Run (微信云托管).
+//!
+//! Mini Programs call these services through `wx.cloud.callContainer`, and the gateway hands every
+//! request the caller's OpenID, AppID and call source in `X-WX-*` headers. [`WxTelemetryLayer`]
+//! reads them into a typed [`WxContext`] (an extractor with axum) and records every request in
+//! Prometheus metrics: latency to the end of the response body, status, route, app, call source,
+//! access node, in-flight requests, body sizes, calls past the 15 s callContainer limit and the
+//! cold start. OpenIDs and UnionIDs never become metric labels, and credential headers are never
+//! recorded anywhere.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use wxcloudrun_telemetry::{DEFAULT_METRICS_ADDR, WxContext, WxTelemetryLayer};
+//!
+//! async fn hello(ctx: WxContext) -> String {
+//!     format!("hello from {}", ctx.primary_source().unwrap_or("the internet"))
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let telemetry = WxTelemetryLayer::builder().service_name("hello").build()?;
+//!     // Metrics on loopback only: the service port is public through the gateway.
+//!     telemetry.spawn_metrics_server(DEFAULT_METRICS_ADDR).await?;
+//!
+//!     let app = Router::new()
+//!         .route("/hello", get(hello))
+//!         .layer(telemetry);
+//!     let listener = tokio::net::TcpListener::bind("0.0.0.0:80").await?;
+//!     axum::serve(listener, app).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The metric names, labels and buckets are a contract shared with the project's dashboards and
+//! alerting rules; see the README's metric table.
+
+#[cfg(feature = "axum")]
+mod axum;
+mod config;
+mod context;
+mod endpoint;
+mod layer;
+mod metrics;
+
+#[cfg(feature = "axum")]
+pub use crate::axum::MissingWxContext;
+pub use crate::config::{
+    ConfigError, DEFAULT_BODY_SIZE_BUCKETS, DEFAULT_CALL_DEADLINE, DEFAULT_DURATION_BUCKETS,
+    MetricLabel, WxTelemetryBuilder,
+};
+pub use crate::context::{
+    MAX_HEADER_BYTES, SENSITIVE_HEADERS, TrustMode, WxContext, is_sensitive_header,
+};
+pub use crate::endpoint::{DEFAULT_METRICS_ADDR, MetricsService, TEXT_CONTENT_TYPE, render};
+pub use crate::layer::{
+    HttpRoute, RequestBody, ResponseBody, ResponseFuture, WxTelemetry, WxTelemetryLayer,
+};
