@@ -55,3 +55,8 @@ pub use crate::endpoint::{DEFAULT_METRICS_ADDR, MetricsService, TEXT_CONTENT_TYP
 pub use crate::layer::{
     HttpRoute, RequestBody, ResponseBody, ResponseFuture, WxTelemetry, WxTelemetryLayer,
 };
+
+/// The README's examples compile.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
