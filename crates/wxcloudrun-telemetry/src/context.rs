@@ -140,7 +140,7 @@ pub(crate) fn parse_hop(hop: &str) -> Option<IpAddr> {
 ///         None => "anonymous".to_owned(),
 ///     }
 /// }
-/// # let _ = axum::routing::get(whoami);
+/// # let _: axum::Router = axum::Router::new().route("/", axum::routing::get(whoami));
 /// ```
 #[derive(Clone, Default)]
 pub struct WxContext {
