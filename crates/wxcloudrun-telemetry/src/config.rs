@@ -4,10 +4,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use http::HeaderName;
 use ipnet::IpNet;
+use opentelemetry::global::BoxedTracer;
+use opentelemetry::trace::Tracer;
 use prometheus::Registry;
 
-use crate::TrustMode;
+use crate::{DEFAULT_TRACE_ID_HEADER, IdentityPolicy, TrustMode};
 
 /// Bucket bounds of `http_server_request_duration_seconds`: the OpenTelemetry semconv advice, plus
 /// 15 s (the callContainer limit) and 30 s so calls past the limit stay visible.
@@ -130,7 +133,7 @@ pub(crate) struct LabelCaps {
 ///     .build()?;
 /// # Ok::<(), wxcloudrun_telemetry::ConfigError>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WxTelemetryBuilder {
     pub(crate) service_name: Option<String>,
     pub(crate) registry: Option<Registry>,
@@ -144,6 +147,33 @@ pub struct WxTelemetryBuilder {
     pub(crate) process_metrics: bool,
     pub(crate) catch_panic: bool,
     pub(crate) process_start: Option<SystemTime>,
+    pub(crate) tracer: Option<Arc<BoxedTracer>>,
+    pub(crate) identity: IdentityPolicy,
+    pub(crate) identity_key: Option<Vec<u8>>,
+    pub(crate) trace_id_header: Option<HeaderName>,
+    pub(crate) response_traceparent: bool,
+}
+
+impl std::fmt::Debug for WxTelemetryBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WxTelemetryBuilder")
+            .field("service_name", &self.service_name)
+            .field("trust", &self.trust)
+            .field("call_deadline", &self.call_deadline)
+            .field("duration_buckets", &self.duration_buckets)
+            .field("body_size_buckets", &self.body_size_buckets)
+            .field("caps", &self.caps)
+            .field("histogram_labels", &self.histogram_labels)
+            .field("access_nodes", &self.access_nodes)
+            .field("process_metrics", &self.process_metrics)
+            .field("catch_panic", &self.catch_panic)
+            .field("traces", &self.tracer.is_some())
+            .field("identity", &self.identity)
+            .field("identity_key", &self.identity_key.as_ref().map(|_| "<set>"))
+            .field("trace_id_header", &self.trace_id_header)
+            .field("response_traceparent", &self.response_traceparent)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for WxTelemetryBuilder {
@@ -166,6 +196,11 @@ impl Default for WxTelemetryBuilder {
             process_metrics: true,
             catch_panic: true,
             process_start: None,
+            tracer: None,
+            identity: IdentityPolicy::default(),
+            identity_key: None,
+            trace_id_header: Some(DEFAULT_TRACE_ID_HEADER),
+            response_traceparent: false,
         }
     }
 }
@@ -283,6 +318,60 @@ impl WxTelemetryBuilder {
         self
     }
 
+    /// Records an OpenTelemetry server span per request with `tracer`, e.g.
+    /// `provider.tracer("my-service")` or `opentelemetry::global::tracer("…")`. [`crate::init`]'s
+    /// [`Telemetry::layer`](crate::Telemetry::layer) sets this for you.
+    ///
+    /// Defaults to no spans (metrics only).
+    pub fn tracer<T>(mut self, tracer: T) -> Self
+    where
+        T: Tracer + Send + Sync + 'static,
+        T::Span: Send + Sync + 'static,
+    {
+        self.tracer = Some(Arc::new(BoxedTracer::new(Box::new(tracer))));
+        self
+    }
+
+    /// How OpenIDs and UnionIDs appear on spans. Defaults to [`IdentityPolicy::Hashed`].
+    pub fn identity(mut self, policy: IdentityPolicy) -> Self {
+        self.identity = policy;
+        self
+    }
+
+    /// The HMAC key for [`IdentityPolicy::Hashed`]: services sharing it produce the same
+    /// `enduser.pseudo.id` for the same user, and nobody without it can test a guess.
+    ///
+    /// Defaults to the value of `WXCLOUDRUN_TELEMETRY_ID_KEY`, else no key (plain SHA-256).
+    pub fn identity_key(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.identity_key = Some(key.as_ref().to_vec());
+        self
+    }
+
+    /// The response header that carries the trace id, so a user reporting a failed call can hand
+    /// it over; `None` sends none. Only set when spans are recorded.
+    ///
+    /// Defaults to `x-trace-id`.
+    pub fn trace_id_header(mut self, header: Option<HeaderName>) -> Self {
+        self.trace_id_header = header;
+        self
+    }
+
+    /// Also answers with a W3C `traceparent` header naming the server span, for callers that
+    /// continue the trace. Defaults to `false`.
+    pub fn response_traceparent(mut self, enabled: bool) -> Self {
+        self.response_traceparent = enabled;
+        self
+    }
+
+    pub(crate) fn resolved_identity_key(&self) -> Option<Vec<u8>> {
+        self.identity_key.clone().or_else(|| {
+            std::env::var("WXCLOUDRUN_TELEMETRY_ID_KEY")
+                .ok()
+                .filter(|key| !key.is_empty())
+                .map(String::into_bytes)
+        })
+    }
+
     /// Validates the configuration and registers the metrics.
     pub fn build(self) -> Result<crate::WxTelemetryLayer, ConfigError> {
         crate::WxTelemetryLayer::from_builder(self)
@@ -375,7 +464,7 @@ impl AccessNodeTable {
             }
             parsed.push((net, Arc::from(name)));
         }
-        parsed.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()));
+        parsed.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
         Ok(AccessNodeTable { entries: parsed })
     }
 
@@ -458,10 +547,10 @@ mod tests {
         };
         let both = env(&[("WXCLOUDRUN_SERVICE", "wx"), ("OTEL_SERVICE_NAME", "otel")]);
         assert_eq!(
-            &*resolve_service_name(Some("explicit"), &both).unwrap(),
+            &*resolve_service_name(Some("explicit"), both).unwrap(),
             "explicit"
         );
-        assert_eq!(&*resolve_service_name(None, &both).unwrap(), "wx");
+        assert_eq!(&*resolve_service_name(None, both).unwrap(), "wx");
         let otel = env(&[("WXCLOUDRUN_SERVICE", " "), ("OTEL_SERVICE_NAME", "otel")]);
         assert_eq!(&*resolve_service_name(None, otel).unwrap(), "otel");
         assert_eq!(

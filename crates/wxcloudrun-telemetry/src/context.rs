@@ -103,7 +103,7 @@ fn first_and_last(headers: &HeaderMap, name: &HeaderName) -> (Option<WxHeader>, 
     };
     let mut values = headers.get_all(name).iter();
     let first = values.next();
-    let last = values.last().or(first);
+    let last = values.next_back().or(first);
     (first.and_then(accept), last.and_then(accept))
 }
 

@@ -19,7 +19,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::endpoint::MetricsService;
-use crate::metrics::{ErrorKind, Metrics, RequestLabels};
+use crate::metrics::{ErrorKind, Metrics, RequestLabels, method_label};
+use crate::trace::{RequestSpan, Tracing, traceparent};
 use crate::{ConfigError, TrustMode, WxContext, WxTelemetryBuilder};
 
 /// A route template (`/api/users/{id}`) for services that don't use axum: insert it into the
@@ -56,6 +57,7 @@ struct Shared {
     registry: Registry,
     trust: TrustMode,
     catch_panic: bool,
+    tracing: Option<Tracing>,
 }
 
 impl std::fmt::Debug for WxTelemetryLayer {
@@ -64,6 +66,7 @@ impl std::fmt::Debug for WxTelemetryLayer {
             .field("service", &self.shared.metrics.service())
             .field("trust", &self.shared.trust)
             .field("catch_panic", &self.shared.catch_panic)
+            .field("tracing", &self.shared.tracing)
             .finish_non_exhaustive()
     }
 }
@@ -82,12 +85,22 @@ impl WxTelemetryLayer {
         if builder.process_metrics {
             register_process_metrics(&registry)?;
         }
+        let tracing = builder.tracer.clone().map(|tracer| {
+            Tracing::new(
+                tracer,
+                builder.identity,
+                builder.resolved_identity_key(),
+                builder.trace_id_header.clone(),
+                builder.response_traceparent,
+            )
+        });
         Ok(WxTelemetryLayer {
             shared: Arc::new(Shared {
                 metrics,
                 registry,
                 trust: builder.trust,
                 catch_panic: builder.catch_panic,
+                tracing,
             }),
         })
     }
@@ -200,17 +213,34 @@ where
         if shared.trust == TrustMode::Strip {
             WxContext::strip_identity_headers(req.headers_mut());
         }
-        let labels = metrics.request_labels(req.method(), route_of(&req), &ctx);
+        let route = route_of(&req);
+        let labels = metrics.request_labels(req.method(), route, &ctx);
         let sizes = metrics.body_sizes(&labels);
-        let inflight = Inflight::start(
-            shared.clone(),
-            labels,
-            req.method() == Method::HEAD,
-            sizes.response,
+        let span = shared.tracing.as_ref().map(|tracing| {
+            let access_node = metrics.access_node_value(labels.access_node);
+            tracing.start(&req, &ctx, &labels, route, &access_node)
+        });
+        let log_span = tracing::info_span!(
+            target: "wxcloudrun_telemetry::request",
+            "request",
+            http.request.method = method_label(labels.method),
+            http.route = route,
+            trace_id = tracing::field::Empty,
         );
+        if let Some(span) = span.as_ref().filter(|_| !log_span.is_disabled()) {
+            let span_context = span.span_context();
+            if span_context.is_valid() {
+                log_span.record("trace_id", tracing::field::display(span_context.trace_id()));
+            }
+        }
+        let head = req.method() == Method::HEAD;
+        let mut inflight = Inflight::start(shared.clone(), labels, head, sizes.response);
+        inflight.span = span;
+        inflight.log_span = log_span;
         req.extensions_mut().insert(ctx);
         let req = req.map(|body| RequestBody::new(body, sizes.request));
 
+        let guards = inflight.enter();
         let inner = if shared.catch_panic {
             match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
                 Ok(future) => Some(future),
@@ -222,6 +252,7 @@ where
         } else {
             Some(self.inner.call(req))
         };
+        drop(guards);
         ResponseFuture {
             inner,
             inflight: Some(inflight),
@@ -253,7 +284,18 @@ struct Inflight {
     response_bytes: u64,
     response_size: Histogram,
     finished: bool,
+    /// The OpenTelemetry server span, when the layer records spans.
+    span: Option<RequestSpan>,
+    /// The `tracing` span handler logs are attributed to (disabled when nobody listens).
+    log_span: tracing::Span,
 }
+
+/// What is current while the service or its body runs: the `tracing` span and the OpenTelemetry
+/// context. Held only for one poll: the OpenTelemetry guard is bound to the thread.
+type Entered<'a> = (
+    tracing::span::Entered<'a>,
+    Option<opentelemetry::ContextGuard>,
+);
 
 impl Inflight {
     fn start(
@@ -272,6 +314,35 @@ impl Inflight {
             response_bytes: 0,
             response_size,
             finished: false,
+            span: None,
+            log_span: tracing::Span::none(),
+        }
+    }
+
+    fn enter(&self) -> Entered<'_> {
+        let otel = self.span.as_ref().map(|span| span.cx.clone().attach());
+        (self.log_span.enter(), otel)
+    }
+
+    /// Adds the trace id (and, if configured, `traceparent`) to the response headers.
+    fn tag_response<B>(&self, response: &mut Response<B>) {
+        let (Some(span), Some(tracing)) = (&self.span, &self.shared.tracing) else {
+            return;
+        };
+        let span_context = span.span_context();
+        if !span_context.is_valid() {
+            return;
+        }
+        let headers = response.headers_mut();
+        if let Some(name) = &tracing.trace_id_header
+            && let Ok(value) = http::HeaderValue::from_str(&span_context.trace_id().to_string())
+        {
+            headers.insert(name.clone(), value);
+        }
+        if tracing.response_traceparent
+            && let Ok(value) = http::HeaderValue::from_str(&traceparent(&span_context))
+        {
+            headers.insert(http::HeaderName::from_static("traceparent"), value);
         }
     }
 
@@ -290,12 +361,14 @@ impl Inflight {
             ErrorKind::None if self.status >= 500 => ErrorKind::Status,
             other => other,
         };
-        self.shared.metrics.request_finished(
-            &self.labels,
-            self.status,
-            error,
-            self.start.elapsed(),
-        );
+        // One instant ends both the histogram sample and the span.
+        let elapsed = self.start.elapsed();
+        self.shared
+            .metrics
+            .request_finished(&self.labels, self.status, error, elapsed);
+        if let Some(span) = &self.span {
+            span.finish(self.status, error, elapsed);
+        }
         if self.status != 0 {
             self.response_size.observe(self.response_bytes as f64);
         }
@@ -341,12 +414,15 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let polled = match this.inner.as_mut().as_pin_mut() {
-            None => Err(None),
-            Some(future) if *this.catch_panic => {
-                catch_unwind(AssertUnwindSafe(|| future.poll(cx))).map_err(Some)
+        let polled = {
+            let _entered = this.inflight.as_ref().map(Inflight::enter);
+            match this.inner.as_mut().as_pin_mut() {
+                None => Err(None),
+                Some(future) if *this.catch_panic => {
+                    catch_unwind(AssertUnwindSafe(|| future.poll(cx))).map_err(Some)
+                }
+                Some(future) => Ok(future.poll(cx)),
             }
-            Some(future) => Ok(future.poll(cx)),
         };
         let mut inflight = this.inflight.take();
         let result = match polled {
@@ -365,15 +441,17 @@ where
                 *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
                 if let Some(inflight) = inflight.as_mut() {
                     inflight.responded(StatusCode::INTERNAL_SERVER_ERROR);
+                    inflight.tag_response(&mut response);
                     inflight.finish(ErrorKind::Panic);
                 }
                 return Poll::Ready(Ok(response));
             }
         };
         Poll::Ready(match result {
-            Ok(response) => {
+            Ok(mut response) => {
                 if let Some(inflight) = inflight.as_mut() {
                     inflight.responded(response.status());
+                    inflight.tag_response(&mut response);
                     if response.body().is_end_stream() {
                         inflight.finish(ErrorKind::None);
                     }
@@ -435,7 +513,10 @@ impl<B: Body> Body for ResponseBody<B> {
         let Some(mut body) = this.inner.as_pin_mut() else {
             return Poll::Ready(None);
         };
-        let frame = ready!(body.as_mut().poll_frame(cx));
+        let frame = {
+            let _entered = this.inflight.as_ref().map(Inflight::enter);
+            ready!(body.as_mut().poll_frame(cx))
+        };
         if let Some(inflight) = this.inflight.as_mut() {
             match &frame {
                 Some(Ok(frame)) => {

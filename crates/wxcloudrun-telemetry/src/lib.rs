@@ -39,8 +39,13 @@ mod axum;
 mod config;
 mod context;
 mod endpoint;
+#[cfg(feature = "init")]
+mod init;
 mod layer;
+#[cfg(feature = "init")]
+mod logs;
 mod metrics;
+mod trace;
 
 #[cfg(feature = "axum")]
 pub use crate::axum::MissingWxContext;
@@ -52,8 +57,18 @@ pub use crate::context::{
     MAX_HEADER_BYTES, SENSITIVE_HEADERS, TrustMode, WxContext, is_sensitive_header,
 };
 pub use crate::endpoint::{DEFAULT_METRICS_ADDR, MetricsService, TEXT_CONTENT_TYPE, render};
+#[cfg(feature = "init")]
+pub use crate::init::{
+    InitError, OtlpProtocol, Telemetry, TelemetryConfig, TraceExport, TraceSampler, init, init_with,
+};
 pub use crate::layer::{
     HttpRoute, RequestBody, ResponseBody, ResponseFuture, WxTelemetry, WxTelemetryLayer,
+};
+#[cfg(feature = "init")]
+pub use crate::logs::JsonLogLayer;
+pub use crate::trace::{
+    DEFAULT_TRACE_ID_HEADER, IdentityPolicy, extract_trace_context, inject_trace_context,
+    traceparent,
 };
 
 /// The README's examples compile.

@@ -426,6 +426,11 @@ impl Metrics {
         self.access_nodes.intern(buf.as_str())
     }
 
+    /// The `wx_access_node` value of an interned id (for the span attribute).
+    pub(crate) fn access_node_value(&self, id: LabelId) -> Arc<str> {
+        self.access_nodes.value(id)
+    }
+
     pub(crate) fn request_started(&self, labels: &RequestLabels) {
         self.active_gauge(labels.method).inc();
     }

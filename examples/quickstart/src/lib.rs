@@ -18,19 +18,25 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wxcloudrun_telemetry::{WxContext, WxTelemetryLayer};
+use wxcloudrun_telemetry::{TelemetryConfig, WxContext, WxTelemetryLayer};
 
-/// The layer as the quickstart configures it: service name from `WXCLOUDRUN_SERVICE` or
-/// `OTEL_SERVICE_NAME` when set, else `quickstart`; a fresh registry per call.
-pub fn telemetry_layer() -> WxTelemetryLayer {
-    let mut builder = WxTelemetryLayer::builder();
-    let from_env = ["WXCLOUDRUN_SERVICE", "OTEL_SERVICE_NAME"]
+/// The telemetry configuration from the `OTEL_*` variables, with the service called `quickstart`
+/// unless `WXCLOUDRUN_SERVICE` or `OTEL_SERVICE_NAME` names it.
+pub fn telemetry_config() -> TelemetryConfig {
+    let named = ["WXCLOUDRUN_SERVICE", "OTEL_SERVICE_NAME"]
         .iter()
         .any(|key| std::env::var(key).is_ok_and(|v| !v.trim().is_empty()));
-    if !from_env {
-        builder = builder.service_name("quickstart");
+    let mut config = TelemetryConfig::from_env().with_service_version(env!("CARGO_PKG_VERSION"));
+    if !named {
+        config.service_name = "quickstart".to_owned();
     }
-    builder
+    config
+}
+
+/// A metrics-only layer as the quickstart configures it, with a fresh registry per call.
+pub fn telemetry_layer() -> WxTelemetryLayer {
+    WxTelemetryLayer::builder()
+        .service_name(telemetry_config().service_name)
         .build()
         .expect("the quickstart's telemetry configuration is valid")
 }
@@ -76,6 +82,7 @@ async fn create_order(ctx: WxContext, Json(order): Json<NewOrder>) -> (StatusCod
     }
     static NEXT_ORDER: AtomicU64 = AtomicU64::new(1);
     let id = NEXT_ORDER.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(order_id = id, item = %order.item, "order created");
     (
         StatusCode::CREATED,
         Json(json!({
@@ -92,6 +99,8 @@ async fn create_order(ctx: WxContext, Json(order): Json<NewOrder>) -> (StatusCod
 async fn flaky() -> Result<&'static str, StatusCode> {
     static CALLS: AtomicU64 = AtomicU64::new(0);
     if mix(CALLS.fetch_add(1, Ordering::Relaxed)) % 8 == 0 {
+        // This line carries the request's trace_id: grep for a user's x-trace-id to find it.
+        tracing::warn!(upstream = "inventory", "upstream call failed");
         Err(StatusCode::BAD_GATEWAY)
     } else {
         Ok("fine this time")

@@ -8,11 +8,12 @@
 //! then open <http://127.0.0.1:8080/metrics>. `PORT` sets the service port (default 8080, on all
 //! interfaces as the platform requires); `--no-traffic` serves without the simulated client.
 //! Metrics are also served on 127.0.0.1:9464, the loopback listener a production service uses.
+//! Logs are JSON lines with trace ids; set `OTEL_EXPORTER_OTLP_ENDPOINT` to export the traces.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use example_quickstart::{Summary, app_with, drive_traffic, telemetry_layer};
+use example_quickstart::{Summary, app_with, drive_traffic, telemetry_config};
 use wxcloudrun_telemetry::DEFAULT_METRICS_ADDR;
 
 const SUMMARY_EVERY: Duration = Duration::from_secs(5);
@@ -31,7 +32,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => 8080,
     };
 
-    let telemetry = telemetry_layer();
+    // Keep `_guard` alive: dropping it flushes the last spans.
+    let _guard = wxcloudrun_telemetry::init_with(telemetry_config())?;
+    let telemetry = _guard.layer().build()?;
     match telemetry.spawn_metrics_server(DEFAULT_METRICS_ADDR).await {
         Ok(addr) => println!("metrics (loopback only): http://{addr}/metrics"),
         Err(err) => eprintln!("not serving metrics on {DEFAULT_METRICS_ADDR}: {err}"),

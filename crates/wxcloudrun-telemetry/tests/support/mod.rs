@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod otlp;
+
 use std::path::PathBuf;
 
 /// One sample line of the Prometheus text format.

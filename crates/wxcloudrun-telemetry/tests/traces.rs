@@ -1,0 +1,619 @@
+//! The server span of every request: its contract checked against the SDK's in-memory exporter,
+//! then exported for real over OTLP/HTTP and OTLP/gRPC to receivers on loopback.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Path;
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::routing::get;
+use futures_util::FutureExt;
+use http_body_util::BodyExt;
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId, TracerProvider as _};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use tower::ServiceExt;
+use tracing_subscriber::layer::SubscriberExt;
+use wxcloudrun_telemetry::{
+    IdentityPolicy, JsonLogLayer, OtlpProtocol, Telemetry, TelemetryConfig, TraceExport,
+    TraceSampler, WxTelemetryBuilder, WxTelemetryLayer, render,
+};
+
+use support::otlp::{self, attr};
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_ID: &str = "00f067aa0ba902b7";
+const OPENID: &str = "oSECRET-openid-1234567890";
+const FROM_OPENID: &str = "oSECRET-from-openid-42";
+const UNIONID: &str = "uSECRET-unionid-0987654321";
+const TOKEN: &str = "SECRET-cloudbase-token-abcdef";
+
+fn app(layer: &WxTelemetryLayer) -> Router {
+    Router::new()
+        .route(
+            "/api/users/{id}",
+            get(|Path(id): Path<u32>| async move {
+                tracing::info!(user_id = id, "loading user");
+                format!("user {id}")
+            }),
+        )
+        .route(
+            "/api/fail",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+        )
+        .route(
+            "/api/panic",
+            get(|| async {
+                if true {
+                    panic!("handler exploded");
+                }
+                "unreachable"
+            }),
+        )
+        .route(
+            "/api/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "slow"
+            }),
+        )
+        .layer(layer.clone())
+}
+
+fn gateway(uri: &str) -> http::request::Builder {
+    Request::get(uri)
+        .header("x-wx-source", "wx_client,scf")
+        .header("x-wx-openid", OPENID)
+        .header("x-wx-unionid", UNIONID)
+        .header("x-wx-appid", "wxAPP1")
+        .header("x-wx-env", "prod-1abc")
+        .header("x-wx-call-id", "c4ll_1700000000000")
+        .header("x-wx-cloudbase-access-token", TOKEN)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("x-forwarded-for", "203.0.113.9, 10.8.0.7")
+        .header("user-agent", "MiniProgram/8.0")
+}
+
+fn with_parent(builder: http::request::Builder, sampled: bool) -> http::request::Builder {
+    let flags = if sampled { "01" } else { "00" };
+    builder.header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-{flags}"))
+}
+
+async fn send(router: &Router, request: Request<Body>) -> (StatusCode, HeaderMap) {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let _ = body.collect().await;
+    (parts.status, parts.headers)
+}
+
+/// A request the client gives up on while the handler still runs.
+async fn cancel(router: &Router, uri: &str) {
+    let mut call = router
+        .clone()
+        .oneshot(gateway(uri).body(Body::empty()).unwrap());
+    assert!((&mut call).now_or_never().is_none());
+    drop(call);
+}
+
+fn in_memory() -> (SdkTracerProvider, InMemorySpanExporter) {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    (provider, exporter)
+}
+
+fn layer_with(
+    provider: &SdkTracerProvider,
+    configure: impl FnOnce(WxTelemetryBuilder) -> WxTelemetryBuilder,
+) -> WxTelemetryLayer {
+    configure(
+        WxTelemetryLayer::builder()
+            .service_name("orders")
+            .tracer(provider.tracer("test")),
+    )
+    .build()
+    .unwrap()
+}
+
+fn attribute(span: &SpanData, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.to_string())
+}
+
+fn only_span(exporter: &InMemorySpanExporter) -> SpanData {
+    let mut spans = exporter.get_finished_spans().unwrap();
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    spans.remove(0)
+}
+
+#[tokio::test]
+async fn server_span_follows_the_contract() {
+    let (provider, exporter) = in_memory();
+    let layer = layer_with(&provider, |b| b);
+    let router = app(&layer);
+    let (status, headers) = send(
+        &router,
+        with_parent(gateway("/api/users/7"), true)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-trace-id"], TRACE_ID, "the id a user can report");
+    assert!(!headers.contains_key("traceparent"), "off by default");
+
+    let span = only_span(&exporter);
+    assert_eq!(span.name, "GET /api/users/{id}");
+    assert_eq!(span.span_kind, SpanKind::Server);
+    assert_eq!(
+        span.span_context.trace_id(),
+        TraceId::from_hex(TRACE_ID).unwrap()
+    );
+    assert_eq!(span.parent_span_id, SpanId::from_hex(PARENT_ID).unwrap());
+    assert_eq!(span.status, Status::Unset);
+    let expected = [
+        ("http.request.method", "GET"),
+        ("http.route", "/api/users/{id}"),
+        ("url.path", "/api/users/7"),
+        ("url.scheme", "http"),
+        ("http.response.status_code", "200"),
+        ("network.protocol.version", "1.1"),
+        ("user_agent.original", "MiniProgram/8.0"),
+        ("client.address", "203.0.113.9"),
+        ("wx.appid", "wxAPP1"),
+        ("wx.env", "prod-1abc"),
+        ("wx.source", "wx_client,scf"),
+        ("wx.service", "orders"),
+        ("wx.access_node", "10.8.0.7"),
+        ("wx.call_id", "c4ll_1700000000000"),
+    ];
+    for (key, value) in expected {
+        assert_eq!(attribute(&span, key).as_deref(), Some(value), "{key}");
+    }
+    assert!(attribute(&span, "wx.cold_start").is_some());
+    assert_eq!(attribute(&span, "error.type"), None);
+    let pseudo = attribute(&span, "enduser.pseudo.id").unwrap();
+    assert_eq!(pseudo.len(), 32);
+    assert!(attribute(&span, "wx.unionid_hash").is_some());
+
+    let everything = format!("{span:?}");
+    for secret in [OPENID, UNIONID, TOKEN] {
+        assert!(!everything.contains(secret), "{secret} leaked");
+    }
+
+    // One instant ends the histogram sample and the span.
+    let text = render(layer.registry());
+    let sum = support::value(
+        &text,
+        "http_server_request_duration_seconds_sum",
+        &[("http_route", "/api/users/{id}")],
+    );
+    let span_seconds = span
+        .end_time
+        .duration_since(span.start_time)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (sum - span_seconds).abs() < 1e-6,
+        "histogram {sum} vs span {span_seconds}"
+    );
+}
+
+#[tokio::test]
+async fn span_status_follows_the_outcome() {
+    let (provider, exporter) = in_memory();
+    let router = app(&layer_with(&provider, |b| b));
+    let get = |uri: &str| gateway(uri).body(Body::empty()).unwrap();
+    send(&router, get("/no/such/page")).await;
+    send(&router, get("/api/fail")).await;
+    let (status, headers) = send(&router, get("/api/panic")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(headers.contains_key("x-trace-id"));
+    cancel(&router, "/api/slow").await;
+
+    let spans = exporter.get_finished_spans().unwrap();
+    let outcome: Vec<(String, Status, Option<String>, Option<String>)> = spans
+        .iter()
+        .map(|s| {
+            (
+                s.name.to_string(),
+                s.status.clone(),
+                attribute(s, "error.type"),
+                attribute(s, "http.route"),
+            )
+        })
+        .collect();
+    let error = Status::error("");
+    assert_eq!(
+        outcome,
+        [
+            // Unmatched: the method alone, no route attribute, and 4xx is not an error.
+            ("GET".to_owned(), Status::Unset, None, None),
+            (
+                "GET /api/fail".to_owned(),
+                error.clone(),
+                Some("500".to_owned()),
+                Some("/api/fail".to_owned())
+            ),
+            (
+                "GET /api/panic".to_owned(),
+                error.clone(),
+                Some("panic".to_owned()),
+                Some("/api/panic".to_owned())
+            ),
+            (
+                "GET /api/slow".to_owned(),
+                error,
+                Some("cancelled".to_owned()),
+                Some("/api/slow".to_owned())
+            ),
+        ]
+    );
+    assert_eq!(
+        attribute(&spans[0], "http.response.status_code").as_deref(),
+        Some("404")
+    );
+    assert_eq!(
+        attribute(&spans[3], "http.response.status_code"),
+        None,
+        "no response was sent"
+    );
+}
+
+#[tokio::test]
+async fn identity_policies() {
+    let raw_and_hashed =
+        async |policy: IdentityPolicy, key: Option<&str>, request: Request<Body>| {
+            let (provider, exporter) = in_memory();
+            let router = app(&layer_with(&provider, |b| {
+                let b = b.identity(policy);
+                match key {
+                    Some(key) => b.identity_key(key),
+                    None => b,
+                }
+            }));
+            send(&router, request).await;
+            let span = only_span(&exporter);
+            (
+                attribute(&span, "enduser.pseudo.id"),
+                attribute(&span, "wx.unionid_hash"),
+            )
+        };
+    let request = || gateway("/api/users/1").body(Body::empty()).unwrap();
+
+    let (raw, raw_union) = raw_and_hashed(IdentityPolicy::Raw, None, request()).await;
+    assert_eq!(raw.as_deref(), Some(OPENID));
+    assert_eq!(raw_union.as_deref(), Some(UNIONID));
+
+    let (omitted, omitted_union) = raw_and_hashed(IdentityPolicy::Omitted, None, request()).await;
+    assert_eq!((omitted, omitted_union), (None, None));
+
+    let (k1, _) = raw_and_hashed(IdentityPolicy::Hashed, Some("key-one"), request()).await;
+    let (k1_again, _) = raw_and_hashed(IdentityPolicy::Hashed, Some("key-one"), request()).await;
+    let (k2, _) = raw_and_hashed(IdentityPolicy::Hashed, Some("key-two"), request()).await;
+    assert_eq!(
+        k1, k1_again,
+        "the same key joins the same user across services"
+    );
+    assert_ne!(k1, k2);
+
+    // Resource reuse: the user is the calling app's.
+    let reuse = Request::get("/api/users/1")
+        .header("x-wx-source", "wx_client")
+        .header("x-wx-appid", "wxOWNER")
+        .header("x-wx-from-appid", "wxCALLER")
+        .header("x-wx-from-openid", FROM_OPENID)
+        .body(Body::empty())
+        .unwrap();
+    let (reuse_raw, _) = raw_and_hashed(IdentityPolicy::Raw, None, reuse).await;
+    assert_eq!(reuse_raw.as_deref(), Some(FROM_OPENID));
+}
+
+#[tokio::test]
+async fn response_traceparent_when_asked() {
+    let (provider, exporter) = in_memory();
+    let router = app(&layer_with(&provider, |b| {
+        b.response_traceparent(true)
+            .trace_id_header(Some("x-request-trace".parse().unwrap()))
+    }));
+    let (_, headers) = send(
+        &router,
+        gateway("/api/users/1").body(Body::empty()).unwrap(),
+    )
+    .await;
+    let span = only_span(&exporter);
+    let trace_id = span.span_context.trace_id().to_string();
+    assert_eq!(headers["x-request-trace"], trace_id.as_str());
+    assert!(!headers.contains_key("x-trace-id"));
+    assert_eq!(
+        headers["traceparent"],
+        format!("00-{trace_id}-{}-01", span.span_context.span_id()).as_str()
+    );
+}
+
+/// A `MakeWriter` into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<serde_json::Value> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn handler_logs_carry_the_trace_id() {
+    let (provider, exporter) = in_memory();
+    let router = app(&layer_with(&provider, |b| b));
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::registry().with(JsonLogLayer::new(logs.clone()));
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    send(
+        &router,
+        gateway("/api/users/42").body(Body::empty()).unwrap(),
+    )
+    .await;
+    tracing::info!("outside any request");
+
+    let span = only_span(&exporter);
+    let lines = logs.lines();
+    let handler = lines
+        .iter()
+        .find(|line| line["message"] == "loading user")
+        .expect("the handler's log line");
+    assert_eq!(
+        handler["trace_id"],
+        span.span_context.trace_id().to_string()
+    );
+    assert_eq!(handler["span_id"], span.span_context.span_id().to_string());
+    assert_eq!(handler["span"], "request");
+    assert_eq!(handler["level"], "INFO");
+    assert_eq!(handler["fields"]["user_id"], 42);
+    assert!(handler["timestamp"].as_str().unwrap().ends_with('Z'));
+    let outside = lines
+        .iter()
+        .find(|line| line["message"] == "outside any request")
+        .unwrap();
+    assert!(outside.get("trace_id").is_none());
+}
+
+fn config(export: TraceExport, sampler: TraceSampler) -> TelemetryConfig {
+    let mut config = TelemetryConfig::from_lookup(|_| None);
+    config.service_name = "orders".to_owned();
+    config.export = export;
+    config.sampler = sampler;
+    config.env_id = Some("prod-1abc".to_owned());
+    config.with_service_version("9.9.9")
+}
+
+async fn export_over(protocol: OtlpProtocol) {
+    let (endpoint, received) = match protocol {
+        OtlpProtocol::HttpProtobuf => otlp::http_receiver().await,
+        OtlpProtocol::Grpc => otlp::grpc_receiver().await,
+    };
+    let telemetry = Telemetry::new(config(
+        TraceExport::Otlp { endpoint, protocol },
+        TraceSampler::ParentBasedAlwaysOn,
+    ))
+    .unwrap();
+    assert!(telemetry.exports_traces());
+    let router = app(&telemetry.layer().build().unwrap());
+    let get = |uri: &str| gateway(uri).body(Body::empty()).unwrap();
+    let (_, headers) = send(
+        &router,
+        with_parent(gateway("/api/users/7"), true)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(headers["x-trace-id"], TRACE_ID);
+    send(&router, get("/missing")).await;
+    send(&router, get("/api/fail")).await;
+    send(&router, get("/api/panic")).await;
+    cancel(&router, "/api/slow").await;
+    // Dropping the guard flushes: no waiting, no sleeping.
+    drop(telemetry);
+
+    let spans = received.spans();
+    let summary: Vec<(String, i32, i32, Option<String>)> = spans
+        .iter()
+        .map(|s| {
+            (
+                s.name.clone(),
+                s.kind,
+                s.status.as_ref().map_or(0, |st| st.code),
+                attr(&s.attributes, "error.type"),
+            )
+        })
+        .collect();
+    const SERVER: i32 = 2;
+    const ERROR: i32 = 2;
+    assert_eq!(
+        summary,
+        [
+            ("GET /api/users/{id}".to_owned(), SERVER, 0, None),
+            ("GET".to_owned(), SERVER, 0, None),
+            (
+                "GET /api/fail".to_owned(),
+                SERVER,
+                ERROR,
+                Some("500".to_owned())
+            ),
+            (
+                "GET /api/panic".to_owned(),
+                SERVER,
+                ERROR,
+                Some("panic".to_owned())
+            ),
+            (
+                "GET /api/slow".to_owned(),
+                SERVER,
+                ERROR,
+                Some("cancelled".to_owned())
+            ),
+        ],
+        "{protocol:?}"
+    );
+    let first = &spans[0];
+    assert_eq!(hex(&first.trace_id), TRACE_ID);
+    assert_eq!(hex(&first.parent_span_id), PARENT_ID);
+    for (key, value) in [
+        ("http.request.method", "GET"),
+        ("http.route", "/api/users/{id}"),
+        ("url.path", "/api/users/7"),
+        ("url.scheme", "http"),
+        ("http.response.status_code", "200"),
+        ("network.protocol.version", "1.1"),
+        ("user_agent.original", "MiniProgram/8.0"),
+        ("client.address", "203.0.113.9"),
+        ("wx.appid", "wxAPP1"),
+        ("wx.env", "prod-1abc"),
+        ("wx.source", "wx_client,scf"),
+        ("wx.service", "orders"),
+        ("wx.access_node", "10.8.0.7"),
+        ("wx.call_id", "c4ll_1700000000000"),
+    ] {
+        assert_eq!(
+            attr(&first.attributes, key).as_deref(),
+            Some(value),
+            "{key}"
+        );
+    }
+    assert_eq!(
+        attr(&first.attributes, "enduser.pseudo.id").map(|v| v.len()),
+        Some(32)
+    );
+    assert!(attr(&first.attributes, "wx.cold_start").is_some());
+    let resource = received.resource();
+    assert_eq!(attr(&resource, "service.name").as_deref(), Some("orders"));
+    assert_eq!(attr(&resource, "service.version").as_deref(), Some("9.9.9"));
+    assert_eq!(attr(&resource, "wx.env").as_deref(), Some("prod-1abc"));
+
+    let raw = received.raw();
+    for secret in [OPENID, UNIONID, TOKEN] {
+        assert!(
+            !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{secret} left the process over {protocol:?}"
+        );
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_over_otlp_http() {
+    export_over(OtlpProtocol::HttpProtobuf).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_over_otlp_grpc() {
+    export_over(OtlpProtocol::Grpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ratio_zero_samples_out_roots_but_follows_sampled_parents() {
+    let (endpoint, received) = otlp::http_receiver().await;
+    let telemetry = Telemetry::new(config(
+        TraceExport::Otlp {
+            endpoint,
+            protocol: OtlpProtocol::HttpProtobuf,
+        },
+        TraceSampler::parse(Some("parentbased_traceidratio"), Some("0"), &mut Vec::new()),
+    ))
+    .unwrap();
+    let router = app(&telemetry.layer().build().unwrap());
+    for _ in 0..20 {
+        let (_, headers) = send(
+            &router,
+            gateway("/api/users/1").body(Body::empty()).unwrap(),
+        )
+        .await;
+        // Not sampled, still identifiable in the logs.
+        assert_eq!(headers["x-trace-id"].len(), 32);
+    }
+    send(
+        &router,
+        with_parent(gateway("/api/users/2"), true)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    send(
+        &router,
+        with_parent(gateway("/api/users/3"), false)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    drop(telemetry);
+
+    let spans = received.spans();
+    assert_eq!(
+        spans.len(),
+        1,
+        "only the sampled parent's child: {spans:#?}"
+    );
+    assert_eq!(
+        attr(&spans[0].attributes, "url.path").as_deref(),
+        Some("/api/users/2")
+    );
+    assert_eq!(hex(&spans[0].trace_id), TRACE_ID);
+}
+
+#[tokio::test]
+async fn without_an_endpoint_ids_exist_but_nothing_is_exported() {
+    let telemetry = Telemetry::new(config(
+        TraceExport::NotExported,
+        TraceSampler::ParentBasedAlwaysOn,
+    ))
+    .unwrap();
+    assert!(!telemetry.exports_traces());
+    let router = app(&telemetry.layer().build().unwrap());
+    let (_, headers) = send(
+        &router,
+        gateway("/api/users/1").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(headers["x-trace-id"].len(), 32);
+
+    let disabled = Telemetry::new(config(TraceExport::Disabled, TraceSampler::AlwaysOn)).unwrap();
+    let router = app(&disabled.layer().build().unwrap());
+    let (status, headers) = send(
+        &router,
+        gateway("/api/users/1").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!headers.contains_key("x-trace-id"));
+}
