@@ -1,0 +1,70 @@
+//! The Prometheus rule files under `dashboards/prometheus/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One recording or alerting rule.
+#[derive(Clone, Debug, Default)]
+pub struct Rule {
+    pub file: PathBuf,
+    pub group: String,
+    pub record: Option<String>,
+    pub alert: Option<String>,
+    pub expr: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Rule {
+    /// The record or alert name.
+    pub fn name(&self) -> &str {
+        self.record
+            .as_deref()
+            .or(self.alert.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+/// `dashboards/prometheus/*.rules.yml`.
+pub fn rule_files() -> Vec<PathBuf> {
+    crate::files_ending(&crate::dashboards_dir().join("prometheus"), ".rules.yml")
+}
+
+/// Rule groups as (name, group interval) pairs and their rules, from one file.
+pub fn load(file: &Path) -> (Vec<(String, Option<String>)>, Vec<Rule>) {
+    let doc: serde_yaml::Value = serde_yaml::from_str(&crate::read(file))
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let text = |v: &serde_yaml::Value| v.as_str().map(str::to_owned);
+    let map = |v: &serde_yaml::Value| -> BTreeMap<String, String> {
+        v.as_mapping()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((text(k)?, text(v)?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut groups = Vec::new();
+    let mut rules = Vec::new();
+    for group in doc["groups"].as_sequence().expect("a groups list") {
+        let name = text(&group["name"]).expect("every group has a name");
+        groups.push((name.clone(), text(&group["interval"])));
+        for rule in group["rules"].as_sequence().expect("a rules list") {
+            rules.push(Rule {
+                file: file.to_path_buf(),
+                group: name.clone(),
+                record: text(&rule["record"]),
+                alert: text(&rule["alert"]),
+                expr: text(&rule["expr"]).expect("every rule has an expr"),
+                labels: map(&rule["labels"]),
+                annotations: map(&rule["annotations"]),
+            });
+        }
+    }
+    (groups, rules)
+}
+
+/// Every rule of every rule file.
+pub fn all_rules() -> Vec<Rule> {
+    rule_files().iter().flat_map(|f| load(f).1).collect()
+}
