@@ -1,0 +1,76 @@
+//! Heap allocations per request that the layer adds, counted by dhat's allocator (which is too
+//! slow to share a binary with the timing benchmark).
+//!
+//! Run with `cargo bench -p wxcloudrun-telemetry --bench allocations`.
+
+mod common;
+
+use opentelemetry_sdk::trace::Sampler;
+use tower::ServiceBuilder;
+
+use common::{call, handler, our_layer, provider, request};
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+const REQUESTS: u64 = 10_000;
+
+/// Allocations per request of `service`, after a warm-up that fills the label caches.
+fn per_request<S, B>(service: &mut S) -> f64
+where
+    S: tower::Service<
+            http::Request<http_body_util::Full<bytes::Bytes>>,
+            Response = http::Response<B>,
+        >,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    for _ in 0..100 {
+        call(service, request());
+    }
+    let before = dhat::HeapStats::get().total_blocks;
+    for _ in 0..REQUESTS {
+        call(service, request());
+    }
+    let after = dhat::HeapStats::get().total_blocks;
+    (after - before) as f64 / REQUESTS as f64
+}
+
+fn main() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+
+    let bare = per_request(&mut tower::service_fn(handler));
+    let metrics = per_request(
+        &mut ServiceBuilder::new()
+            .layer(our_layer(None))
+            .service_fn(handler),
+    );
+    let sampled_out_provider = provider(Sampler::AlwaysOff);
+    let sampled_out = per_request(
+        &mut ServiceBuilder::new()
+            .layer(our_layer(Some(&sampled_out_provider)))
+            .service_fn(handler),
+    );
+    let always_on_provider = provider(Sampler::AlwaysOn);
+    let always_on = per_request(
+        &mut ServiceBuilder::new()
+            .layer(our_layer(Some(&always_on_provider)))
+            .service_fn(handler),
+    );
+
+    println!("allocations per request (request building and the handler included in bare):");
+    println!("  bare                     {bare:>6.2}");
+    for (name, total) in [
+        ("wx_metrics", metrics),
+        ("wx_traces_sampled_out", sampled_out),
+        ("wx_traces_always_on", always_on),
+    ] {
+        println!(
+            "  {name:<24} {total:>6.2}  (+{:.2} over bare)",
+            total - bare
+        );
+    }
+    let _ = sampled_out_provider.shutdown();
+    let _ = always_on_provider.shutdown();
+}

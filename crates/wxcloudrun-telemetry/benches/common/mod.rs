@@ -1,0 +1,108 @@
+//! The services the benchmarks compare, built once and called in a loop without a runtime: every
+//! inner future is ready at once, so what is measured is the middleware, not a scheduler.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::{HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Full};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
+use tower::{Service, ServiceExt};
+use wxcloudrun_telemetry::{HttpRoute, WxTelemetryLayer};
+
+/// The handler every variant wraps: what a tiny JSON endpoint costs.
+pub async fn handler<B>(_req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(Response::new(Full::new(Bytes::from_static(
+        br#"{"id":42,"nickname":"user-42"}"#,
+    ))))
+}
+
+/// `GET /users/42` as the WeChat gateway delivers it, with the route template already known
+/// (what axum's router provides to a `Router::layer`).
+///
+/// Header values are `from_static`: like the values hyper parses (slices of its shared read
+/// buffer), cloning them only bumps a reference count. Values made with `from_str` would instead
+/// allocate on their first clone, which a server never sees.
+pub fn request() -> Request<Full<Bytes>> {
+    let mut request = Request::get("/users/42")
+        .header("x-wx-source", HeaderValue::from_static("wx_client"))
+        .header(
+            "x-wx-openid",
+            HeaderValue::from_static("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"),
+        )
+        .header("x-wx-appid", HeaderValue::from_static("wx1b2c3d4e5f6a7b8c"))
+        .header(
+            "x-forwarded-for",
+            HeaderValue::from_static("198.51.100.7, 10.8.0.11"),
+        )
+        .header(
+            "user-agent",
+            HeaderValue::from_static("Mozilla/5.0 MicroMessenger/8.0.47"),
+        )
+        .body(Full::new(Bytes::new()))
+        .expect("valid request");
+    request
+        .extensions_mut()
+        .insert(HttpRoute("/users/{id}".into()));
+    request
+}
+
+/// Sends one request through `service` and reads the whole response body.
+pub fn call<S, B>(service: &mut S, request: Request<Full<Bytes>>)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let ready = service.ready().now_or_never().expect("ready at once");
+    let response = ready
+        .expect("service is ready")
+        .call(request)
+        .now_or_never()
+        .expect("handler completes at once")
+        .expect("no service error");
+    let body = response
+        .into_body()
+        .collect()
+        .now_or_never()
+        .expect("body completes at once");
+    std::hint::black_box(body.expect("no body error"));
+}
+
+/// Accepts every batch and drops it: the cost of recording and batching, without a network.
+#[derive(Debug)]
+pub struct DropExporter;
+
+impl SpanExporter for DropExporter {
+    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        drop(batch);
+        std::future::ready(Ok(()))
+    }
+}
+
+/// A tracer provider with a batch processor in front of [`DropExporter`].
+pub fn provider(sampler: Sampler) -> SdkTracerProvider {
+    SdkTracerProvider::builder()
+        .with_batch_exporter(DropExporter)
+        .with_sampler(sampler)
+        .build()
+}
+
+pub fn our_layer(provider: Option<&SdkTracerProvider>) -> WxTelemetryLayer {
+    let builder = WxTelemetryLayer::builder()
+        .service_name("bench")
+        .process_metrics(false);
+    match provider {
+        Some(provider) => builder.tracer(provider.tracer("bench")),
+        None => builder,
+    }
+    .build()
+    .expect("valid configuration")
+}

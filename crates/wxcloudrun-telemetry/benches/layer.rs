@@ -1,0 +1,101 @@
+//! Per-request cost of the layer against a bare service and the popular alternatives, in one run.
+//!
+//! Run with `cargo bench -p wxcloudrun-telemetry --bench layer`.
+//!
+//! Variants, all wrapping the same `service_fn` handler and sending the same gateway request:
+//! - `bare`: the handler alone;
+//! - `wx_metrics`: our layer, metrics only;
+//! - `wx_traces_sampled_out`: metrics + spans, sampler `always_off`, under the subscriber `init`
+//!   installs (JSON logs to a sink, the tracing → OpenTelemetry bridge);
+//! - `wx_traces_always_on`: the same with every span recorded and batched to an exporter that
+//!   drops them;
+//! - `axum_prometheus`: axum-prometheus's `PrometheusMetricLayer`;
+//! - `tower_http_trace_otel`: tower-http's `TraceLayer` with tracing-opentelemetry, always on,
+//!   batched to the same dropping exporter.
+
+mod common;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::Sampler;
+use tower::ServiceBuilder;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{EnvFilter, Layer as _, Registry};
+use wxcloudrun_telemetry::JsonLogLayer;
+
+use common::{call, handler, our_layer, provider, request};
+
+/// The subscriber `init` installs, writing to a sink.
+fn init_like_subscriber(
+    provider: &opentelemetry_sdk::trace::SdkTracerProvider,
+) -> impl tracing::Subscriber + Send + Sync {
+    let bridge = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("bench"))
+        .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+            metadata.target() != "wxcloudrun_telemetry::request"
+        }));
+    Registry::default()
+        .with(EnvFilter::new("info"))
+        .with(JsonLogLayer::new(std::io::sink))
+        .with(bridge)
+}
+
+fn layers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("request");
+
+    let mut bare = tower::service_fn(handler);
+    group.bench_function("bare", |b| b.iter(|| call(&mut bare, request())));
+
+    let mut metrics = ServiceBuilder::new()
+        .layer(our_layer(None))
+        .service_fn(handler);
+    group.bench_function("wx_metrics", |b| b.iter(|| call(&mut metrics, request())));
+
+    let sampled_out = provider(Sampler::AlwaysOff);
+    let mut traced_out = ServiceBuilder::new()
+        .layer(our_layer(Some(&sampled_out)))
+        .service_fn(handler);
+    tracing::subscriber::with_default(init_like_subscriber(&sampled_out), || {
+        group.bench_function("wx_traces_sampled_out", |b| {
+            b.iter(|| call(&mut traced_out, request()))
+        });
+    });
+
+    let always_on = provider(Sampler::AlwaysOn);
+    let mut traced = ServiceBuilder::new()
+        .layer(our_layer(Some(&always_on)))
+        .service_fn(handler);
+    tracing::subscriber::with_default(init_like_subscriber(&always_on), || {
+        group.bench_function("wx_traces_always_on", |b| {
+            b.iter(|| call(&mut traced, request()))
+        });
+    });
+
+    let (prometheus_layer, _handle) = axum_prometheus::PrometheusMetricLayer::pair();
+    let mut axum_prometheus = ServiceBuilder::new()
+        .layer(prometheus_layer)
+        .service_fn(handler);
+    group.bench_function("axum_prometheus", |b| {
+        b.iter(|| call(&mut axum_prometheus, request()))
+    });
+
+    let peer_provider = provider(Sampler::AlwaysOn);
+    let peer_subscriber = Registry::default()
+        .with(tracing_opentelemetry::layer().with_tracer(peer_provider.tracer("bench")));
+    let mut trace_layer = ServiceBuilder::new()
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .service_fn(handler);
+    tracing::subscriber::with_default(peer_subscriber, || {
+        group.bench_function("tower_http_trace_otel", |b| {
+            b.iter(|| call(&mut trace_layer, request()))
+        });
+    });
+
+    group.finish();
+    for provider in [sampled_out, always_on, peer_provider] {
+        let _ = provider.shutdown();
+    }
+}
+
+criterion_group!(benches, layers);
+criterion_main!(benches);
