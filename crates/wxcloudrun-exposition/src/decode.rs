@@ -1,0 +1,61 @@
+//! Turning a response body into page text: gzip (bounded) and UTF-8.
+
+use std::borrow::Cow;
+use std::io::Read;
+
+use flate2::read::MultiGzDecoder;
+
+use crate::error::DecodeError;
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Decodes a scraped body into page text.
+///
+/// A body that starts with the gzip magic bytes is decompressed, whatever `Content-Encoding`
+/// said (a page cannot start with byte `0x1f`), reading at most `max_bytes` decompressed bytes:
+/// a small "gzip bomb" fails with [`DecodeError::TooLarge`] instead of exhausting memory. A body
+/// that is not gzip is returned borrowed, after the same size check. The text must be UTF-8.
+///
+/// ```
+/// use std::io::Write;
+/// use wxcloudrun_exposition::decode_body;
+///
+/// let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+/// gz.write_all(b"up 1\n").unwrap();
+/// let body = gz.finish().unwrap();
+/// assert_eq!(decode_body(&body, 1024).unwrap(), "up 1\n");
+/// assert_eq!(decode_body(b"up 1\n", 1024).unwrap(), "up 1\n");
+/// assert!(decode_body(&body, 3).is_err());
+/// ```
+pub fn decode_body(body: &[u8], max_bytes: usize) -> Result<Cow<'_, str>, DecodeError> {
+    if !body.starts_with(&GZIP_MAGIC) {
+        if body.len() > max_bytes {
+            return Err(DecodeError::TooLarge { limit: max_bytes });
+        }
+        return match std::str::from_utf8(body) {
+            Ok(text) => Ok(Cow::Borrowed(text)),
+            Err(e) => Err(DecodeError::InvalidUtf8 {
+                offset: e.valid_up_to(),
+            }),
+        };
+    }
+
+    // Read one byte past the limit to tell "exactly at the limit" from "over it".
+    let bound = u64::try_from(max_bytes)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max_bytes));
+    MultiGzDecoder::new(body)
+        .take(bound)
+        .read_to_end(&mut out)
+        .map_err(DecodeError::Gzip)?;
+    if out.len() > max_bytes {
+        return Err(DecodeError::TooLarge { limit: max_bytes });
+    }
+    match String::from_utf8(out) {
+        Ok(text) => Ok(Cow::Owned(text)),
+        Err(e) => Err(DecodeError::InvalidUtf8 {
+            offset: e.utf8_error().valid_up_to(),
+        }),
+    }
+}

@@ -1,0 +1,332 @@
+//! Histograms and summaries as points: the samples of one label set merged, as an OTLP exporter
+//! needs them (protocols.md §5).
+
+use std::collections::HashMap;
+
+use crate::lexer::parse_float;
+use crate::model::{Exemplar, Label, MetricFamily, MetricType, Sample};
+use crate::parser::series_key;
+
+/// One histogram label set: its buckets, sum and count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramPoint<'a> {
+    /// The label set without `le`, in page order.
+    pub labels: Vec<Label<'a>>,
+    /// The `_bucket` samples sorted by upper bound, counts cumulative as exposed, `+Inf`
+    /// included when exposed.
+    pub buckets: Vec<Bucket<'a>>,
+    /// `_count` (`_gcount` for a gauge histogram), if exposed.
+    pub count: Option<f64>,
+    /// `_sum` (`_gsum`), if exposed.
+    pub sum: Option<f64>,
+    /// The first sample timestamp found among the point's samples.
+    pub timestamp_ms: Option<i64>,
+    /// The start time from OpenMetrics `_created`.
+    pub created_ms: Option<i64>,
+}
+
+/// One `_bucket{le}` sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bucket<'a> {
+    /// `le` parsed as a float (`"1"`, `"1.0"` and `"1e+00"` are the same bound).
+    pub upper_bound: f64,
+    /// The cumulative count: observations ≤ `upper_bound`.
+    pub cumulative_count: f64,
+    /// The bucket's exemplar.
+    pub exemplar: Option<Exemplar<'a>>,
+}
+
+/// One summary label set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryPoint<'a> {
+    /// The label set without `quantile`, in page order.
+    pub labels: Vec<Label<'a>>,
+    /// The quantiles sorted by quantile.
+    pub quantiles: Vec<Quantile>,
+    /// `_count`, if exposed.
+    pub count: Option<f64>,
+    /// `_sum`, if exposed (OTLP: 0 when missing).
+    pub sum: Option<f64>,
+    /// The first sample timestamp found among the point's samples.
+    pub timestamp_ms: Option<i64>,
+    /// The start time from OpenMetrics `_created`.
+    pub created_ms: Option<i64>,
+}
+
+/// One `{quantile="…"}` sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quantile {
+    /// The `quantile` label as a float.
+    pub quantile: f64,
+    /// The value (NaN when the summary has no observations in its window).
+    pub value: f64,
+}
+
+/// A histogram point in OTLP's shape: explicit bounds and per-bucket counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpHistogram {
+    /// The finite upper bounds, ascending; the `+Inf` bound is implicit.
+    pub explicit_bounds: Vec<f64>,
+    /// Observations per bucket: one more entry than `explicit_bounds` (the last is `+Inf`).
+    pub bucket_counts: Vec<u64>,
+    /// Total observations (`_count`).
+    pub count: u64,
+    /// `_sum`, unset when not exposed.
+    pub sum: Option<f64>,
+}
+
+/// Why a family could not be grouped into points.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// `histogram_points` on a non-histogram, or `summary_points` on a non-summary.
+    #[error("metric family {family:?} is not a {expected}")]
+    WrongType {
+        /// The family name.
+        family: String,
+        /// `histogram` or `summary`.
+        expected: &'static str,
+    },
+    /// A `_bucket` without `le`, or a summary sample without `quantile`.
+    #[error("sample {sample:?} has no {label:?} label")]
+    MissingLabel {
+        /// The sample name.
+        sample: String,
+        /// `le` or `quantile`.
+        label: &'static str,
+    },
+    /// An `le` or `quantile` that is not a number (or is NaN).
+    #[error("sample {sample:?} has an invalid {label:?} value {value:?}")]
+    InvalidLabelValue {
+        /// The sample name.
+        sample: String,
+        /// `le` or `quantile`.
+        label: &'static str,
+        /// The value (cut to 64 characters).
+        value: String,
+    },
+}
+
+/// Why a histogram point cannot be expressed as OTLP buckets. The exporter drops the point.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BucketError {
+    /// No `_count`: OTLP needs it (protocols.md §5: drop the point).
+    #[error("histogram point has no _count")]
+    MissingCount,
+    /// A count that is negative, fractional, not finite or too large for a `u64`.
+    #[error("histogram count {0} is not a whole non-negative number")]
+    InvalidCount(f64),
+    /// `le="-Inf"`: no OTLP bucket can hold it.
+    #[error("histogram bucket bound {0} is not allowed")]
+    InvalidBound(f64),
+    /// Two buckets with the same bound (e.g. `le="1"` and `le="1.0"`).
+    #[error("histogram has two buckets with bound {0}")]
+    DuplicateBound(f64),
+    /// A cumulative count lower than the previous bucket's (or `_count` lower than a bucket).
+    #[error("histogram cumulative count decreases at bound {0}")]
+    Decreasing(f64),
+}
+
+impl<'a> MetricFamily<'a> {
+    /// Groups a histogram (or gauge histogram) family by label set minus `le`, in order of first
+    /// appearance, whatever the order of the lines (label sets may interleave).
+    ///
+    /// ```
+    /// use wxcloudrun_exposition::{Format, parse};
+    ///
+    /// let page = "# TYPE rpc_seconds histogram\n\
+    ///     rpc_seconds_bucket{le=\"0.1\"} 3\n\
+    ///     rpc_seconds_bucket{le=\"0.5\"} 7\n\
+    ///     rpc_seconds_bucket{le=\"+Inf\"} 10\n\
+    ///     rpc_seconds_sum 2.5\n\
+    ///     rpc_seconds_count 10\n";
+    /// let exposition = parse(page, Format::PrometheusText)?;
+    /// let points = exposition.families[0].histogram_points()?;
+    /// let otlp = points[0].to_otlp()?;
+    /// assert_eq!(otlp.explicit_bounds, [0.1, 0.5]);
+    /// assert_eq!(otlp.bucket_counts, [3, 4, 3]);
+    /// assert_eq!((otlp.count, otlp.sum), (10, Some(2.5)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn histogram_points(&self) -> Result<Vec<HistogramPoint<'a>>, GroupError> {
+        let (sum_suffix, count_suffix) = match self.metric_type {
+            MetricType::Histogram => ("_sum", "_count"),
+            MetricType::GaugeHistogram => ("_gsum", "_gcount"),
+            _ => return Err(self.wrong_type("histogram")),
+        };
+        let mut points: Vec<HistogramPoint<'a>> = Vec::new();
+        let mut index: HashMap<Vec<(&str, &str)>, usize> = HashMap::new();
+        for sample in &self.samples {
+            let suffix = sample.name.strip_prefix(self.name.as_ref()).unwrap_or("");
+            let key = series_key(&sample.labels, &["le"]);
+            let slot = *index.entry(key).or_insert_with(|| {
+                points.push(HistogramPoint {
+                    labels: labels_without(sample, "le"),
+                    buckets: Vec::new(),
+                    count: None,
+                    sum: None,
+                    timestamp_ms: None,
+                    created_ms: None,
+                });
+                points.len() - 1
+            });
+            let Some(point) = points.get_mut(slot) else {
+                continue;
+            };
+            point.timestamp_ms = point.timestamp_ms.or(sample.timestamp_ms);
+            point.created_ms = point.created_ms.or(sample.created_ms);
+            if suffix == "_bucket" {
+                point.buckets.push(Bucket {
+                    upper_bound: float_label(sample, "le")?,
+                    cumulative_count: sample.value,
+                    exemplar: sample.exemplar.clone(),
+                });
+            } else if suffix == sum_suffix {
+                point.sum = Some(sample.value);
+            } else if suffix == count_suffix {
+                point.count = Some(sample.value);
+            }
+        }
+        for point in &mut points {
+            point
+                .buckets
+                .sort_by(|a, b| a.upper_bound.total_cmp(&b.upper_bound));
+        }
+        Ok(points)
+    }
+
+    /// Groups a summary family by label set minus `quantile`, in order of first appearance.
+    pub fn summary_points(&self) -> Result<Vec<SummaryPoint<'a>>, GroupError> {
+        if self.metric_type != MetricType::Summary {
+            return Err(self.wrong_type("summary"));
+        }
+        let mut points: Vec<SummaryPoint<'a>> = Vec::new();
+        let mut index: HashMap<Vec<(&str, &str)>, usize> = HashMap::new();
+        for sample in &self.samples {
+            let suffix = sample.name.strip_prefix(self.name.as_ref()).unwrap_or("");
+            let key = series_key(&sample.labels, &["quantile"]);
+            let slot = *index.entry(key).or_insert_with(|| {
+                points.push(SummaryPoint {
+                    labels: labels_without(sample, "quantile"),
+                    quantiles: Vec::new(),
+                    count: None,
+                    sum: None,
+                    timestamp_ms: None,
+                    created_ms: None,
+                });
+                points.len() - 1
+            });
+            let Some(point) = points.get_mut(slot) else {
+                continue;
+            };
+            point.timestamp_ms = point.timestamp_ms.or(sample.timestamp_ms);
+            point.created_ms = point.created_ms.or(sample.created_ms);
+            match suffix {
+                "" => point.quantiles.push(Quantile {
+                    quantile: float_label(sample, "quantile")?,
+                    value: sample.value,
+                }),
+                "_sum" => point.sum = Some(sample.value),
+                "_count" => point.count = Some(sample.value),
+                _ => {}
+            }
+        }
+        for point in &mut points {
+            point
+                .quantiles
+                .sort_by(|a, b| a.quantile.total_cmp(&b.quantile));
+        }
+        Ok(points)
+    }
+
+    fn wrong_type(&self, expected: &'static str) -> GroupError {
+        GroupError::WrongType {
+            family: self.name.to_string(),
+            expected,
+        }
+    }
+}
+
+impl HistogramPoint<'_> {
+    /// Converts cumulative buckets to OTLP per-bucket counts: `le=0.1: 3, le=0.5: 7,
+    /// le=+Inf: 10` with `_count 10` gives bounds `[0.1, 0.5]` and counts `[3, 4, 3]`.
+    ///
+    /// The total is `_count`; the implicit `+Inf` bucket holds `_count` minus the last finite
+    /// bucket, so an exposed `+Inf` bucket that disagrees with `_count` (a racy client) does not
+    /// lose the point.
+    pub fn to_otlp(&self) -> Result<OtlpHistogram, BucketError> {
+        let count = self.count.ok_or(BucketError::MissingCount)?;
+        let count = whole(count)?;
+        let mut explicit_bounds = Vec::with_capacity(self.buckets.len());
+        let mut bucket_counts = Vec::with_capacity(self.buckets.len() + 1);
+        let mut previous: u64 = 0;
+        for bucket in &self.buckets {
+            let bound = bucket.upper_bound;
+            if bound == f64::INFINITY {
+                continue;
+            }
+            if !bound.is_finite() {
+                return Err(BucketError::InvalidBound(bound));
+            }
+            if explicit_bounds.last() == Some(&bound) {
+                return Err(BucketError::DuplicateBound(bound));
+            }
+            let cumulative = whole(bucket.cumulative_count)?;
+            let in_bucket = cumulative
+                .checked_sub(previous)
+                .ok_or(BucketError::Decreasing(bound))?;
+            explicit_bounds.push(bound);
+            bucket_counts.push(in_bucket);
+            previous = cumulative;
+        }
+        let in_inf_bucket = count
+            .checked_sub(previous)
+            .ok_or(BucketError::Decreasing(f64::INFINITY))?;
+        bucket_counts.push(in_inf_bucket);
+        Ok(OtlpHistogram {
+            explicit_bounds,
+            bucket_counts,
+            count,
+            sum: self.sum,
+        })
+    }
+}
+
+/// A count as a `u64`, if it is one.
+fn whole(value: f64) -> Result<u64, BucketError> {
+    // 2^64 as f64; anything at or above it does not fit.
+    const LIMIT: f64 = 18_446_744_073_709_551_616.0;
+    if value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value < LIMIT {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Ok(value as u64)
+    } else {
+        Err(BucketError::InvalidCount(value))
+    }
+}
+
+fn labels_without<'a>(sample: &Sample<'a>, excluded: &str) -> Vec<Label<'a>> {
+    sample
+        .labels
+        .iter()
+        .filter(|l| l.name != excluded)
+        .cloned()
+        .collect()
+}
+
+fn float_label(sample: &Sample<'_>, label: &'static str) -> Result<f64, GroupError> {
+    let Some(text) = sample.label(label) else {
+        return Err(GroupError::MissingLabel {
+            sample: sample.name.to_string(),
+            label,
+        });
+    };
+    match parse_float(text) {
+        Some(value) if !value.is_nan() => Ok(value),
+        _ => Err(GroupError::InvalidLabelValue {
+            sample: sample.name.to_string(),
+            label,
+            value: crate::error::Snippet::new(text).as_str().to_owned(),
+        }),
+    }
+}

@@ -1,0 +1,328 @@
+//! The parsed page: families, samples, labels, exemplars, and the knobs that bound parsing.
+
+use std::borrow::Cow;
+
+/// The two exposition formats the parser understands.
+///
+/// The differences that matter to a consumer: OpenMetrics timestamps are seconds (converted to
+/// milliseconds here), an OpenMetrics page must end with `# EOF`, OpenMetrics counters are declared
+/// without the `_total` suffix their samples carry, and OpenMetrics `_created` samples become
+/// [`Sample::created_ms`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// The Prometheus text format 0.0.4 (`text/plain; version=0.0.4`).
+    PrometheusText,
+    /// OpenMetrics 1.0 (`application/openmetrics-text; version=1.0.0`).
+    OpenMetrics,
+}
+
+/// An `Accept` header that prefers OpenMetrics and falls back to the text format, as Prometheus
+/// sends it. Pair it with `Accept-Encoding: gzip` and [`decode_body`](crate::decode_body).
+pub const ACCEPT_HEADER: &str =
+    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+impl Format {
+    /// The format announced by a response's `Content-Type`.
+    ///
+    /// `application/openmetrics-text` (any parameters, any case) is OpenMetrics; everything else,
+    /// including a missing or malformed header, is the Prometheus text format — the format every
+    /// client library can produce, and what Prometheus itself falls back to.
+    ///
+    /// ```
+    /// use wxcloudrun_exposition::Format;
+    /// assert_eq!(
+    ///     Format::from_content_type("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    ///     Format::OpenMetrics
+    /// );
+    /// assert_eq!(Format::from_content_type("text/plain; version=0.0.4"), Format::PrometheusText);
+    /// assert_eq!(Format::from_content_type(""), Format::PrometheusText);
+    /// ```
+    pub fn from_content_type(content_type: &str) -> Format {
+        let media_type = content_type.split(';').next().unwrap_or("").trim();
+        if media_type.eq_ignore_ascii_case("application/openmetrics-text") {
+            Format::OpenMetrics
+        } else {
+            Format::PrometheusText
+        }
+    }
+}
+
+/// A family's declared type (`# TYPE`). Families without a `# TYPE` line are [`MetricType::Unknown`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricType {
+    /// `counter`.
+    Counter,
+    /// `gauge`.
+    Gauge,
+    /// `histogram`: `_bucket{le}`, `_sum`, `_count` (and `_created` in OpenMetrics).
+    Histogram,
+    /// `summary`: the bare name with a `quantile` label, `_sum`, `_count`.
+    Summary,
+    /// `untyped` in the text format, `unknown` in OpenMetrics, or no `# TYPE` line at all.
+    Unknown,
+    /// OpenMetrics `info` (samples named `<family>_info`).
+    Info,
+    /// OpenMetrics `stateset`.
+    StateSet,
+    /// OpenMetrics `gaugehistogram`: `_bucket{le}`, `_gsum`, `_gcount`.
+    GaugeHistogram,
+}
+
+impl MetricType {
+    /// Parses a `# TYPE` token. Both formats' spellings are accepted in both formats.
+    pub fn from_type_token(token: &str) -> Option<MetricType> {
+        Some(match token {
+            "counter" => MetricType::Counter,
+            "gauge" => MetricType::Gauge,
+            "histogram" => MetricType::Histogram,
+            "summary" => MetricType::Summary,
+            "untyped" | "unknown" => MetricType::Unknown,
+            "info" => MetricType::Info,
+            "stateset" => MetricType::StateSet,
+            "gaugehistogram" => MetricType::GaugeHistogram,
+            _ => return None,
+        })
+    }
+
+    /// The `# TYPE` token for this type in `format` (`untyped` vs `unknown` is the only difference).
+    pub fn as_str(self, format: Format) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+            MetricType::Summary => "summary",
+            MetricType::Unknown => match format {
+                Format::PrometheusText => "untyped",
+                Format::OpenMetrics => "unknown",
+            },
+            MetricType::Info => "info",
+            MetricType::StateSet => "stateset",
+            MetricType::GaugeHistogram => "gaugehistogram",
+        }
+    }
+
+    /// Suffixes a sample name may add to the family name for this type.
+    ///
+    /// Lenient on purpose: a text-format counter is usually declared with its `_total` name, an
+    /// OpenMetrics one without; both spellings are accepted in both formats. `_created` belongs to
+    /// the family only in OpenMetrics (in the text format it is an ordinary gauge family).
+    pub(crate) fn sample_suffixes(self, format: Format) -> &'static [&'static str] {
+        let om = format == Format::OpenMetrics;
+        match self {
+            MetricType::Counter if om => &["", "_total", "_created"],
+            MetricType::Counter => &["", "_total"],
+            MetricType::Histogram if om => &["_bucket", "_sum", "_count", "_created"],
+            MetricType::Histogram => &["_bucket", "_sum", "_count"],
+            MetricType::Summary if om => &["", "_sum", "_count", "_created"],
+            MetricType::Summary => &["", "_sum", "_count"],
+            MetricType::GaugeHistogram => &["_bucket", "_gsum", "_gcount"],
+            MetricType::Info => &["", "_info"],
+            MetricType::Gauge | MetricType::Unknown | MetricType::StateSet => &[""],
+        }
+    }
+
+    /// Whether OpenMetrics `_created` samples of this type carry a start time.
+    pub(crate) fn has_created(self) -> bool {
+        matches!(
+            self,
+            MetricType::Counter | MetricType::Histogram | MetricType::Summary
+        )
+    }
+}
+
+/// One `name="value"` pair. Both halves borrow from the page unless they contained an escape.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Label<'a> {
+    /// The label name (quoted UTF-8 names are returned unquoted).
+    pub name: Cow<'a, str>,
+    /// The unescaped label value. May be empty: Prometheus treats an empty value as an absent
+    /// label (remote write requires dropping it); it is kept here as written.
+    pub value: Cow<'a, str>,
+}
+
+impl<'a> Label<'a> {
+    /// A label borrowing both halves.
+    pub fn new(name: &'a str, value: &'a str) -> Label<'a> {
+        Label {
+            name: Cow::Borrowed(name),
+            value: Cow::Borrowed(value),
+        }
+    }
+
+    /// Copies whatever is borrowed, so the label outlives the page.
+    pub fn into_owned(self) -> Label<'static> {
+        Label {
+            name: Cow::Owned(self.name.into_owned()),
+            value: Cow::Owned(self.value.into_owned()),
+        }
+    }
+}
+
+/// An OpenMetrics exemplar: `# {trace_id="…"} 0.67 1690000000.123` after a sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar<'a> {
+    /// The exemplar's labels (typically `trace_id`, `span_id`).
+    pub labels: Vec<Label<'a>>,
+    /// The exemplar value. NaN is normalised like sample values.
+    pub value: f64,
+    /// The exemplar timestamp, converted from seconds to milliseconds.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Exemplar<'_> {
+    /// Copies whatever is borrowed.
+    pub fn into_owned(self) -> Exemplar<'static> {
+        Exemplar {
+            labels: self.labels.into_iter().map(Label::into_owned).collect(),
+            value: self.value,
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
+/// One sample line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample<'a> {
+    /// The sample's metric name as written (`foo_bucket`, `foo_total`, …), not the family name.
+    pub name: Cow<'a, str>,
+    /// Labels in page order (not sorted; remote write needs them sorted, with `__name__` added).
+    pub labels: Vec<Label<'a>>,
+    /// The value. Every NaN (`NaN`, `nan`, `-nan`, …) is the canonical quiet NaN `f64::NAN`
+    /// (bits `0x7ff8000000000000`), so a parsed value is never the remote-write stale marker
+    /// `0x7ff0000000000002`. Compare bits, not `==`, when it matters.
+    pub value: f64,
+    /// The sample's own timestamp in milliseconds since the epoch (text: written in ms;
+    /// OpenMetrics: written in seconds and converted). Most scrapers ignore it and use the scrape
+    /// time.
+    pub timestamp_ms: Option<i64>,
+    /// The series' start time in milliseconds, from the OpenMetrics `_created` sample of the same
+    /// label set (minus `le`/`quantile`). Always `None` in the text format.
+    pub created_ms: Option<i64>,
+    /// The exemplar after ` # `, if any.
+    pub exemplar: Option<Exemplar<'a>>,
+}
+
+impl Sample<'_> {
+    /// The value of the label called `name`, if present.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.value.as_ref())
+    }
+
+    /// Copies whatever is borrowed.
+    pub fn into_owned(self) -> Sample<'static> {
+        Sample {
+            name: Cow::Owned(self.name.into_owned()),
+            labels: self.labels.into_iter().map(Label::into_owned).collect(),
+            value: self.value,
+            timestamp_ms: self.timestamp_ms,
+            created_ms: self.created_ms,
+            exemplar: self.exemplar.map(Exemplar::into_owned),
+        }
+    }
+}
+
+/// A metric family: the samples that share a `# TYPE`/`# HELP` (or, without `# TYPE`, one name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricFamily<'a> {
+    /// The family name as declared (`http_requests_total` in text, `http_requests` in OpenMetrics),
+    /// or the sample name for families without `# TYPE`.
+    pub name: Cow<'a, str>,
+    /// The declared type; [`MetricType::Unknown`] without `# TYPE`.
+    pub metric_type: MetricType,
+    /// The unescaped `# HELP` text.
+    pub help: Option<Cow<'a, str>>,
+    /// The OpenMetrics `# UNIT`.
+    pub unit: Option<Cow<'a, str>>,
+    /// The samples in page order, duplicates removed. OpenMetrics `_created` samples are not here:
+    /// they are folded into [`Sample::created_ms`].
+    pub samples: Vec<Sample<'a>>,
+}
+
+impl MetricFamily<'_> {
+    /// Copies whatever is borrowed.
+    pub fn into_owned(self) -> MetricFamily<'static> {
+        MetricFamily {
+            name: Cow::Owned(self.name.into_owned()),
+            metric_type: self.metric_type,
+            help: self.help.map(|h| Cow::Owned(h.into_owned())),
+            unit: self.unit.map(|u| Cow::Owned(u.into_owned())),
+            samples: self.samples.into_iter().map(Sample::into_owned).collect(),
+        }
+    }
+}
+
+/// A parsed page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exposition<'a> {
+    /// The families in order of first appearance.
+    pub families: Vec<MetricFamily<'a>>,
+    /// Samples dropped because the same series (name and label set, ignoring label order and
+    /// empty-valued labels) already appeared earlier in the page. The first one is kept.
+    pub duplicates: usize,
+}
+
+impl Exposition<'_> {
+    /// The number of samples kept, over all families.
+    pub fn sample_count(&self) -> usize {
+        self.families.iter().map(|f| f.samples.len()).sum()
+    }
+
+    /// The family called `name`, if any.
+    pub fn family(&self, name: &str) -> Option<&MetricFamily<'_>> {
+        self.families.iter().find(|f| f.name == name)
+    }
+
+    /// Copies whatever is borrowed, so the result outlives the page.
+    pub fn into_owned(self) -> Exposition<'static> {
+        Exposition {
+            families: self
+                .families
+                .into_iter()
+                .map(MetricFamily::into_owned)
+                .collect(),
+            duplicates: self.duplicates,
+        }
+    }
+}
+
+/// Bounds that keep hostile or broken pages from using unbounded memory. Exceeding one fails the
+/// parse with a clear [`ErrorKind`](crate::ErrorKind).
+///
+/// The defaults are generous for real applications (a busy service exposes 10⁴–10⁵ series; the
+/// 10,000-series benchmark page is 2 MB). Parsing costs about 160 bytes per sample (duplicate
+/// tracking included) plus 48 bytes per label, so the worst case under the defaults (a 32 MiB
+/// body made of one-character labels) stays within a few hundred MiB; lower `max_body_bytes` to
+/// tighten it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest accepted line in bytes, line ending excluded. Default 64 KiB.
+    pub max_line_bytes: usize,
+    /// Most labels on one sample or exemplar. Default 128.
+    pub max_labels_per_series: usize,
+    /// Most samples (lines with a value, duplicates included) in one page. Default 1,000,000.
+    pub max_samples: usize,
+    /// Most metric families in one page. Default 100,000.
+    pub max_families: usize,
+    /// Longest exemplar label set, in characters of names plus values (the OpenMetrics limit).
+    /// Default 128.
+    pub max_exemplar_label_chars: usize,
+    /// Largest body [`decode_body`](crate::decode_body) returns after gzip decompression, and the
+    /// largest body [`parse_with_limits`](crate::parse_with_limits) accepts. Default 32 MiB.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_line_bytes: 64 * 1024,
+            max_labels_per_series: 128,
+            max_samples: 1_000_000,
+            max_families: 100_000,
+            max_exemplar_label_chars: 128,
+            max_body_bytes: 32 * 1024 * 1024,
+        }
+    }
+}

@@ -1,0 +1,781 @@
+//! The line loop and the family state machine.
+//!
+//! One pass over the page: each line is a comment/metadata line or a sample line. Samples go to
+//! the current family when their name fits it (fast path), else to the family found by name
+//! (text format: families may be reopened; OpenMetrics: an error), else to a new untyped family.
+//! Duplicate series are found with one hash per sample. OpenMetrics `_created` samples are folded
+//! into the other samples' start times once the page is read.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+
+use crate::error::{ErrorKind, ParseError, Snippet};
+use crate::lexer::{Cursor, LineError, LineResult, parse_float, parse_ms, seconds_to_ms};
+use crate::model::{Exemplar, Exposition, Format, Label, Limits, MetricFamily, MetricType, Sample};
+
+/// Every suffix a sample name can add to its family's name, over all types.
+const ALL_SUFFIXES: [&str; 8] = [
+    "_bucket", "_count", "_sum", "_total", "_created", "_info", "_gcount", "_gsum",
+];
+
+/// Parses a page with the default [`Limits`].
+///
+/// ```
+/// use wxcloudrun_exposition::{Format, MetricType, parse};
+///
+/// let page = "# TYPE http_requests_total counter\n\
+///             http_requests_total{path=\"/a,b\"} 3 1700000000000\n";
+/// let exposition = parse(page, Format::PrometheusText)?;
+/// let family = &exposition.families[0];
+/// assert_eq!(family.metric_type, MetricType::Counter);
+/// assert_eq!(family.samples[0].label("path"), Some("/a,b"));
+/// assert_eq!(family.samples[0].timestamp_ms, Some(1_700_000_000_000));
+/// # Ok::<(), wxcloudrun_exposition::ParseError>(())
+/// ```
+pub fn parse(body: &str, format: Format) -> Result<Exposition<'_>, ParseError> {
+    parse_with_limits(body, format, &Limits::default())
+}
+
+/// Parses a page, failing with a [`ParseError`] (line, column, reason) on the first problem.
+pub fn parse_with_limits<'a>(
+    body: &'a str,
+    format: Format,
+    limits: &Limits,
+) -> Result<Exposition<'a>, ParseError> {
+    if body.len() > limits.max_body_bytes {
+        return Err(ParseError {
+            line: 1,
+            column: 1,
+            kind: ErrorKind::BodyTooLarge {
+                limit: limits.max_body_bytes,
+            },
+        });
+    }
+    let mut parser = Parser::new(format, limits);
+    let mut last_line = 0;
+    for (index, raw) in body.split('\n').enumerate() {
+        last_line = index + 1;
+        parser.line(raw).map_err(|e| ParseError {
+            line: last_line,
+            column: e.offset + 1,
+            kind: e.kind,
+        })?;
+    }
+    if format == Format::OpenMetrics && !parser.eof_seen {
+        // A body ending in "\n" has an empty last piece; the missing line is that one.
+        let line = if body.is_empty() || body.ends_with('\n') {
+            last_line
+        } else {
+            last_line + 1
+        };
+        return Err(ParseError {
+            line,
+            column: 1,
+            kind: ErrorKind::MissingEof,
+        });
+    }
+    Ok(parser.finish())
+}
+
+struct FamilyState<'a> {
+    family: MetricFamily<'a>,
+    type_declared: bool,
+    /// OpenMetrics `_created` samples are waiting in `family.samples` to be folded.
+    has_created: bool,
+}
+
+struct Parser<'a, 'l> {
+    format: Format,
+    limits: &'l Limits,
+    families: Vec<FamilyState<'a>>,
+    by_name: HashMap<Cow<'a, str>, usize>,
+    current: Option<usize>,
+    series: SeriesSet,
+    duplicates: usize,
+    samples_seen: usize,
+    eof_seen: bool,
+    /// Labels of the line being parsed, moved into an exact-size `Vec` once the line is read.
+    label_scratch: Vec<Label<'a>>,
+}
+
+impl<'a, 'l> Parser<'a, 'l> {
+    fn new(format: Format, limits: &'l Limits) -> Parser<'a, 'l> {
+        Parser {
+            format,
+            limits,
+            families: Vec::new(),
+            by_name: HashMap::new(),
+            current: None,
+            series: SeriesSet::new(),
+            duplicates: 0,
+            samples_seen: 0,
+            eof_seen: false,
+            label_scratch: Vec::new(),
+        }
+    }
+
+    fn line(&mut self, raw: &'a str) -> LineResult<()> {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        if line.len() > self.limits.max_line_bytes {
+            return Err(LineError {
+                offset: 0,
+                kind: ErrorKind::LineTooLong {
+                    limit: self.limits.max_line_bytes,
+                },
+            });
+        }
+        let mut cur = Cursor::new(line, 0);
+        cur.skip_blanks();
+        if self.eof_seen {
+            return if cur.at_end() {
+                Ok(())
+            } else {
+                Err(cur.error(ErrorKind::ContentAfterEof))
+            };
+        }
+        match cur.peek() {
+            // Blank lines are tolerated in both formats.
+            None => Ok(()),
+            Some(b'#') => self.comment_line(cur),
+            Some(_) => self.sample_line(cur),
+        }
+    }
+
+    // ---- `#` lines ---------------------------------------------------------------------------
+
+    fn comment_line(&mut self, mut cur: Cursor<'a>) -> LineResult<()> {
+        cur.bump(); // '#'
+        if !cur.skip_blanks() {
+            return Ok(()); // "#" or "#text": a comment
+        }
+        let keyword = cur.token()?;
+        let om = self.format == Format::OpenMetrics;
+        let what = match keyword {
+            "HELP" => "HELP",
+            "TYPE" => "TYPE",
+            "UNIT" if om => "UNIT",
+            "EOF" if om => {
+                cur.skip_blanks();
+                if !cur.at_end() {
+                    return Err(cur.syntax("unexpected text after \"# EOF\""));
+                }
+                self.eof_seen = true;
+                return Ok(());
+            }
+            // Any other comment (and `# EOF` / `# UNIT` in the text format, which has neither).
+            _ => return Ok(()),
+        };
+        if !cur.skip_blanks() {
+            return Err(cur.syntax("expected a metric name after the keyword"));
+        }
+        let name_at = cur.pos();
+        let name: Cow<'a, str> = if cur.peek() == Some(b'"') {
+            cur.quoted()?
+        } else {
+            match cur.metric_name()? {
+                Some(name) => Cow::Borrowed(name),
+                None => return Err(cur.syntax("invalid metric name")),
+            }
+        };
+        let had_blank = cur.skip_blanks();
+        if !had_blank && !cur.at_end() {
+            return Err(cur.syntax("invalid character in metric name"));
+        }
+        let at = |kind| LineError {
+            offset: name_at,
+            kind,
+        };
+        let index = self.family_for_metadata(&name).map_err(at)?;
+        match what {
+            "TYPE" => {
+                let type_at = cur.pos();
+                let token = cur.token()?;
+                cur.skip_blanks();
+                if !cur.at_end() {
+                    return Err(cur.syntax("unexpected text after the type"));
+                }
+                let metric_type = MetricType::from_type_token(token).ok_or(LineError {
+                    offset: type_at,
+                    kind: ErrorKind::UnknownType(Snippet::new(token)),
+                })?;
+                let state = self.family_mut(index).map_err(at)?;
+                if state.type_declared {
+                    return Err(at(duplicate("TYPE", &name)));
+                }
+                if !state.family.samples.is_empty() {
+                    return Err(at(after_samples("TYPE", &name)));
+                }
+                state.family.metric_type = metric_type;
+                state.type_declared = true;
+            }
+            "HELP" => {
+                let text = unescape_help(cur.rest(), om);
+                let state = self.family_mut(index).map_err(at)?;
+                if state.family.help.is_some() {
+                    return Err(at(duplicate("HELP", &name)));
+                }
+                if om && !state.family.samples.is_empty() {
+                    return Err(at(after_samples("HELP", &name)));
+                }
+                state.family.help = Some(text);
+            }
+            _ => {
+                let unit = cur.rest().trim_end_matches([' ', '\t']);
+                let state = self.family_mut(index).map_err(at)?;
+                if state.family.unit.is_some() {
+                    return Err(at(duplicate("UNIT", &name)));
+                }
+                if !state.family.samples.is_empty() {
+                    return Err(at(after_samples("UNIT", &name)));
+                }
+                state.family.unit = Some(Cow::Borrowed(unit));
+            }
+        }
+        Ok(())
+    }
+
+    /// The family a `# HELP`/`# TYPE`/`# UNIT` line is about, created if new; it becomes current.
+    #[allow(clippy::ptr_arg)] // a `Cow` so that a new family can take it without copying
+    fn family_for_metadata(&mut self, name: &Cow<'a, str>) -> Result<usize, ErrorKind> {
+        if let Some(current) = self.current {
+            if self.families.get(current).map(|s| &s.family.name) == Some(name) {
+                return Ok(current);
+            }
+        }
+        match self.by_name.get(name.as_ref()) {
+            Some(&index) => {
+                if self.format == Format::OpenMetrics {
+                    return Err(ErrorKind::NonContiguousFamily(Snippet::new(name)));
+                }
+                self.current = Some(index);
+                Ok(index)
+            }
+            None => self.new_family(name.clone()),
+        }
+    }
+
+    fn new_family(&mut self, name: Cow<'a, str>) -> Result<usize, ErrorKind> {
+        if self.families.len() >= self.limits.max_families {
+            return Err(ErrorKind::TooManyFamilies {
+                limit: self.limits.max_families,
+            });
+        }
+        let index = self.families.len();
+        self.by_name.insert(name.clone(), index);
+        self.families.push(FamilyState {
+            family: MetricFamily {
+                name,
+                metric_type: MetricType::Unknown,
+                help: None,
+                unit: None,
+                samples: Vec::new(),
+            },
+            type_declared: false,
+            has_created: false,
+        });
+        self.current = Some(index);
+        Ok(index)
+    }
+
+    fn family_mut(&mut self, index: usize) -> Result<&mut FamilyState<'a>, ErrorKind> {
+        self.families.get_mut(index).ok_or_else(internal_error)
+    }
+
+    // ---- sample lines ------------------------------------------------------------------------
+
+    fn sample_line(&mut self, mut cur: Cursor<'a>) -> LineResult<()> {
+        let line_start = cur.pos();
+        let mut name: Option<Cow<'a, str>> = cur.metric_name()?.map(Cow::Borrowed);
+        self.label_scratch.clear();
+        match cur.peek() {
+            Some(b'{') => {
+                cur.bump();
+                let max = self.limits.max_labels_per_series;
+                if let Some(quoted) = cur.label_set(&mut self.label_scratch, name.is_none(), max)? {
+                    name = Some(quoted);
+                }
+            }
+            Some(b' ' | b'\t') | None => {}
+            Some(_) if name.is_some() => return Err(cur.syntax("invalid character in metric name")),
+            Some(_) => return Err(cur.syntax("invalid metric name")),
+        }
+        let Some(name) = name else {
+            return Err(LineError {
+                offset: line_start,
+                kind: ErrorKind::Syntax("missing metric name"),
+            });
+        };
+        if !cur.skip_blanks() {
+            return Err(if cur.at_end() {
+                cur.syntax("missing sample value")
+            } else {
+                cur.syntax("expected a blank after the label set")
+            });
+        }
+        if cur.at_end() {
+            return Err(cur.syntax("missing sample value"));
+        }
+        let value_at = cur.pos();
+        let value_token = cur.token()?;
+        let value = parse_float(value_token).ok_or(LineError {
+            offset: value_at,
+            kind: ErrorKind::InvalidValue(Snippet::new(value_token)),
+        })?;
+
+        let mut timestamp_ms = None;
+        cur.skip_blanks();
+        if !cur.at_end() && cur.peek() != Some(b'#') {
+            let ts_at = cur.pos();
+            let token = cur.token()?;
+            let ts = match self.format {
+                Format::PrometheusText => parse_ms(token),
+                Format::OpenMetrics => seconds_to_ms(token),
+            };
+            timestamp_ms = Some(ts.ok_or(LineError {
+                offset: ts_at,
+                kind: ErrorKind::InvalidTimestamp(Snippet::new(token)),
+            })?);
+            cur.skip_blanks();
+        }
+        let exemplar = match cur.peek() {
+            None => None,
+            Some(b'#') => Some(self.exemplar(&mut cur)?),
+            Some(_) => return Err(cur.syntax("unexpected text after the sample")),
+        };
+
+        let at_line = |kind| LineError {
+            offset: line_start,
+            kind,
+        };
+        self.samples_seen += 1;
+        if self.samples_seen > self.limits.max_samples {
+            return Err(at_line(ErrorKind::TooManySamples {
+                limit: self.limits.max_samples,
+            }));
+        }
+        let index = self.family_for_sample(&name).map_err(at_line)?;
+        let family = &self
+            .families
+            .get(index)
+            .ok_or_else(internal_error)
+            .map_err(at_line)?
+            .family;
+        let is_created = self.format == Format::OpenMetrics
+            && family.metric_type.has_created()
+            && name.strip_prefix(family.name.as_ref()) == Some("_created");
+        // A `_created` sample's start time, parked on the sample until `finish` folds it.
+        let created_ms = if is_created {
+            Some(seconds_to_ms(value_token).ok_or(LineError {
+                offset: value_at,
+                kind: ErrorKind::InvalidTimestamp(Snippet::new(value_token)),
+            })?)
+        } else {
+            None
+        };
+        let sample = Sample {
+            name,
+            labels: self.label_scratch.drain(..).collect(),
+            value,
+            timestamp_ms,
+            created_ms,
+            exemplar,
+        };
+        self.add_sample(index, sample).map_err(at_line)
+    }
+
+    /// ` # {labels} value [timestamp]` at the `#`.
+    fn exemplar(&mut self, cur: &mut Cursor<'a>) -> LineResult<Exemplar<'a>> {
+        cur.bump(); // '#'
+        if !cur.skip_blanks() {
+            return Err(cur.syntax("expected a blank after the exemplar's '#'"));
+        }
+        if cur.peek() != Some(b'{') {
+            return Err(cur.syntax("expected '{' to start the exemplar's labels"));
+        }
+        let set_at = cur.pos();
+        cur.bump();
+        let mut labels = Vec::new();
+        cur.label_set(&mut labels, false, self.limits.max_labels_per_series)?;
+        let chars: usize = labels
+            .iter()
+            .map(|l| l.name.chars().count() + l.value.chars().count())
+            .sum();
+        if chars > self.limits.max_exemplar_label_chars {
+            return Err(LineError {
+                offset: set_at,
+                kind: ErrorKind::ExemplarTooLong {
+                    limit: self.limits.max_exemplar_label_chars,
+                },
+            });
+        }
+        if !cur.skip_blanks() || cur.at_end() {
+            return Err(cur.syntax("expected the exemplar value after its labels"));
+        }
+        let value_at = cur.pos();
+        let token = cur.token()?;
+        let value = parse_float(token).ok_or(LineError {
+            offset: value_at,
+            kind: ErrorKind::InvalidValue(Snippet::new(token)),
+        })?;
+        let mut timestamp_ms = None;
+        cur.skip_blanks();
+        if !cur.at_end() {
+            let ts_at = cur.pos();
+            let token = cur.token()?;
+            timestamp_ms = Some(seconds_to_ms(token).ok_or(LineError {
+                offset: ts_at,
+                kind: ErrorKind::InvalidTimestamp(Snippet::new(token)),
+            })?);
+            cur.skip_blanks();
+            if !cur.at_end() {
+                return Err(cur.syntax("unexpected text after the exemplar"));
+            }
+        }
+        Ok(Exemplar {
+            labels,
+            value,
+            timestamp_ms,
+        })
+    }
+
+    /// Stores a sample in family `index` unless its series was seen before.
+    fn add_sample(&mut self, index: usize, sample: Sample<'a>) -> Result<(), ErrorKind> {
+        let state = self.families.get(index).ok_or_else(internal_error)?;
+        let position = SeriesRef {
+            family: index,
+            sample: state.family.samples.len(),
+        };
+        match self.series.insert(&sample, position, &self.families) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.duplicates += 1;
+                return Ok(());
+            }
+            Err(label) => return Err(ErrorKind::DuplicateLabel(Snippet::new(&label))),
+        }
+        let state = self.family_mut(index)?;
+        state.has_created |= sample.created_ms.is_some();
+        state.family.samples.push(sample);
+        Ok(())
+    }
+
+    /// The family a sample belongs to: the current one if the name fits (the common case), else
+    /// one found by name, else a new untyped family.
+    #[allow(clippy::ptr_arg)] // a `Cow` so that a new family can take it without copying
+    fn family_for_sample(&mut self, name: &Cow<'a, str>) -> Result<usize, ErrorKind> {
+        let format = self.format;
+        if let Some(current) = self.current {
+            if self
+                .families
+                .get(current)
+                .is_some_and(|s| fits(&s.family, name, format))
+            {
+                return Ok(current);
+            }
+        }
+        let found = self.lookup_family(name);
+        match found {
+            Some(index) => {
+                if format == Format::OpenMetrics {
+                    let family = self.families.get(index).map_or("", |s| &s.family.name);
+                    return Err(ErrorKind::NonContiguousFamily(Snippet::new(family)));
+                }
+                self.current = Some(index);
+                Ok(index)
+            }
+            None => {
+                if let Some(&index) = self.by_name.get(name.as_ref()) {
+                    // A family of this exact name exists but its type has no bare-name samples
+                    // (e.g. `foo` under `# TYPE foo histogram`).
+                    let metric_type = self
+                        .families
+                        .get(index)
+                        .map_or(MetricType::Unknown, |s| s.family.metric_type);
+                    return Err(ErrorKind::SampleNameNotInFamily {
+                        sample: Snippet::new(name),
+                        metric_type: metric_type.as_str(format),
+                    });
+                }
+                self.new_family(name.clone())
+            }
+        }
+    }
+
+    fn lookup_family(&self, name: &str) -> Option<usize> {
+        let fits_index = |index: usize| {
+            self.families
+                .get(index)
+                .is_some_and(|s| fits(&s.family, name, self.format))
+        };
+        if let Some(&index) = self.by_name.get(name) {
+            if fits_index(index) {
+                return Some(index);
+            }
+        }
+        ALL_SUFFIXES.iter().find_map(|suffix| {
+            let base = name.strip_suffix(suffix)?;
+            let index = *self.by_name.get(base)?;
+            fits_index(index).then_some(index)
+        })
+    }
+
+    // ---- the end -----------------------------------------------------------------------------
+
+    fn finish(self) -> Exposition<'a> {
+        let format = self.format;
+        let families = self
+            .families
+            .into_iter()
+            .map(|state| {
+                let mut family = state.family;
+                if state.has_created && format == Format::OpenMetrics {
+                    fold_created(&mut family);
+                }
+                family
+            })
+            .collect();
+        Exposition {
+            families,
+            duplicates: self.duplicates,
+        }
+    }
+}
+
+/// Family indices come only from `new_family` and `by_name`, both in range; this error would be
+/// a bug in this file, not something input can cause. It exists so that no indexing can panic.
+fn internal_error() -> ErrorKind {
+    ErrorKind::Syntax("internal error: metric family index out of range")
+}
+
+fn duplicate(what: &'static str, family: &str) -> ErrorKind {
+    ErrorKind::DuplicateMetadata {
+        what,
+        family: Snippet::new(family),
+    }
+}
+
+fn after_samples(what: &'static str, family: &str) -> ErrorKind {
+    ErrorKind::MetadataAfterSamples {
+        what,
+        family: Snippet::new(family),
+    }
+}
+
+/// Whether `name` is a sample name of `family` (family name plus a suffix its type allows).
+fn fits(family: &MetricFamily<'_>, name: &str, format: Format) -> bool {
+    name.strip_prefix(family.name.as_ref())
+        .is_some_and(|suffix| family.metric_type.sample_suffixes(format).contains(&suffix))
+}
+
+/// HELP text unescaping: `\\` and `\n` in the text format, also `\"` in OpenMetrics. Other
+/// backslashes are kept. Borrowed when there is no backslash.
+fn unescape_help(text: &str, om: bool) -> Cow<'_, str> {
+    if !text.contains('\\') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.clone().next() {
+            Some('\\') => {
+                out.push('\\');
+                chars.next();
+            }
+            Some('n') => {
+                out.push('\n');
+                chars.next();
+            }
+            Some('"') if om => {
+                out.push('"');
+                chars.next();
+            }
+            _ => out.push('\\'),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Moves OpenMetrics `_created` samples out of `family.samples` and into `created_ms` of the
+/// samples with the same label set (ignoring `le` and `quantile`).
+fn fold_created(family: &mut MetricFamily<'_>) {
+    let created_name_len = family.name.len() + "_created".len();
+    let is_created = |s: &Sample<'_>| {
+        s.name.len() == created_name_len
+            && s.name.starts_with(family.name.as_ref())
+            && s.name.ends_with("_created")
+    };
+    let (created, mut rest): (Vec<_>, Vec<_>) = std::mem::take(&mut family.samples)
+        .into_iter()
+        .partition(is_created);
+    let starts: HashMap<Vec<(&str, &str)>, i64> = created
+        .iter()
+        .filter_map(|s| Some((series_key(&s.labels, &[]), s.created_ms?)))
+        .collect();
+    let found: Vec<Option<i64>> = rest
+        .iter()
+        .map(|s| {
+            starts
+                .get(&series_key(&s.labels, &["le", "quantile"]))
+                .copied()
+        })
+        .collect();
+    for (sample, start) in rest.iter_mut().zip(found) {
+        sample.created_ms = start;
+    }
+    family.samples = rest;
+}
+
+/// A label set as a comparable key: sorted `(name, value)` pairs without empty values (which
+/// Prometheus treats as absent) and without the `excluded` names.
+pub(crate) fn series_key<'s>(
+    labels: &'s [Label<'_>],
+    excluded: &[&str],
+) -> Vec<(&'s str, &'s str)> {
+    let mut key: Vec<(&str, &str)> = labels
+        .iter()
+        .filter(|l| !l.value.is_empty() && !excluded.contains(&l.name.as_ref()))
+        .map(|l| (l.name.as_ref(), l.value.as_ref()))
+        .collect();
+    key.sort_unstable();
+    key
+}
+
+// ---- duplicate detection ---------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+struct SeriesRef {
+    family: usize,
+    sample: usize,
+}
+
+/// The series seen so far, by a keyed (SipHash, random key) hash of name and sorted label set, so
+/// that no page can make lookups collide on purpose. A hash hit is confirmed by comparing the
+/// label sets, so a genuine 64-bit collision costs a comparison, never a wrongly dropped sample.
+struct SeriesSet {
+    hasher: RandomState,
+    first: HashMap<u64, SeriesRef, BuildHasherDefault<PrehashedHasher>>,
+    /// Distinct series whose hash was already taken (practically never used).
+    collisions: Vec<(u64, SeriesRef)>,
+    /// Reused buffer of label indices sorted by name.
+    order: Vec<usize>,
+    /// Reused buffer for the canonical bytes of a series.
+    key: Vec<u8>,
+}
+
+impl SeriesSet {
+    fn new() -> SeriesSet {
+        SeriesSet {
+            hasher: RandomState::new(),
+            first: HashMap::default(),
+            collisions: Vec::new(),
+            order: Vec::new(),
+            key: Vec::new(),
+        }
+    }
+
+    /// Records the series of `sample` (to be stored at `position`). `Ok(false)` if it was seen
+    /// before; `Err(label)` if the label set names a label twice.
+    fn insert(
+        &mut self,
+        sample: &Sample<'_>,
+        position: SeriesRef,
+        families: &[FamilyState<'_>],
+    ) -> Result<bool, String> {
+        // The canonical bytes of the series: name, then the non-empty labels sorted by name,
+        // each string closed by 0xff (a byte UTF-8 never contains). One `write` into SipHash is
+        // much cheaper than one per string.
+        let labels = &sample.labels;
+        self.key.clear();
+        self.key.extend_from_slice(sample.name.as_bytes());
+        self.key.push(0xff);
+        let mut append = |label: &Label<'_>| {
+            if !label.value.is_empty() {
+                self.key.extend_from_slice(label.name.as_bytes());
+                self.key.push(0xff);
+                self.key.extend_from_slice(label.value.as_bytes());
+                self.key.push(0xff);
+            }
+        };
+        // Most clients write labels sorted by name: then there is nothing to sort, and no
+        // duplicate name either.
+        if labels
+            .windows(2)
+            .all(|pair| matches!(pair, [a, b] if a.name < b.name))
+        {
+            labels.iter().for_each(append);
+        } else {
+            self.order.clear();
+            self.order.extend(0..labels.len());
+            let name_of = |i: usize| labels.get(i).map_or("", |l| l.name.as_ref());
+            self.order
+                .sort_unstable_by(|&a, &b| name_of(a).cmp(name_of(b)));
+            let mut previous: Option<&str> = None;
+            for label in self.order.iter().filter_map(|&i| labels.get(i)) {
+                if previous == Some(label.name.as_ref()) {
+                    return Err(label.name.to_string());
+                }
+                previous = Some(label.name.as_ref());
+                append(label);
+            }
+        }
+        let hash = self.hasher.hash_one(self.key.as_slice());
+
+        let same_series = |seen: SeriesRef| {
+            families
+                .get(seen.family)
+                .and_then(|f| f.family.samples.get(seen.sample))
+                .is_some_and(|other| {
+                    other.name == sample.name
+                        && series_key(&other.labels, &[]) == series_key(labels, &[])
+                })
+        };
+        let seen = match self.first.entry(hash) {
+            Entry::Vacant(slot) => {
+                slot.insert(position);
+                return Ok(true);
+            }
+            Entry::Occupied(slot) => *slot.get(),
+        };
+        match seen {
+            seen if same_series(seen) => Ok(false),
+            _ => {
+                let seen_before = self
+                    .collisions
+                    .iter()
+                    .any(|&(h, seen)| h == hash && same_series(seen));
+                if !seen_before {
+                    self.collisions.push((hash, position));
+                }
+                Ok(!seen_before)
+            }
+        }
+    }
+}
+
+/// A `Hasher` for keys that already are SipHash outputs.
+#[derive(Default)]
+struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else so the hasher stays correct regardless.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8)) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
