@@ -1,9 +1,10 @@
 //! Helpers shared by the end-to-end tests: where the repository's files are, the metric contract,
 //! reading the Grafana dashboards and the Prometheus rules, a PromQL lexer that finds the metric
-//! names in an expression, and finding the Prometheus binaries.
+//! names in an expression, finding the Prometheus binaries, and running a real Prometheus.
 
 pub mod contract;
 pub mod dashboards;
+pub mod prometheus;
 pub mod promql;
 pub mod rules;
 

@@ -9,13 +9,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wxcloudrun_telemetry::WxTelemetryLayer;
 use wxcloudrun_telemetry_tests::dashboards::{self, Query, macros, substitute};
+use wxcloudrun_telemetry_tests::prometheus::{Prometheus, encode, wait_for};
 use wxcloudrun_telemetry_tests::{promql, read, require_tool, rules};
 
 /// Grafana computes `$__rate_interval` as at least four scrape intervals; with 1 s scrapes, 10 s
@@ -26,121 +25,29 @@ const RANGE: &str = "10m";
 /// How long Prometheus gets to scrape, evaluate and have every panel filled.
 const CONVERGE: Duration = Duration::from_secs(120);
 
-/// A Prometheus process, killed when dropped (also when the test panics).
-struct Prometheus {
-    child: Child,
-    addr: SocketAddr,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Scrapes `target` every second, with the rule files copied and their group intervals set to
+/// 1 s, so recordings exist within seconds.
+fn quickstart_config(dir: &Path, target: SocketAddr) -> String {
+    let mut rule_paths = Vec::new();
+    for file in rules::rule_files() {
+        let text = read(&file)
+            .lines()
+            .map(|line| match line.trim_start().strip_prefix("interval: ") {
+                Some(_) => line.replace(line.trim_start(), "interval: 1s"),
+                None => line.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let path = dir.join(file.file_name().expect("a file name"));
+        std::fs::write(&path, text).expect("write rules");
+        rule_paths.push(format!("  - {}", path.display()));
     }
-}
-
-impl Prometheus {
-    /// Starts `binary` scraping `target` every second, with the rule files copied and their group
-    /// intervals set to 1 s, so recordings exist within seconds.
-    fn start(binary: &Path, target: SocketAddr) -> Prometheus {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut rule_paths = Vec::new();
-        for file in rules::rule_files() {
-            let text = read(&file)
-                .lines()
-                .map(|line| match line.trim_start().strip_prefix("interval: ") {
-                    Some(_) => line.replace(line.trim_start(), "interval: 1s"),
-                    None => line.to_owned(),
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
-            let path = dir.path().join(file.file_name().expect("a file name"));
-            std::fs::write(&path, text).expect("write rules");
-            rule_paths.push(format!("  - {}", path.display()));
-        }
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
-             rule_files:\n{}\n\
-             scrape_configs:\n  - job_name: quickstart\n    static_configs:\n      - targets: ['{target}']\n",
-            rule_paths.join("\n")
-        );
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config).expect("write config");
-        // A free loopback port: bind, read it, release it for Prometheus.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port");
-        let log = dir.path().join("prometheus.log");
-        let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--storage.remote.flush-deadline=5s")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log file"))
-            .stderr(log_file)
-            .spawn()
-            .expect("start prometheus");
-        Prometheus {
-            child,
-            addr,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// `GET path` on the API; the body parsed as JSON when it is JSON.
-    async fn get(&self, path: &str) -> Result<(u16, Value), String> {
-        let (status, body) = http_get(self.addr, path).await.map_err(|e| e.to_string())?;
-        Ok((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
-    }
-}
-
-/// A bare HTTP/1.0 GET (no chunked encoding, the server closes the connection), bounded in time.
-async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        let response = String::from_utf8_lossy(&response).into_owned();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        Ok((status, body.to_owned()))
-    };
-    tokio::time::timeout(Duration::from_secs(10), exchange)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "HTTP request timed out"))?
-}
-
-/// Percent-encodes a query parameter.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
+         rule_files:\n{}\n\
+         scrape_configs:\n  - job_name: quickstart\n    static_configs:\n      - targets: ['{target}']\n",
+        rule_paths.join("\n")
+    )
 }
 
 /// Why a query may legitimately come back empty in this test; `None` when it must have data.
@@ -188,21 +95,6 @@ async fn run_query(prometheus: &Prometheus, query: &Query, expr: &str) -> Outcom
     }
 }
 
-/// Polls until `check` holds, at most until `deadline`; returns the last failure otherwise.
-async fn wait_for<F, Fut>(deadline: Instant, mut check: F) -> Result<(), String>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), String>>,
-{
-    loop {
-        match check().await {
-            Ok(()) => return Ok(()),
-            Err(e) if Instant::now() >= deadline => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_quickstart_and_every_dashboard_query_returns_data() {
     let Some(binary) = require_tool("prometheus") else {
@@ -234,7 +126,7 @@ async fn prometheus_scrapes_the_quickstart_and_every_dashboard_query_returns_dat
         }
     });
 
-    let prometheus = Prometheus::start(&binary, app_addr);
+    let prometheus = Prometheus::start(&binary, |dir| quickstart_config(dir, app_addr), &[]);
     let deadline = Instant::now() + CONVERGE;
     let p = &prometheus;
     let ready = wait_for(deadline, move || async move {
