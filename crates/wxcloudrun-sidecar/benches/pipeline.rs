@@ -1,0 +1,65 @@
+//! One scrape's work in the sidecar on a 10,000-series page: parse, convert (labels, start
+//! times, staleness), and encode for remote write (protobuf + snappy) and OTLP (protobuf).
+//!
+//! Run with `cargo bench -p wxcloudrun-sidecar --bench pipeline`. The whole pipeline runs on one
+//! thread, so its time is the sidecar's CPU time per scrape.
+
+mod page;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use prost::Message;
+use wxcloudrun_exposition::{Format, parse};
+use wxcloudrun_sidecar::convert::Converter;
+use wxcloudrun_sidecar::export::{otlp, remote_write};
+
+fn labels() -> Vec<(String, String)> {
+    vec![
+        ("instance".to_owned(), "orders-001-abcde".to_owned()),
+        ("wx_env".to_owned(), "prod-1abc".to_owned()),
+        ("wx_service".to_owned(), "orders".to_owned()),
+    ]
+}
+
+fn pipeline(c: &mut Criterion) {
+    let text = page::page();
+    let lines = text.lines().count() as u64;
+    let mut group = c.benchmark_group("scrape_10k_series");
+    group.throughput(Throughput::Elements(lines));
+
+    group.bench_function("parse", |b| {
+        b.iter(|| parse(&text, Format::PrometheusText).expect("valid page"))
+    });
+
+    let mut converter = Converter::new(&labels(), Some(1_700_000_000_000));
+    let mut timestamp = 1_700_000_000_000;
+    group.bench_function("parse_convert", |b| {
+        b.iter(|| {
+            timestamp += 1000;
+            let page = parse(&text, Format::PrometheusText).expect("valid page");
+            converter.convert(&[&page], timestamp)
+        })
+    });
+
+    let resource = vec![("service.name".to_owned(), "orders".to_owned())];
+    group.bench_function("parse_convert_remote_write", |b| {
+        b.iter(|| {
+            timestamp += 1000;
+            let page = parse(&text, Format::PrometheusText).expect("valid page");
+            remote_write::encode(&converter.convert(&[&page], timestamp))
+        })
+    });
+    group.bench_function("parse_convert_otlp", |b| {
+        b.iter(|| {
+            timestamp += 1000;
+            let page = parse(&text, Format::PrometheusText).expect("valid page");
+            otlp::encode(&converter.convert(&[&page], timestamp), &resource)
+                .into_iter()
+                .map(|encoded| encoded.request.encode_to_vec().len())
+                .sum::<usize>()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);

@@ -1,0 +1,492 @@
+//! From a parsed page to a [`Batch`]: the sidecar's labels added (a scraped label of the same
+//! name becomes `exported_<name>`, as Prometheus does), counters given a start time, and stale
+//! markers for every series that disappeared since the last scrape.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use wxcloudrun_exposition::{Exposition, Label, MetricFamily, MetricType};
+
+use crate::model::{Batch, Family, Kind, Labels, Point, Value, normalize_nan, stale_nan};
+
+/// What the converter remembers about a series between scrapes.
+#[derive(Clone, Debug)]
+struct Seen {
+    family: Arc<str>,
+    kind: Kind,
+    labels: Labels,
+    shape: Shape,
+    /// Start of the current cumulative interval.
+    start_ms: i64,
+    /// The last value (`_count` for histograms and summaries), to detect resets.
+    last: f64,
+    /// The scrape that last saw it.
+    generation: u64,
+}
+
+/// Enough of a series to write its stale marker.
+#[derive(Clone, Debug)]
+enum Shape {
+    Number(Arc<str>),
+    Histogram(Vec<f64>),
+    Summary(Vec<f64>),
+}
+
+/// Turns scrapes into batches, remembering series across scrapes.
+#[derive(Debug)]
+pub struct Converter {
+    added: Vec<(Arc<str>, Arc<str>)>,
+    /// The app's start in wrapper mode: every cumulative interval starts there until a reset.
+    process_start_ms: Option<i64>,
+    seen: HashMap<String, Seen>,
+    generation: u64,
+}
+
+impl Converter {
+    /// `added`: the labels put on every series. `process_start_ms`: the child's start, in wrapper
+    /// mode.
+    pub fn new(added: &[(String, String)], process_start_ms: Option<i64>) -> Self {
+        Converter {
+            added: added
+                .iter()
+                .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
+                .collect(),
+            process_start_ms,
+            seen: HashMap::new(),
+            generation: 0,
+        }
+    }
+
+    /// Series remembered from the last scrape.
+    pub fn series_count(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Converts one scrape taken at `timestamp_ms`. `extra` pages (the sidecar's self-metrics, the
+    /// synthetic `up`) are converted alongside. Series of earlier scrapes absent from this one get
+    /// a stale marker.
+    pub fn convert(&mut self, pages: &[&Exposition<'_>], timestamp_ms: i64) -> Batch {
+        self.generation += 1;
+        let mut families = Vec::new();
+        for page in pages {
+            for family in &page.families {
+                if let Some(family) = self.family(family, timestamp_ms) {
+                    families.push(family);
+                }
+            }
+        }
+        families.extend(self.vanished(|seen, generation| seen.generation != generation));
+        Batch {
+            timestamp_ms,
+            families,
+        }
+    }
+
+    /// Stale markers for every series still remembered: the instance is going away (shutdown) or
+    /// the target stopped answering.
+    pub fn stale_all(&mut self, timestamp_ms: i64) -> Batch {
+        self.generation += 1;
+        Batch {
+            timestamp_ms,
+            families: self.vanished(|_, _| true),
+        }
+    }
+
+    fn vanished(&mut self, gone: impl Fn(&Seen, u64) -> bool) -> Vec<Family> {
+        let generation = self.generation;
+        let mut by_family: HashMap<(Arc<str>, Kind), Vec<Point>> = HashMap::new();
+        self.seen.retain(|_, seen| {
+            if !gone(seen, generation) {
+                return true;
+            }
+            let value = match &seen.shape {
+                Shape::Number(name) => Value::Number {
+                    name: name.clone(),
+                    value: stale_nan(),
+                },
+                Shape::Histogram(bounds) => Value::Histogram {
+                    count: stale_nan(),
+                    sum: Some(stale_nan()),
+                    buckets: bounds.iter().map(|le| (*le, stale_nan())).collect(),
+                    stale: true,
+                },
+                Shape::Summary(quantiles) => Value::Summary {
+                    count: stale_nan(),
+                    sum: Some(stale_nan()),
+                    quantiles: quantiles.iter().map(|q| (*q, stale_nan())).collect(),
+                    stale: true,
+                },
+            };
+            by_family
+                .entry((seen.family.clone(), seen.kind))
+                .or_default()
+                .push(Point {
+                    labels: seen.labels.clone(),
+                    start_ms: Some(seen.start_ms),
+                    value,
+                });
+            false
+        });
+        let mut families: Vec<Family> = by_family
+            .into_iter()
+            .map(|((name, kind), points)| Family {
+                name,
+                help: Arc::from(""),
+                unit: Arc::from(""),
+                kind,
+                points,
+            })
+            .collect();
+        families.sort_by(|a, b| a.name.cmp(&b.name));
+        families
+    }
+
+    fn family(&mut self, family: &MetricFamily<'_>, timestamp_ms: i64) -> Option<Family> {
+        let kind = match family.metric_type {
+            MetricType::Counter => Kind::Counter,
+            MetricType::Gauge => Kind::Gauge,
+            MetricType::Unknown => Kind::Unknown,
+            MetricType::Histogram => Kind::Histogram,
+            MetricType::Summary => Kind::Summary,
+            MetricType::Info | MetricType::StateSet | MetricType::GaugeHistogram => Kind::Other,
+        };
+        let name: Arc<str> = Arc::from(family.name.as_ref());
+        let points = match kind {
+            Kind::Histogram => self.histogram_points(&name, family, timestamp_ms),
+            Kind::Summary => self.summary_points(&name, family, timestamp_ms),
+            _ => family
+                .samples
+                .iter()
+                .map(|sample| {
+                    let labels = self.labels(&sample.labels);
+                    let sample_name: Arc<str> = Arc::from(sample.name.as_ref());
+                    let value = normalize_nan(sample.value);
+                    let start_ms = self.track(
+                        &name,
+                        kind,
+                        &labels,
+                        Shape::Number(sample_name.clone()),
+                        value,
+                        sample.created_ms,
+                        timestamp_ms,
+                    );
+                    Point {
+                        labels,
+                        start_ms: (kind == Kind::Counter).then_some(start_ms),
+                        value: Value::Number {
+                            name: sample_name,
+                            value,
+                        },
+                    }
+                })
+                .collect(),
+        };
+        if points.is_empty() {
+            return None;
+        }
+        Some(Family {
+            name,
+            help: Arc::from(family.help.as_deref().unwrap_or("")),
+            unit: Arc::from(family.unit.as_deref().unwrap_or("")),
+            kind,
+            points,
+        })
+    }
+
+    fn histogram_points(
+        &mut self,
+        name: &Arc<str>,
+        family: &MetricFamily<'_>,
+        timestamp_ms: i64,
+    ) -> Vec<Point> {
+        let grouped = match family.histogram_points() {
+            Ok(points) => points,
+            Err(err) => {
+                tracing::warn!(family = %name, error = %err, "histogram dropped from this scrape");
+                return Vec::new();
+            }
+        };
+        grouped
+            .into_iter()
+            .filter_map(|point| {
+                let buckets: Vec<(f64, f64)> = point
+                    .buckets
+                    .iter()
+                    .map(|b| (b.upper_bound, normalize_nan(b.cumulative_count)))
+                    .collect();
+                // `_count` equals the `+Inf` bucket; a point with neither cannot be exported.
+                let count = point
+                    .count
+                    .or_else(|| buckets.last().filter(|b| b.0.is_infinite()).map(|b| b.1))?;
+                let labels = self.labels(&point.labels);
+                let bounds = buckets.iter().map(|b| b.0).collect();
+                let start_ms = self.track(
+                    name,
+                    Kind::Histogram,
+                    &labels,
+                    Shape::Histogram(bounds),
+                    count,
+                    point.created_ms,
+                    timestamp_ms,
+                );
+                Some(Point {
+                    labels,
+                    start_ms: Some(start_ms),
+                    value: Value::Histogram {
+                        count: normalize_nan(count),
+                        sum: point.sum.map(normalize_nan),
+                        buckets,
+                        stale: false,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    fn summary_points(
+        &mut self,
+        name: &Arc<str>,
+        family: &MetricFamily<'_>,
+        timestamp_ms: i64,
+    ) -> Vec<Point> {
+        let grouped = match family.summary_points() {
+            Ok(points) => points,
+            Err(err) => {
+                tracing::warn!(family = %name, error = %err, "summary dropped from this scrape");
+                return Vec::new();
+            }
+        };
+        grouped
+            .into_iter()
+            .filter_map(|point| {
+                let count = point.count?;
+                let labels = self.labels(&point.labels);
+                let quantiles: Vec<(f64, f64)> = point
+                    .quantiles
+                    .iter()
+                    .map(|q| (q.quantile, normalize_nan(q.value)))
+                    .collect();
+                let shape = Shape::Summary(quantiles.iter().map(|q| q.0).collect());
+                let start_ms = self.track(
+                    name,
+                    Kind::Summary,
+                    &labels,
+                    shape,
+                    count,
+                    point.created_ms,
+                    timestamp_ms,
+                );
+                Some(Point {
+                    labels,
+                    start_ms: Some(start_ms),
+                    value: Value::Summary {
+                        count: normalize_nan(count),
+                        sum: point.sum.map(normalize_nan),
+                        quantiles,
+                        stale: false,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// The scraped labels with the sidecar's added: a scraped label that clashes with an added one
+    /// becomes `exported_<name>`; empty values are dropped; the result is sorted.
+    fn labels(&self, scraped: &[Label<'_>]) -> Labels {
+        let mut labels: Labels = Vec::with_capacity(scraped.len() + self.added.len());
+        for label in scraped {
+            if label.value.is_empty() || label.name == "__name__" {
+                continue;
+            }
+            let clashes = self.added.iter().any(|(name, _)| **name == *label.name);
+            let name: Arc<str> = if clashes {
+                Arc::from(format!("exported_{}", label.name))
+            } else {
+                Arc::from(label.name.as_ref())
+            };
+            labels.push((name, Arc::from(label.value.as_ref())));
+        }
+        labels.extend(self.added.iter().cloned());
+        labels.sort_by(|a, b| a.0.cmp(&b.0));
+        labels.dedup_by(|a, b| a.0 == b.0);
+        labels
+    }
+
+    /// Remembers a series and returns the start of its cumulative interval: `_created` when
+    /// exposed; else the app's start (wrapper mode) or first sight; a new interval after a reset.
+    #[allow(clippy::too_many_arguments)]
+    fn track(
+        &mut self,
+        family: &Arc<str>,
+        kind: Kind,
+        labels: &Labels,
+        shape: Shape,
+        value: f64,
+        created_ms: Option<i64>,
+        timestamp_ms: i64,
+    ) -> i64 {
+        let key = series_key(&shape, family, labels);
+        let generation = self.generation;
+        let initial = created_ms
+            .or(self.process_start_ms)
+            .unwrap_or(timestamp_ms)
+            .min(timestamp_ms);
+        let seen = self.seen.entry(key).or_insert_with(|| Seen {
+            family: family.clone(),
+            kind,
+            labels: labels.clone(),
+            shape: shape.clone(),
+            start_ms: initial,
+            last: value,
+            generation,
+        });
+        if let Some(created) = created_ms {
+            seen.start_ms = created;
+        } else if value < seen.last {
+            // A counter went down: the app restarted it. The new interval began after the last
+            // scrape that saw the old one.
+            seen.start_ms = timestamp_ms.saturating_sub(1);
+        }
+        seen.last = value;
+        seen.shape = shape;
+        seen.generation = generation;
+        seen.start_ms
+    }
+}
+
+fn series_key(shape: &Shape, family: &str, labels: &Labels) -> String {
+    let mut key = String::with_capacity(64);
+    key.push_str(match shape {
+        Shape::Number(name) => name,
+        Shape::Histogram(_) | Shape::Summary(_) => family,
+    });
+    for (name, value) in labels {
+        key.push('\u{1}');
+        key.push_str(name);
+        key.push('\u{2}');
+        key.push_str(value);
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::STALE_NAN_BITS;
+    use wxcloudrun_exposition::{Format, parse};
+
+    fn added() -> Vec<(String, String)> {
+        vec![
+            ("instance".to_owned(), "pod-1".to_owned()),
+            ("wx_service".to_owned(), "orders".to_owned()),
+        ]
+    }
+
+    fn labels_of(point: &Point) -> Vec<(&str, &str)> {
+        point.labels.iter().map(|(k, v)| (&**k, &**v)).collect()
+    }
+
+    #[test]
+    fn adds_labels_and_renames_clashes() {
+        let page = parse(
+            "# TYPE jobs_total counter\njobs_total{instance=\"app:80\",queue=\"a\",empty=\"\"} 3\n",
+            Format::PrometheusText,
+        )
+        .unwrap();
+        let batch = Converter::new(&added(), Some(1_000)).convert(&[&page], 5_000);
+        let point = &batch.families[0].points[0];
+        assert_eq!(
+            labels_of(point),
+            [
+                ("exported_instance", "app:80"),
+                ("instance", "pod-1"),
+                ("queue", "a"),
+                ("wx_service", "orders")
+            ]
+        );
+        assert_eq!(
+            point.start_ms,
+            Some(1_000),
+            "wrapper mode: the child's start"
+        );
+        assert_eq!(
+            point.value,
+            Value::Number {
+                name: Arc::from("jobs_total"),
+                value: 3.0
+            }
+        );
+    }
+
+    #[test]
+    fn start_times_follow_created_first_sight_and_resets() {
+        let mut converter = Converter::new(&added(), None);
+        let page = |v: u32| {
+            parse(
+                &format!("# TYPE c counter\nc_total {v}\n# EOF\n"),
+                Format::OpenMetrics,
+            )
+            .unwrap()
+            .into_owned()
+        };
+        let start = |batch: &Batch| batch.families[0].points[0].start_ms;
+        assert_eq!(start(&converter.convert(&[&page(5)], 10_000)), Some(10_000));
+        assert_eq!(start(&converter.convert(&[&page(7)], 20_000)), Some(10_000));
+        assert_eq!(
+            start(&converter.convert(&[&page(1)], 30_000)),
+            Some(29_999),
+            "reset"
+        );
+        let created = parse(
+            "# TYPE c counter\nc_total 4\nc_created 1700000000.5\n# EOF\n",
+            Format::OpenMetrics,
+        )
+        .unwrap();
+        assert_eq!(
+            start(&converter.convert(&[&created], 40_000)),
+            Some(1_700_000_000_500)
+        );
+    }
+
+    #[test]
+    fn vanished_series_get_stale_markers() {
+        let mut converter = Converter::new(&added(), None);
+        let both = parse(
+            "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\ng 1\n",
+            Format::PrometheusText,
+        )
+        .unwrap();
+        let only_g = parse("g 2\n", Format::PrometheusText).unwrap();
+        converter.convert(&[&both], 1_000);
+        let batch = converter.convert(&[&only_g], 2_000);
+        let stale = batch
+            .families
+            .iter()
+            .find(|f| &*f.name == "h")
+            .expect("stale histogram");
+        match &stale.points[0].value {
+            Value::Histogram { buckets, stale, .. } => {
+                assert!(stale);
+                assert_eq!(buckets.len(), 2);
+                assert_eq!(buckets[0].1.to_bits(), STALE_NAN_BITS);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(converter.series_count(), 1);
+        let gone = converter.stale_all(3_000);
+        assert_eq!(gone.families.len(), 1);
+        assert!(gone.families[0].points[0].value.is_stale());
+        assert_eq!(converter.series_count(), 0);
+    }
+
+    #[test]
+    fn real_nans_are_not_stale_markers() {
+        let page = parse("g NaN\n", Format::PrometheusText).unwrap();
+        let batch = Converter::new(&added(), None).convert(&[&page], 1);
+        let Value::Number { value, .. } = batch.families[0].points[0].value else {
+            panic!("number")
+        };
+        assert!(value.is_nan());
+        assert_ne!(value.to_bits(), STALE_NAN_BITS);
+    }
+}

@@ -1,0 +1,20 @@
+//! The sidecar: scrapes the app's `/metrics` inside a WeChat Cloud Run container and pushes it to
+//! a real backend (Prometheus remote write, OTLP), because a pull-based Prometheus cannot reach
+//! instances that scale to zero. Normally the container's entrypoint, wrapping the app:
+//!
+//! ```text
+//! ENTRYPOINT ["wxcloudrun-sidecar", "--remote-write-url", "https://prom.example/api/v1/write", "--", "./server"]
+//! ```
+//!
+//! On SIGTERM it scrapes one last time, passes the signal to the app, waits for it, sends stale
+//! markers and flushes every queue — all within `--shutdown-budget`.
+
+pub mod admin;
+pub mod config;
+pub mod convert;
+pub mod export;
+pub mod metrics;
+pub mod model;
+pub mod run;
+pub mod scrape;
+pub mod supervisor;

@@ -1,0 +1,58 @@
+//! `wxcloudrun-sidecar [OPTIONS] [-- COMMAND [ARGS...]]`: see `--help`.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use wxcloudrun_sidecar::config::{Cli, Config, EXIT_CONFIG};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            let help = matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            );
+            let _ = err.print();
+            std::process::exit(if help { 0 } else { EXIT_CONFIG });
+        }
+    };
+    let config = match Config::load(cli, |key| std::env::var(key).ok()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("wxcloudrun-sidecar: {err}");
+            std::process::exit(EXIT_CONFIG);
+        }
+    };
+    if config.check_only {
+        println!("{config:#?}");
+        return;
+    }
+
+    // The sidecar's own logs: JSON on stdout like the app's, filtered by WXCLOUDRUN_SIDECAR_LOG
+    // (RUST_LOG belongs to the app).
+    let filter = std::env::var("WXCLOUDRUN_SIDECAR_LOG").unwrap_or_else(|_| "info".to_owned());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stdout)
+        .init();
+
+    // One thread: the sidecar shares the instance's CPU with the app.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("wxcloudrun-sidecar: cannot start the runtime: {err}");
+            std::process::exit(70);
+        }
+    };
+    let code = runtime.block_on(wxcloudrun_sidecar::run::run(config));
+    // Background tasks (admin listener, idle connections) end with the process.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    std::process::exit(code);
+}

@@ -1,0 +1,229 @@
+//! The sidecar's self-metrics (`wxcloudrun_sidecar_*`), exactly the contract in
+//! `dashboards/README.md` ("Sidecar self-metric contract"). They are served on the admin listener
+//! and travel with the app's series in every export.
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// Scrape outcomes.
+pub const SCRAPE_OUTCOMES: [&str; 3] = ["success", "error", "timeout"];
+/// Final outcomes of an export request.
+pub const EXPORT_OUTCOMES: [&str; 3] = ["success", "failed", "dropped"];
+/// Why samples never reach a backend.
+pub const DROP_REASONS: [&str; 4] = ["queue_full", "rejected", "retries_exhausted", "shutdown"];
+/// Outcomes of the final flush at shutdown.
+pub const SHUTDOWN_OUTCOMES: [&str; 3] = ["success", "timeout", "error"];
+
+/// Every self-metric, registered once.
+#[derive(Clone, Debug)]
+pub struct SelfMetrics {
+    registry: Registry,
+    scrapes: IntCounterVec,
+    scrape_duration: Histogram,
+    scrape_samples: IntGauge,
+    export_requests: IntCounterVec,
+    export_retries: IntCounterVec,
+    queue_bytes: IntGaugeVec,
+    queue_max_bytes: IntGaugeVec,
+    dropped_samples: IntCounterVec,
+    last_export_success: prometheus::GaugeVec,
+    shutdown_flushes: IntCounterVec,
+}
+
+/// One exporter's handles, resolved once.
+#[derive(Clone, Debug)]
+pub struct ExporterMetrics {
+    /// Requests that reached the backend.
+    pub success: IntCounter,
+    /// Requests given up on after retries (or at shutdown).
+    pub failed: IntCounter,
+    /// Requests the backend rejected with a non-retryable 4xx.
+    pub dropped: IntCounter,
+    /// Retried attempts.
+    pub retries: IntCounter,
+    /// Bytes waiting in the queue.
+    pub queue_bytes: IntGauge,
+    /// The queue's cap.
+    pub queue_max_bytes: IntGauge,
+    /// Samples dropped because the queue was full (oldest first).
+    pub dropped_queue_full: IntCounter,
+    /// Samples in requests the backend rejected.
+    pub dropped_rejected: IntCounter,
+    /// Samples in requests given up on after retries.
+    pub dropped_retries_exhausted: IntCounter,
+    /// Samples still queued when the shutdown budget ran out.
+    pub dropped_shutdown: IntCounter,
+    /// Unix time of the last success.
+    pub last_success: prometheus::Gauge,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(vec.clone()))
+        .expect("registered once");
+    vec
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let vec = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(vec.clone()))
+        .expect("registered once");
+    vec
+}
+
+impl Default for SelfMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SelfMetrics {
+    /// Registers every self-metric in a new registry, with every outcome at zero.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let scrapes = counter_vec(
+            &registry,
+            "wxcloudrun_sidecar_scrapes_total",
+            "Scrapes of the app's metrics endpoint, by outcome.",
+            &["outcome"],
+        );
+        for outcome in SCRAPE_OUTCOMES {
+            scrapes.with_label_values(&[outcome]);
+        }
+        let scrape_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "wxcloudrun_sidecar_scrape_duration_seconds",
+                "Time per scrape, request to parsed page.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(scrape_duration.clone()))
+            .expect("registered once");
+        let scrape_samples = IntGauge::new(
+            "wxcloudrun_sidecar_scrape_samples",
+            "Samples in the last successful scrape.",
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(scrape_samples.clone()))
+            .expect("registered once");
+        let last_export_success = prometheus::GaugeVec::new(
+            Opts::new(
+                "wxcloudrun_sidecar_last_export_success_timestamp_seconds",
+                "Unix time of the exporter's last successful request.",
+            ),
+            &["exporter"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(last_export_success.clone()))
+            .expect("registered once");
+        let shutdown_flushes = counter_vec(
+            &registry,
+            "wxcloudrun_sidecar_shutdown_flushes_total",
+            "Final flushes at shutdown, by outcome.",
+            &["outcome"],
+        );
+        for outcome in SHUTDOWN_OUTCOMES {
+            shutdown_flushes.with_label_values(&[outcome]);
+        }
+        #[cfg(target_os = "linux")]
+        {
+            // Prefixed so they do not collide with the app's own process_* under one instance.
+            let process = prometheus::process_collector::ProcessCollector::new(
+                std::process::id() as i32,
+                "wxcloudrun_sidecar",
+            );
+            registry
+                .register(Box::new(process))
+                .expect("registered once");
+        }
+        SelfMetrics {
+            scrapes,
+            scrape_duration,
+            scrape_samples,
+            export_requests: counter_vec(
+                &registry,
+                "wxcloudrun_sidecar_export_requests_total",
+                "Export requests by exporter and final outcome.",
+                &["exporter", "outcome"],
+            ),
+            export_retries: counter_vec(
+                &registry,
+                "wxcloudrun_sidecar_export_retries_total",
+                "Retried export attempts (5xx, 429, network errors).",
+                &["exporter"],
+            ),
+            queue_bytes: gauge_vec(
+                &registry,
+                "wxcloudrun_sidecar_queue_bytes",
+                "Bytes waiting in the exporter's queue.",
+                &["exporter"],
+            ),
+            queue_max_bytes: gauge_vec(
+                &registry,
+                "wxcloudrun_sidecar_queue_max_bytes",
+                "The exporter's queue cap in bytes.",
+                &["exporter"],
+            ),
+            dropped_samples: counter_vec(
+                &registry,
+                "wxcloudrun_sidecar_dropped_samples_total",
+                "Samples that will never reach the backend, by exporter and reason.",
+                &["exporter", "reason"],
+            ),
+            last_export_success,
+            shutdown_flushes,
+            registry,
+        }
+    }
+
+    /// The registry holding the self-metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Records a scrape's outcome and duration.
+    pub fn scrape(&self, outcome: &str, seconds: f64, samples: Option<usize>) {
+        self.scrapes.with_label_values(&[outcome]).inc();
+        self.scrape_duration.observe(seconds);
+        if let Some(samples) = samples {
+            self.scrape_samples.set(samples as i64);
+        }
+    }
+
+    /// Records the final flush's outcome.
+    pub fn shutdown_flush(&self, outcome: &str) {
+        self.shutdown_flushes.with_label_values(&[outcome]).inc();
+    }
+
+    /// Resolves (and creates at zero) one exporter's series.
+    pub fn exporter(&self, exporter: &str, queue_max_bytes: u64) -> ExporterMetrics {
+        let request = |outcome| self.export_requests.with_label_values(&[exporter, outcome]);
+        let dropped = |reason| self.dropped_samples.with_label_values(&[exporter, reason]);
+        let metrics = ExporterMetrics {
+            success: request("success"),
+            failed: request("failed"),
+            dropped: request("dropped"),
+            retries: self.export_retries.with_label_values(&[exporter]),
+            queue_bytes: self.queue_bytes.with_label_values(&[exporter]),
+            queue_max_bytes: self.queue_max_bytes.with_label_values(&[exporter]),
+            dropped_queue_full: dropped("queue_full"),
+            dropped_rejected: dropped("rejected"),
+            dropped_retries_exhausted: dropped("retries_exhausted"),
+            dropped_shutdown: dropped("shutdown"),
+            last_success: self.last_export_success.with_label_values(&[exporter]),
+        };
+        metrics
+            .queue_max_bytes
+            .set(i64::try_from(queue_max_bytes).unwrap_or(i64::MAX));
+        metrics
+    }
+}

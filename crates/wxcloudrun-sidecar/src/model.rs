@@ -1,0 +1,145 @@
+//! What one scrape becomes once the sidecar has added its labels: the unit every exporter encodes.
+//!
+//! Families keep the exposition's grouping (OTLP needs histograms whole); each number point keeps
+//! the sample name it was exposed under (remote write needs `foo_total`, not the family `foo`).
+
+use std::sync::Arc;
+
+/// A label set, sorted by name, without `__name__`, no empty values.
+pub type Labels = Vec<(Arc<str>, Arc<str>)>;
+
+/// The stale marker of the remote-write spec: a NaN with this exact bit pattern, never used for a
+/// real value (real NaNs are normalised to the canonical quiet NaN).
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// One scrape, ready to export.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    /// When the scrape started, in milliseconds since the Unix epoch: every point's timestamp.
+    pub timestamp_ms: i64,
+    /// The families, in exposition order.
+    pub families: Vec<Family>,
+}
+
+impl Batch {
+    /// How many remote-write samples the batch holds (a histogram point is `_bucket`s + sum + count).
+    pub fn sample_count(&self) -> usize {
+        self.families
+            .iter()
+            .flat_map(|family| &family.points)
+            .map(Point::sample_count)
+            .sum()
+    }
+}
+
+/// The type of a family, as exposed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Monotonic, cumulative.
+    Counter,
+    /// Any value.
+    Gauge,
+    /// No `# TYPE`, or `unknown`: exported as a gauge.
+    Unknown,
+    /// Cumulative buckets, sum and count.
+    Histogram,
+    /// Quantiles, sum and count.
+    Summary,
+    /// OpenMetrics `info`, `stateset`, `gaugehistogram`: numbers, exported as they are exposed.
+    Other,
+}
+
+/// A metric family.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Family {
+    /// The family name (`http_server_request_duration_seconds`; `foo` for an OpenMetrics counter
+    /// exposed as `foo_total`).
+    pub name: Arc<str>,
+    /// `# HELP`, unescaped; empty when absent.
+    pub help: Arc<str>,
+    /// `# UNIT` (OpenMetrics); empty when absent.
+    pub unit: Arc<str>,
+    /// The type.
+    pub kind: Kind,
+    /// The points, one per label set.
+    pub points: Vec<Point>,
+}
+
+/// One label set's value in a family.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    /// The labels, the sidecar's own included.
+    pub labels: Labels,
+    /// Start of the cumulative interval (counters, histograms, summaries), in milliseconds since
+    /// the epoch: `_created` when exposed, else the app's start in wrapper mode, else first sight.
+    pub start_ms: Option<i64>,
+    /// The value.
+    pub value: Value,
+}
+
+impl Point {
+    /// How many remote-write samples this point becomes.
+    pub fn sample_count(&self) -> usize {
+        match &self.value {
+            Value::Number { .. } => 1,
+            Value::Histogram { buckets, sum, .. } => buckets.len() + 1 + usize::from(sum.is_some()),
+            Value::Summary { quantiles, sum, .. } => {
+                quantiles.len() + 1 + usize::from(sum.is_some())
+            }
+        }
+    }
+}
+
+/// A point's value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// A counter, gauge or untyped sample.
+    Number {
+        /// The sample name as exposed (`foo_total`, `up`, `info_metric_info`).
+        name: Arc<str>,
+        /// The value; [`STALE_NAN_BITS`] marks a series that disappeared.
+        value: f64,
+    },
+    /// A histogram: cumulative buckets as exposed (upper bound, cumulative count), `+Inf` last.
+    Histogram {
+        /// `_count`.
+        count: f64,
+        /// `_sum`, when exposed.
+        sum: Option<f64>,
+        /// `(le, cumulative count)`, increasing `le`, ending with `+Inf`.
+        buckets: Vec<(f64, f64)>,
+        /// The whole point is a stale marker (the series disappeared).
+        stale: bool,
+    },
+    /// A summary.
+    Summary {
+        /// `_count`.
+        count: f64,
+        /// `_sum`, when exposed.
+        sum: Option<f64>,
+        /// `(quantile, value)`.
+        quantiles: Vec<(f64, f64)>,
+        /// The whole point is a stale marker.
+        stale: bool,
+    },
+}
+
+impl Value {
+    /// Whether this value marks a series that disappeared.
+    pub fn is_stale(&self) -> bool {
+        match self {
+            Value::Number { value, .. } => value.to_bits() == STALE_NAN_BITS,
+            Value::Histogram { stale, .. } | Value::Summary { stale, .. } => *stale,
+        }
+    }
+}
+
+/// The canonical quiet NaN for a real NaN, so it can never be read as a stale marker.
+pub fn normalize_nan(value: f64) -> f64 {
+    if value.is_nan() { f64::NAN } else { value }
+}
+
+/// A stale marker.
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}

@@ -1,0 +1,302 @@
+//! Shared by the `export_*` tests: batch builders, a programmable HTTP backend on loopback, and
+//! readers for the exporters' self-metrics.
+
+// Each test binary uses its own subset.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use wxcloudrun_sidecar::export::remote_write::WriteRequest;
+use wxcloudrun_sidecar::export::{ExportConfig, ExporterStats, Exporters, RetryPolicy};
+use wxcloudrun_sidecar::metrics::SelfMetrics;
+use wxcloudrun_sidecar::model::{Batch, Family, Kind, Labels, Point, Value};
+
+/// The queue cap of the tests, unless a test needs a small one.
+pub const QUEUE: u64 = 8 << 20;
+
+/// Labels from pairs (sorted, as the model requires).
+pub fn labels(pairs: &[(&str, &str)]) -> Labels {
+    let mut labels: Labels = pairs
+        .iter()
+        .map(|(k, v)| (Arc::from(*k), Arc::from(*v)))
+        .collect();
+    labels.sort();
+    labels
+}
+
+/// A one-point family of plain numbers.
+pub fn number(kind: Kind, name: &str, value: f64, pairs: &[(&str, &str)]) -> Family {
+    Family {
+        name: name.into(),
+        help: "".into(),
+        unit: "".into(),
+        kind,
+        points: vec![Point {
+            labels: labels(pairs),
+            start_ms: None,
+            value: Value::Number {
+                name: name.into(),
+                value,
+            },
+        }],
+    }
+}
+
+/// A one-point histogram family.
+pub fn histogram(
+    name: &str,
+    buckets: &[(f64, f64)],
+    sum: f64,
+    count: f64,
+    pairs: &[(&str, &str)],
+) -> Family {
+    Family {
+        name: name.into(),
+        help: "".into(),
+        unit: "".into(),
+        kind: Kind::Histogram,
+        points: vec![Point {
+            labels: labels(pairs),
+            start_ms: None,
+            value: Value::Histogram {
+                count,
+                sum: Some(sum),
+                buckets: buckets.to_vec(),
+                stale: false,
+            },
+        }],
+    }
+}
+
+/// A one-point summary family.
+pub fn summary(
+    name: &str,
+    quantiles: &[(f64, f64)],
+    sum: f64,
+    count: f64,
+    pairs: &[(&str, &str)],
+) -> Family {
+    Family {
+        name: name.into(),
+        help: "".into(),
+        unit: "".into(),
+        kind: Kind::Summary,
+        points: vec![Point {
+            labels: labels(pairs),
+            start_ms: None,
+            value: Value::Summary {
+                count,
+                sum: Some(sum),
+                quantiles: quantiles.to_vec(),
+                stale: false,
+            },
+        }],
+    }
+}
+
+/// A batch with one gauge `seq{n}` = `n`: easy to follow through a backend in order.
+pub fn numbered(n: u32) -> Arc<Batch> {
+    Arc::new(Batch {
+        timestamp_ms: 1_700_000_000_000 + i64::from(n),
+        families: vec![number(
+            Kind::Gauge,
+            "seq",
+            f64::from(n),
+            &[("n", &n.to_string())],
+        )],
+    })
+}
+
+/// The `seq` values carried by remote-write bodies, in arrival order.
+pub fn sequence(bodies: &[Bytes]) -> Vec<f64> {
+    bodies
+        .iter()
+        .flat_map(|body| decode_remote_write(body).timeseries)
+        .map(|series| series.samples[0].value)
+        .collect()
+}
+
+/// A remote-write body, decompressed (snappy block format) and decoded.
+pub fn decode_remote_write(body: &[u8]) -> WriteRequest {
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .expect("snappy block format");
+    prost::Message::decode(raw.as_slice()).expect("a WriteRequest")
+}
+
+/// A remote-write config for `urls` with short timeouts.
+pub fn remote_write_config(urls: &[String], queue_max_bytes: u64) -> ExportConfig {
+    ExportConfig {
+        remote_write_urls: urls.to_vec(),
+        queue_max_bytes,
+        request_timeout: Duration::from_secs(5),
+        ..ExportConfig::default()
+    }
+}
+
+/// Retries quick enough for tests; requests give up after `max_age`.
+pub fn quick_policy(max_age: Duration) -> RetryPolicy {
+    RetryPolicy {
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+        max_retry_after: Duration::from_secs(5),
+        max_age,
+    }
+}
+
+/// Starts exporters with [`quick_policy`] (a minute of retries).
+pub fn start(config: &ExportConfig, metrics: &SelfMetrics) -> Exporters {
+    Exporters::start_with_policy(config, metrics, quick_policy(Duration::from_secs(60)))
+        .expect("valid config")
+}
+
+/// One exporter's self-metrics, read back.
+pub fn stats(metrics: &SelfMetrics, exporter: &str, queue_max_bytes: u64) -> ExporterStats {
+    ExporterStats::read(&metrics.exporter(exporter, queue_max_bytes))
+}
+
+/// How the backend answers one request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// This status, empty body.
+    Status(u16),
+    /// This status with a `Retry-After` header.
+    RetryAfter(u16, String),
+    /// 200 with this body.
+    Body(Vec<u8>),
+    /// Never answer.
+    Hang,
+}
+
+/// A request the backend saw.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// When it arrived.
+    pub at: Instant,
+    /// Its path.
+    pub path: String,
+    /// Its headers.
+    pub headers: HeaderMap,
+    /// Its body, as sent.
+    pub body: Bytes,
+}
+
+/// An HTTP backend on loopback that records every request and answers from a script, then
+/// with a default reply.
+#[derive(Clone)]
+pub struct Backend {
+    script: Arc<Mutex<VecDeque<Reply>>>,
+    default: Arc<Mutex<Reply>>,
+    received: Arc<Mutex<Vec<Received>>>,
+    arrived: Arc<Notify>,
+}
+
+impl Backend {
+    /// A backend answering 200 unless scripted otherwise.
+    pub fn new(script: impl IntoIterator<Item = Reply>) -> Self {
+        Backend {
+            script: Arc::new(Mutex::new(script.into_iter().collect())),
+            default: Arc::new(Mutex::new(Reply::Status(200))),
+            received: Arc::new(Mutex::new(Vec::new())),
+            arrived: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Answers every unscripted request with `reply`.
+    pub fn answer_with(&self, reply: Reply) {
+        *self.default.lock().unwrap() = reply;
+    }
+
+    /// Serves on a new loopback port; returns the `…/api/v1/write` URL.
+    pub async fn serve(&self) -> (SocketAddr, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        self.serve_on(listener);
+        (addr, format!("http://{addr}/api/v1/write"))
+    }
+
+    /// Serves on `listener`.
+    pub fn serve_on(&self, listener: tokio::net::TcpListener) {
+        let backend = self.clone();
+        let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
+            let backend = backend.clone();
+            async move { backend.answer(uri.path().to_owned(), headers, body).await }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
+
+    async fn answer(&self, path: String, headers: HeaderMap, body: Bytes) -> Response {
+        self.received.lock().unwrap().push(Received {
+            at: Instant::now(),
+            path,
+            headers,
+            body,
+        });
+        self.arrived.notify_waiters();
+        let scripted = self.script.lock().unwrap().pop_front();
+        let reply = scripted.unwrap_or_else(|| self.default.lock().unwrap().clone());
+        match reply {
+            Reply::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
+            Reply::RetryAfter(code, after) => (
+                StatusCode::from_u16(code).unwrap(),
+                [("retry-after", after)],
+            )
+                .into_response(),
+            Reply::Body(body) => (StatusCode::OK, body).into_response(),
+            Reply::Hang => std::future::pending::<Response>().await,
+        }
+    }
+
+    /// Every request so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// The bodies of every request so far, in arrival order.
+    pub fn bodies(&self) -> Vec<Bytes> {
+        self.received().into_iter().map(|r| r.body).collect()
+    }
+
+    /// Waits (at most `within`) until `count` requests arrived; returns whether they did.
+    pub async fn wait_for(&self, count: usize, within: Duration) -> bool {
+        let until = Instant::now() + within;
+        loop {
+            let arrived = self.arrived.notified();
+            if self.received.lock().unwrap().len() >= count {
+                return true;
+            }
+            if tokio::time::timeout_at(until, arrived).await.is_err() {
+                return self.received.lock().unwrap().len() >= count;
+            }
+        }
+    }
+}
+
+/// A loopback port nobody listens on (yet).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `condition` every 10 ms for at most `within`.
+pub async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    condition()
+}
