@@ -99,6 +99,15 @@ impl Pipeline {
         up
     }
 
+    /// The self-metrics alone: every other series gets its stale marker.
+    fn final_batch(&mut self, timestamp_ms: i64) -> Batch {
+        let self_text = admin::render(self.metrics.registry());
+        match parse(&self_text, Format::PrometheusText) {
+            Ok(page) => self.converter.convert(&[&page], timestamp_ms),
+            Err(_) => self.converter.stale_all(timestamp_ms),
+        }
+    }
+
     /// The app's page (if any), the self-metrics and `up`, converted together so that series
     /// missing from this scrape get their stale markers.
     fn batch(&mut self, app_page: Option<&Exposition<'_>>, timestamp_ms: i64, up: bool) -> Batch {
@@ -263,16 +272,26 @@ async fn shutdown(
         }
     }
 
-    // Every series of this instance ends here: remote write gets stale markers.
-    let stale = pipeline.converter.stale_all(now_ms());
-    pipeline.exporters.submit(Arc::new(stale));
+    // The app's data first; how its delivery went is the last thing the sidecar reports.
+    let reserve =
+        (deadline.saturating_duration_since(Instant::now()) / 4).max(Duration::from_millis(200));
+    let delivered = pipeline.exporters.wait_idle(deadline - reserve).await;
+    pipeline.metrics.shutdown_flush(delivered.label());
+    // The last batch: the self-metrics with that outcome; every other series of this instance
+    // ends here with a stale marker.
+    let last = pipeline.final_batch(now_ms());
+    pipeline.exporters.submit(Arc::new(last));
     let outcome = pipeline.exporters.flush(deadline).await;
-    pipeline.metrics.shutdown_flush(outcome.label());
-    match outcome {
-        FlushOutcome::Success => tracing::info!(elapsed = ?started.elapsed(), "flushed"),
-        other => {
-            tracing::warn!(outcome = other.label(), elapsed = ?started.elapsed(), "final flush incomplete")
+    match (delivered, outcome) {
+        (FlushOutcome::Success, FlushOutcome::Success) => {
+            tracing::info!(elapsed = ?started.elapsed(), "flushed")
         }
+        _ => tracing::warn!(
+            app_data = delivered.label(),
+            last_batch = outcome.label(),
+            elapsed = ?started.elapsed(),
+            "final flush incomplete"
+        ),
     }
     exit_code
 }

@@ -270,10 +270,33 @@ async fn wrapper_mode_remote_writes_every_series_exactly_and_the_last_scrape_arr
         .unwrap();
     assert_eq!(own.len(), 1, "{own:?}");
 
-    // The instance is gone: stale markers end every series, so nothing is current any more.
-    let current = prometheus.query(r#"{wx_service="e2e-svc"}"#).await.unwrap();
+    // The instance is gone: stale markers end every series of the app (and `up`), so none is
+    // current any more; the sidecar's last batch reports how the flush of the app's data went.
+    let current = prometheus
+        .query(r#"{wx_service="e2e-svc",__name__!~"wxcloudrun_sidecar_.*"}"#)
+        .await
+        .unwrap();
     assert!(
         current.is_empty(),
         "series still current after shutdown: {current:?}"
     );
+    let flushes = prometheus
+        .query(r#"wxcloudrun_sidecar_shutdown_flushes_total{wx_service="e2e-svc"}"#)
+        .await
+        .unwrap();
+    let by_outcome: BTreeMap<String, String> = flushes
+        .iter()
+        .map(|r| {
+            (
+                r["metric"]["outcome"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                r["value"][1].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let expected_flushes = [("error", "0"), ("success", "1"), ("timeout", "0")]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+    assert_eq!(by_outcome, BTreeMap::from(expected_flushes));
 }

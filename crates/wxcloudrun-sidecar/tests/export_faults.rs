@@ -354,9 +354,17 @@ async fn bad_config_is_refused_naming_the_key() {
         "otlp_endpoint"
     );
     assert_eq!(
-        refuse(otlp("https://collector:4317", OtlpProtocol::Grpc)),
+        refuse(otlp("grpc://collector:4317", OtlpProtocol::Grpc)),
         "otlp_endpoint"
     );
+    // TLS for gRPC: accepted (rustls + webpki roots), connected lazily.
+    let tls = Exporters::start(
+        &otlp("https://collector.example:4317", OtlpProtocol::Grpc),
+        &metrics,
+    )
+    .expect("https gRPC endpoint");
+    assert_eq!(tls.names(), ["otlp_grpc"]);
+    drop(tls);
     let mut bad_header = rw("http://127.0.0.1:9/api/v1/write");
     bad_header.headers = vec![("bad name".to_owned(), "x".to_owned())];
     assert_eq!(refuse(bad_header), "header");

@@ -364,6 +364,12 @@ impl Shared {
         (requests > 0, state.failed_during_flush)
     }
 
+    /// Nothing queued and nothing in flight.
+    pub(crate) fn is_idle(&self) -> bool {
+        let state = self.state();
+        state.queue.is_empty() && state.in_flight.is_none()
+    }
+
     /// The next request, now in flight; `None` when the queue is empty.
     fn next(&self) -> Option<Payload> {
         let mut state = self.state();

@@ -332,6 +332,21 @@ impl Exporters {
         }
     }
 
+    /// Waits, with the exporters running as usual, until every queue is empty and nothing is in
+    /// flight (`Success`) or `until` passes (`Timeout`). The shutdown uses it to learn how the
+    /// flush of the app's data went before it sends its own last batch.
+    pub async fn wait_idle(&self, until: Instant) -> FlushOutcome {
+        loop {
+            if self.workers.iter().all(|w| w.shared.is_idle()) {
+                return FlushOutcome::Success;
+            }
+            if Instant::now() >= until {
+                return FlushOutcome::Timeout;
+            }
+            tokio::time::sleep(Duration::from_millis(10).min(until - Instant::now())).await;
+        }
+    }
+
     /// Delivers what is queued until every queue is empty or `deadline` passes, then stops the
     /// tasks. Requests still queued at the deadline are dropped and counted.
     pub async fn flush(mut self, deadline: Instant) -> FlushOutcome {
@@ -435,20 +450,24 @@ fn grpc_transport(
 ) -> Result<Transport, ExportError> {
     let key = "otlp_endpoint";
     let url = http_url(key, endpoint)?;
-    if url.scheme() == "https" {
-        return Err(ExportError {
-            key,
-            reason: format!(
-                "{endpoint:?}: OTLP/gRPC over TLS is not supported by this build; use http:// or OTLP/HTTP"
-            ),
-        });
-    }
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+    let mut builder = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
         .and_then(|e| e.user_agent(USER_AGENT))
         .map_err(|error| ExportError {
             key,
             reason: format!("{endpoint:?}: {error}"),
-        })?
+        })?;
+    if url.scheme() == "https" {
+        // rustls with ring and the webpki roots: no OpenSSL, no system certificate store needed
+        // in a slim image.
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .with_webpki_roots()
+            .domain_name(url.host_str().unwrap_or_default());
+        builder = builder.tls_config(tls).map_err(|error| ExportError {
+            key,
+            reason: format!("{endpoint:?}: TLS: {error}"),
+        })?;
+    }
+    let channel = builder
         .connect_timeout(Duration::from_secs(5))
         .connect_lazy();
     let mut metadata = Vec::with_capacity(user_headers.len());
