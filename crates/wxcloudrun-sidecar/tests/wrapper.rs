@@ -25,11 +25,18 @@ fn sidecar(scrape_url: &str) -> Command {
 }
 
 fn sidecar_with_budget(scrape_url: &str, budget: &str) -> Command {
+    let mut command = base(scrape_url, budget);
+    command.args(["--admin-addr", "127.0.0.1:0"]);
+    command
+}
+
+/// Quick settings, quiet logs, no admin address yet.
+fn base(scrape_url: &str, budget: &str) -> Command {
     let mut command = Command::new(BIN);
     command
         .args(["--scrape-url", scrape_url])
         .args(["--scrape-interval", "1s", "--scrape-timeout", "500ms"])
-        .args(["--shutdown-budget", budget, "--admin-addr", "127.0.0.1:0"])
+        .args(["--shutdown-budget", budget])
         .env("HOSTNAME", "test-pod")
         .env("WXCLOUDRUN_SIDECAR_LOG", "warn")
         .stdout(Stdio::null());
@@ -280,4 +287,67 @@ fn bad_configuration_exits_64_naming_the_key() {
     let (code, _, err) = check_config(&[], &[("WXCLOUDRUN_SIDECAR_SHUTDOWN_BUDGET", "soon")]);
     assert_eq!(code, Some(64));
     assert!(err.contains("--shutdown-budget"), "{err}");
+}
+
+/// A free loopback port (bound, read, released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// `GET path` with a bare HTTP/1.0 request: (status, body), or `None` while nothing listens.
+fn admin_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nhost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+#[test]
+fn admin_endpoints_report_health_readiness_and_self_metrics() {
+    let waiting_port = free_port();
+    let mut waiting = base(NOWHERE, "2s")
+        .args(["--admin-addr", &format!("127.0.0.1:{waiting_port}")])
+        .args(sh("while :; do sleep 0.05; done"))
+        .spawn()
+        .unwrap();
+    let target = target();
+    let ready_port = free_port();
+    let mut ready = base(&target.url, "2s")
+        .args(["--admin-addr", &format!("127.0.0.1:{ready_port}")])
+        .args(sh("while :; do sleep 0.05; done"))
+        .spawn()
+        .unwrap();
+
+    wait_for("the admin listener", Duration::from_secs(10), || {
+        admin_get(waiting_port, "/healthz").is_some()
+    });
+    assert_eq!(admin_get(waiting_port, "/healthz").unwrap().0, 200);
+    assert_eq!(
+        admin_get(waiting_port, "/readyz").unwrap().0,
+        503,
+        "not ready before a scrape succeeded"
+    );
+    wait_for("readiness after a scrape", Duration::from_secs(10), || {
+        admin_get(ready_port, "/readyz").is_some_and(|(status, _)| status == 200)
+    });
+    let (status, metrics) = admin_get(ready_port, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("wxcloudrun_sidecar_scrapes_total{outcome=\"success\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("wxcloudrun_sidecar_process_resident_memory_bytes"));
+
+    for child in [&mut waiting, &mut ready] {
+        sigterm(child);
+        wait(child, Duration::from_secs(10));
+    }
 }
