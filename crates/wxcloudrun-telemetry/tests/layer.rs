@@ -836,3 +836,37 @@ async fn rendered_output_passes_promtool_check_metrics() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn extractors_without_the_layer() {
+    // `Option<WxContext>` is `None` and `WxContext` rejects with a 500 that names the fix.
+    let router: Router = Router::new()
+        .route(
+            "/optional",
+            get(|ctx: Option<WxContext>| async move { format!("{}", ctx.is_some()) }),
+        )
+        .route("/required", get(|_: WxContext| async { "unreachable" }));
+    let (status, body) = send(
+        &router,
+        Request::get("/optional").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"false"[..]));
+    let (status, body) = send(
+        &router,
+        Request::get("/required").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(String::from_utf8_lossy(&body).contains("WxTelemetryLayer"));
+
+    // Behind the layer, the optional form is always there, even for a call from the internet.
+    let layer = layer();
+    let router = router.layer(layer.clone());
+    let (_, body) = send(
+        &router,
+        Request::get("/optional").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(&body[..], b"true");
+}
