@@ -8,8 +8,6 @@
 mod support_export;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,108 +16,42 @@ use tokio::time::Instant;
 use wxcloudrun_sidecar::export::FlushOutcome;
 use wxcloudrun_sidecar::metrics::SelfMetrics;
 use wxcloudrun_sidecar::model::{Batch, Kind, stale_nan};
+use wxcloudrun_telemetry_tests::prometheus::{Prometheus, encode};
+use wxcloudrun_telemetry_tests::require_tool;
 
-/// A Prometheus server on a loopback port, killed on drop.
-struct Prometheus {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn prometheus_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin")])
-        .map(|dir| dir.join("prometheus"))
-        .find(|candidate| candidate.is_file())
-}
-
-impl Prometheus {
-    async fn start(binary: &Path) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            "global:\n  scrape_interval: 1m\nscrape_configs: []\n",
-        )
+/// An instant query at `at_ms`: each series' labels (with `__name__`) and value as text.
+async fn query_at(
+    prometheus: &Prometheus,
+    query: &str,
+    at_ms: i64,
+) -> BTreeMap<BTreeMap<String, String>, String> {
+    let time = format!("{:.3}", at_ms as f64 / 1000.0);
+    let (status, response) = prometheus
+        .get(&format!(
+            "/api/v1/query?query={}&time={time}",
+            encode(query)
+        ))
+        .await
         .unwrap();
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--web.enable-remote-write-receiver")
-            .arg("--storage.remote.flush-deadline=5s")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus starts");
-        let prometheus = Prometheus {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        let client = reqwest::Client::new();
-        let until = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < until {
-            let ready = client
-                .get(format!("{}/-/ready", prometheus.base))
-                .send()
-                .await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                return prometheus;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let log = std::fs::read_to_string(prometheus._dir.path().join("prometheus.log"));
-        panic!("prometheus not ready within 60 s: {log:?}");
-    }
-
-    /// An instant query at `at_ms`: each series' labels (with `__name__`) and value as text.
-    async fn query(&self, query: &str, at_ms: i64) -> BTreeMap<BTreeMap<String, String>, String> {
-        let time = format!("{:.3}", at_ms as f64 / 1000.0);
-        let url = reqwest::Url::parse_with_params(
-            &format!("{}/api/v1/query", self.base),
-            [("query", query), ("time", &time)],
-        )
-        .unwrap();
-        let body = reqwest::Client::new()
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        let response: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(response["status"], "success", "{response}");
-        response["data"]["result"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|series| {
-                let labels = series["metric"]
-                    .as_object()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-                    .collect();
-                (labels, series["value"][1].as_str().unwrap().to_owned())
-            })
-            .collect()
-    }
+    assert_eq!(
+        (status, &response["status"]),
+        (200, &serde_json::json!("success")),
+        "{response}"
+    );
+    response["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|series| {
+            let labels = series["metric"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                .collect();
+            (labels, series["value"][1].as_str().unwrap().to_owned())
+        })
+        .collect()
 }
 
 fn series(name: &str, pairs: &[(&str, &str)], value: &str) -> (BTreeMap<String, String>, String) {
@@ -133,14 +65,18 @@ fn series(name: &str, pairs: &[(&str, &str)], value: &str) -> (BTreeMap<String, 
 
 #[tokio::test]
 async fn remote_write_lands_in_prometheus_like_a_scrape() {
-    let Some(binary) = prometheus_binary() else {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("prometheus not found, and CI=true requires this test to run");
-        }
-        eprintln!("SKIPPED: prometheus not found");
+    let Some(binary) = require_tool("prometheus") else {
         return;
     };
-    let prometheus = Prometheus::start(&binary).await;
+    let prometheus = Prometheus::start(
+        &binary,
+        |_| "global:\n  scrape_interval: 1m\n".to_owned(),
+        &["--web.enable-remote-write-receiver"],
+    );
+    prometheus
+        .wait_ready(Instant::now().into_std() + Duration::from_secs(60))
+        .await
+        .unwrap();
 
     // Recent timestamps: the head block accepts them and a 5 m lookback sees them.
     let now_ms = SystemTime::now()
@@ -195,7 +131,7 @@ async fn remote_write_lands_in_prometheus_like_a_scrape() {
     };
 
     let metrics = SelfMetrics::new();
-    let url = format!("{}/api/v1/write", prometheus.base);
+    let url = format!("http://{}/api/v1/write", prometheus.addr());
     let exporters = start(&remote_write_config(&[url], QUEUE), &metrics);
     exporters.submit(Arc::new(first));
     exporters.submit(Arc::new(second));
@@ -244,11 +180,11 @@ async fn remote_write_lands_in_prometheus_like_a_scrape() {
     .into_iter()
     .collect();
     let query = r#"{__name__=~"rwtest_.+"}"#;
-    assert_eq!(prometheus.query(query, t1 + 1_000).await, expected);
+    assert_eq!(query_at(&prometheus, query, t1 + 1_000).await, expected);
 
     // After the stale marker the series is gone from instant queries; the rest stays (lookback).
     expected.remove(&series("rwtest_gone", &host, "").0);
     let temperature = series("rwtest_temperature", &host, "").0;
     expected.insert(temperature, "-20".to_owned());
-    assert_eq!(prometheus.query(query, t2 + 1_000).await, expected);
+    assert_eq!(query_at(&prometheus, query, t2 + 1_000).await, expected);
 }
