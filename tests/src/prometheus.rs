@@ -28,20 +28,21 @@ impl Drop for Prometheus {
 
 impl Prometheus {
     /// Starts `binary` with the configuration `config` returns; `config` gets the temporary
-    /// directory to write any rule files into. `extra_args` are added to the command line
-    /// (e.g. `--web.enable-remote-write-receiver`).
+    /// directory to write any rule files into and the address Prometheus will listen on (to
+    /// scrape itself). `extra_args` are added to the command line (e.g.
+    /// `--web.enable-remote-write-receiver`).
     pub fn start(
         binary: &Path,
-        config: impl FnOnce(&Path) -> String,
+        config: impl FnOnce(&Path, SocketAddr) -> String,
         extra_args: &[&str],
     ) -> Prometheus {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config(dir.path())).expect("write config");
         // A free loopback port: bind, read it, release it for Prometheus.
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port");
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config(dir.path(), addr)).expect("write config");
         let log = dir.path().join("prometheus.log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(binary)

@@ -291,15 +291,19 @@ impl Converter {
     }
 
     /// The scraped labels with the sidecar's added: a scraped label that clashes with an added one
-    /// becomes `exported_<name>`; empty values are dropped; the result is sorted.
+    /// becomes `exported_<name>` (the same value is no clash: the layer's `wx_service` and the
+    /// sidecar's usually agree); empty values are dropped; the result is sorted.
     fn labels(&self, scraped: &[Label<'_>]) -> Labels {
         let mut labels: Labels = Vec::with_capacity(scraped.len() + self.added.len());
         for label in scraped {
             if label.value.is_empty() || label.name == "__name__" {
                 continue;
             }
-            let clashes = self.added.iter().any(|(name, _)| **name == *label.name);
-            let name: Arc<str> = if clashes {
+            let added = self.added.iter().find(|(name, _)| **name == *label.name);
+            if added.is_some_and(|(_, value)| **value == *label.value) {
+                continue;
+            }
+            let name: Arc<str> = if added.is_some() {
                 Arc::from(format!("exported_{}", label.name))
             } else {
                 Arc::from(label.name.as_ref())
@@ -389,7 +393,7 @@ mod tests {
     #[test]
     fn adds_labels_and_renames_clashes() {
         let page = parse(
-            "# TYPE jobs_total counter\njobs_total{instance=\"app:80\",queue=\"a\",empty=\"\"} 3\n",
+            "# TYPE jobs_total counter\njobs_total{instance=\"app:80\",queue=\"a\",empty=\"\",wx_service=\"orders\"} 3\n",
             Format::PrometheusText,
         )
         .unwrap();

@@ -176,7 +176,7 @@ async fn wrapper_mode_remote_writes_every_series_exactly_and_the_last_scrape_arr
     };
     let prometheus = Prometheus::start(
         &binary,
-        |_| "global:\n  scrape_interval: 1m\n".to_owned(),
+        |_, _| "global:\n  scrape_interval: 1m\n".to_owned(),
         &["--web.enable-remote-write-receiver"],
     );
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -70,7 +70,7 @@ async fn remote_write_lands_in_prometheus_like_a_scrape() {
     };
     let prometheus = Prometheus::start(
         &binary,
-        |_| "global:\n  scrape_interval: 1m\n".to_owned(),
+        |_, _| "global:\n  scrape_interval: 1m\n".to_owned(),
         &["--web.enable-remote-write-receiver"],
     );
     prometheus
