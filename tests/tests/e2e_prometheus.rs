@@ -46,7 +46,9 @@ fn no_data_expected(query: &Query) -> Option<&'static str> {
     names
         .iter()
         .any(|name| name.starts_with("wxcloudrun_sidecar_"))
-        .then_some("sidecar self-metric: verified by crates/wxcloudrun-sidecar/tests/e2e_dashboard.rs")
+        .then_some(
+            "sidecar self-metric: verified by crates/wxcloudrun-sidecar/tests/e2e_dashboard.rs",
+        )
 }
 
 /// Outcome of one dashboard query.
