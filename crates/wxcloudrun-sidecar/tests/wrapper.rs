@@ -351,3 +351,40 @@ fn admin_endpoints_report_health_readiness_and_self_metrics() {
         wait(child, Duration::from_secs(10));
     }
 }
+
+#[test]
+fn shutdown_ends_within_the_budget_when_the_backend_hangs() {
+    // A backend that accepts connections and never answers.
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let write_url = format!("http://{}/api/v1/write", backend.local_addr().unwrap());
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let holder = held.clone();
+    std::thread::spawn(move || {
+        for stream in backend.incoming().flatten() {
+            holder.lock().unwrap().push(stream);
+        }
+    });
+    let target = target();
+    let mut child = sidecar_with_budget(&target.url, "2s")
+        .args(["--remote-write-url", &write_url])
+        .args(sh("trap 'exit 0' TERM; while :; do sleep 0.05; done"))
+        .spawn()
+        .unwrap();
+    wait_for("a scrape", Duration::from_secs(15), || {
+        !target.scrapes.lock().unwrap().is_empty()
+    });
+    let started = Instant::now();
+    sigterm(&child);
+    // The budget is 2 s; the slack only absorbs a loaded machine, not a hang.
+    let status = wait(&mut child, Duration::from_secs(8));
+    assert_eq!(status.code(), Some(0), "the app's exit code, not a failure");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "it kept trying until near the end of the budget ({:?})",
+        started.elapsed()
+    );
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the backend was contacted"
+    );
+}
