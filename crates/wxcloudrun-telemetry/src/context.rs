@@ -32,9 +32,6 @@ pub(crate) mod names {
     pub(crate) static SOURCE: HeaderName = HeaderName::from_static("x-wx-source");
     pub(crate) static CALL_ID: HeaderName = HeaderName::from_static("x-wx-call-id");
     pub(crate) static LOCAL_DEBUG: HeaderName = HeaderName::from_static("x-wx-local-debug");
-    pub(crate) static ORIGINAL_FORWARDED_FOR: HeaderName =
-        HeaderName::from_static("x-original-forwarded-for");
-    pub(crate) static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 }
 
 /// The `X-WX-*` headers that carry identity: stripped from the request in [`TrustMode::Strip`].
@@ -79,32 +76,94 @@ impl WxHeader {
     }
 }
 
-/// Reads a single-valued header: repeated, empty, oversized or non-UTF-8 values are `None`.
-fn single(headers: &HeaderMap, name: &HeaderName, max_len: usize) -> Option<WxHeader> {
-    let mut values = headers.get_all(name).iter();
-    let value = values.next()?;
-    if values.next().is_some() {
-        // Two copies: one of them was not set by the gateway, and we cannot tell which.
-        return None;
-    }
-    let bytes = value.as_bytes();
-    if bytes.is_empty() || bytes.len() > max_len || std::str::from_utf8(bytes).is_err() {
-        return None;
-    }
-    Some(WxHeader(value.clone()))
+/// A single-valued header as the one pass over the request's headers finds it.
+#[derive(Default)]
+enum Slot<'a> {
+    #[default]
+    Absent,
+    Once(&'a HeaderValue),
+    /// Two copies: one of them was not set by the gateway, and we cannot tell which.
+    Repeated,
 }
 
-/// The first and last values of a list header that may legitimately be repeated.
-fn first_and_last(headers: &HeaderMap, name: &HeaderName) -> (Option<WxHeader>, Option<WxHeader>) {
-    let accept = |value: &HeaderValue| {
+impl<'a> Slot<'a> {
+    fn see(&mut self, value: &'a HeaderValue) {
+        *self = match self {
+            Slot::Absent => Slot::Once(value),
+            _ => Slot::Repeated,
+        };
+    }
+
+    /// The value if it was sent once and is non-empty UTF-8 of at most `max_len` bytes.
+    fn accept(&self, max_len: usize) -> Option<WxHeader> {
+        let Slot::Once(value) = self else {
+            return None;
+        };
         let bytes = value.as_bytes();
-        (!bytes.is_empty() && bytes.len() <= MAX_FORWARDED_BYTES && bytes.is_ascii())
-            .then(|| WxHeader(value.clone()))
-    };
-    let mut values = headers.get_all(name).iter();
-    let first = values.next();
-    let last = values.next_back().or(first);
-    (first.and_then(accept), last.and_then(accept))
+        if bytes.is_empty() || bytes.len() > max_len || std::str::from_utf8(bytes).is_err() {
+            return None;
+        }
+        Some(WxHeader((*value).clone()))
+    }
+}
+
+/// The gateway's headers of one request, found in a single pass over the header map (a dozen
+/// separate lookups would hash a dozen names per request).
+#[derive(Default)]
+struct Found<'a> {
+    openid: Slot<'a>,
+    appid: Slot<'a>,
+    unionid: Slot<'a>,
+    from_openid: Slot<'a>,
+    from_appid: Slot<'a>,
+    from_unionid: Slot<'a>,
+    env: Slot<'a>,
+    source: Slot<'a>,
+    call_id: Slot<'a>,
+    local_debug: Slot<'a>,
+    original_forwarded_for: Slot<'a>,
+    forwarded_for_first: Option<&'a HeaderValue>,
+    forwarded_for_last: Option<&'a HeaderValue>,
+}
+
+impl<'a> Found<'a> {
+    fn scan(headers: &'a HeaderMap) -> Self {
+        let mut found = Found::default();
+        for (name, value) in headers {
+            let name = name.as_str();
+            if let Some(wx) = name.strip_prefix("x-wx-") {
+                let slot = match wx {
+                    "openid" => &mut found.openid,
+                    "appid" => &mut found.appid,
+                    "unionid" => &mut found.unionid,
+                    "from-openid" => &mut found.from_openid,
+                    "from-appid" => &mut found.from_appid,
+                    "from-unionid" => &mut found.from_unionid,
+                    "env" => &mut found.env,
+                    "source" => &mut found.source,
+                    "call-id" => &mut found.call_id,
+                    "local-debug" => &mut found.local_debug,
+                    _ => continue,
+                };
+                slot.see(value);
+            } else if name == "x-forwarded-for" {
+                // A list header: repeated lines are one list, in order.
+                found.forwarded_for_first.get_or_insert(value);
+                found.forwarded_for_last = Some(value);
+            } else if name == "x-original-forwarded-for" {
+                found.original_forwarded_for.see(value);
+            }
+        }
+        found
+    }
+}
+
+/// A forwarded-for line the context keeps: non-empty ASCII of at most [`MAX_FORWARDED_BYTES`].
+fn forwarded(value: Option<&HeaderValue>) -> Option<WxHeader> {
+    let value = value?;
+    let bytes = value.as_bytes();
+    (!bytes.is_empty() && bytes.len() <= MAX_FORWARDED_BYTES && bytes.is_ascii())
+        .then(|| WxHeader(value.clone()))
 }
 
 /// Parses one element of a forwarded-for list: `1.2.3.4`, `::1`, `1.2.3.4:5678` or `[::1]:80`.
@@ -164,32 +223,33 @@ pub struct WxContext {
 impl WxContext {
     /// Parses the gateway headers under `trust`. `peer` is the TCP peer, when the server knows it.
     pub fn from_headers(headers: &HeaderMap, trust: TrustMode, peer: Option<IpAddr>) -> Self {
-        let (forwarded_for_first, forwarded_for_last) =
-            first_and_last(headers, &names::FORWARDED_FOR);
+        let found = Found::scan(headers);
         let mut ctx = WxContext {
-            original_forwarded_for: single(headers, &names::ORIGINAL_FORWARDED_FOR, 1024),
-            forwarded_for_first,
-            forwarded_for_last,
+            original_forwarded_for: found.original_forwarded_for.accept(MAX_FORWARDED_BYTES),
+            forwarded_for_first: forwarded(found.forwarded_for_first),
+            forwarded_for_last: forwarded(found.forwarded_for_last),
             peer,
             ..WxContext::default()
         };
         if trust == TrustMode::Strip {
             return ctx;
         }
-        ctx.source = single(headers, &names::SOURCE, MAX_HEADER_BYTES);
-        ctx.call_id = single(headers, &names::CALL_ID, MAX_HEADER_BYTES);
+        ctx.source = found.source.accept(MAX_HEADER_BYTES);
+        ctx.call_id = found.call_id.accept(MAX_HEADER_BYTES);
         if trust == TrustMode::WhenSourcePresent && ctx.source.is_none() {
             return ctx;
         }
-        let get = |name| single(headers, name, MAX_HEADER_BYTES);
-        ctx.openid = get(&names::OPENID);
-        ctx.appid = get(&names::APPID);
-        ctx.unionid = get(&names::UNIONID);
-        ctx.from_openid = get(&names::FROM_OPENID);
-        ctx.from_appid = get(&names::FROM_APPID);
-        ctx.from_unionid = get(&names::FROM_UNIONID);
-        ctx.env = get(&names::ENV);
-        ctx.local_debug = get(&names::LOCAL_DEBUG).is_some_and(|v| v.as_str() == "1");
+        ctx.openid = found.openid.accept(MAX_HEADER_BYTES);
+        ctx.appid = found.appid.accept(MAX_HEADER_BYTES);
+        ctx.unionid = found.unionid.accept(MAX_HEADER_BYTES);
+        ctx.from_openid = found.from_openid.accept(MAX_HEADER_BYTES);
+        ctx.from_appid = found.from_appid.accept(MAX_HEADER_BYTES);
+        ctx.from_unionid = found.from_unionid.accept(MAX_HEADER_BYTES);
+        ctx.env = found.env.accept(MAX_HEADER_BYTES);
+        ctx.local_debug = found
+            .local_debug
+            .accept(MAX_HEADER_BYTES)
+            .is_some_and(|v| v.as_str() == "1");
         ctx
     }
 
@@ -292,6 +352,12 @@ impl WxContext {
             .as_ref()
             .and_then(|value| value.as_str().rsplit(',').next().and_then(parse_hop))
             .or(self.peer)
+    }
+
+    /// The last `X-Forwarded-For` hop as sent, trimmed (not validated).
+    pub(crate) fn access_hop_text(&self) -> Option<&str> {
+        let hop = self.forwarded_for_last.as_ref()?.as_str().rsplit(',').next()?.trim();
+        (!hop.is_empty()).then_some(hop)
     }
 
     /// The service name the layer was configured with.

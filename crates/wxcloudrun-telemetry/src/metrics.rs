@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
@@ -164,6 +163,12 @@ impl LabelGuard {
         table.ids.insert(value.clone(), id);
         table.values.push(value);
         id
+    }
+
+    /// The id of a value already interned, without interning it.
+    pub(crate) fn get(&self, value: &str) -> Option<LabelId> {
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        table.ids.get(value).copied()
     }
 
     pub(crate) fn value(&self, id: LabelId) -> Arc<str> {
@@ -398,9 +403,10 @@ impl Metrics {
             Some(source) if enabled(MetricLabel::Source) => self.sources.intern(source),
             _ => EMPTY,
         };
-        let access_node = match ctx.access_hop() {
-            Some(hop) if enabled(MetricLabel::AccessNode) => self.access_node_id(hop),
-            _ => EMPTY,
+        let access_node = if enabled(MetricLabel::AccessNode) {
+            self.access_node_id(ctx)
+        } else {
+            EMPTY
         };
         RequestLabels {
             method: method_index(method),
@@ -412,7 +418,17 @@ impl Metrics {
         }
     }
 
-    fn access_node_id(&self, hop: IpAddr) -> LabelId {
+    fn access_node_id(&self, ctx: &WxContext) -> LabelId {
+        // Fast path: the gateway writes addresses canonically, so a hop seen before is found by
+        // its text, without parsing and formatting it again.
+        if self.access_node_table.is_empty()
+            && let Some(id) = ctx.access_hop_text().and_then(|text| self.access_nodes.get(text))
+        {
+            return id;
+        }
+        let Some(hop) = ctx.access_hop() else {
+            return EMPTY;
+        };
         if let Some(name) = self.access_node_table.lookup(hop) {
             return self.access_nodes.intern(name);
         }
@@ -482,7 +498,10 @@ impl Metrics {
                 .with_label_values(&[&*route, &self.service, &appid])
                 .inc();
         }
-        if !self.cold_start_recorded.swap(true, Ordering::Relaxed) {
+        // A load first: after the first request this is a plain read, not a write to a shared line.
+        if !self.cold_start_recorded.load(Ordering::Relaxed)
+            && !self.cold_start_recorded.swap(true, Ordering::Relaxed)
+        {
             let since_start = SystemTime::now()
                 .duration_since(self.process_start)
                 .unwrap_or_default();
