@@ -71,6 +71,9 @@ fn layers(c: &mut Criterion) {
         });
     });
 
+    // axum-prometheus spawns its exporter's upkeep task: it needs a runtime to exist.
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let _entered = runtime.enter();
     let (prometheus_layer, _handle) = axum_prometheus::PrometheusMetricLayer::pair();
     let mut axum_prometheus = ServiceBuilder::new()
         .layer(prometheus_layer)
