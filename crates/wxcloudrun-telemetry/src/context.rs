@@ -356,7 +356,13 @@ impl WxContext {
 
     /// The last `X-Forwarded-For` hop as sent, trimmed (not validated).
     pub(crate) fn access_hop_text(&self) -> Option<&str> {
-        let hop = self.forwarded_for_last.as_ref()?.as_str().rsplit(',').next()?.trim();
+        let hop = self
+            .forwarded_for_last
+            .as_ref()?
+            .as_str()
+            .rsplit(',')
+            .next()?
+            .trim();
         (!hop.is_empty()).then_some(hop)
     }
 

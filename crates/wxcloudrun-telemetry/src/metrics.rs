@@ -422,7 +422,9 @@ impl Metrics {
         // Fast path: the gateway writes addresses canonically, so a hop seen before is found by
         // its text, without parsing and formatting it again.
         if self.access_node_table.is_empty()
-            && let Some(id) = ctx.access_hop_text().and_then(|text| self.access_nodes.get(text))
+            && let Some(id) = ctx
+                .access_hop_text()
+                .and_then(|text| self.access_nodes.get(text))
         {
             return id;
         }
