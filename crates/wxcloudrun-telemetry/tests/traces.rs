@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -17,10 +15,9 @@ use http_body_util::BodyExt;
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use tower::ServiceExt;
-use tracing_subscriber::layer::SubscriberExt;
 use wxcloudrun_telemetry::{
-    IdentityPolicy, JsonLogLayer, OtlpProtocol, Telemetry, TelemetryConfig, TraceExport,
-    TraceSampler, WxTelemetryBuilder, WxTelemetryLayer, render,
+    IdentityPolicy, OtlpProtocol, Telemetry, TelemetryConfig, TraceExport, TraceSampler,
+    WxTelemetryBuilder, WxTelemetryLayer, render,
 };
 
 use support::otlp::{self, attr};
@@ -336,74 +333,6 @@ async fn response_traceparent_when_asked() {
         headers["traceparent"],
         format!("00-{trace_id}-{}-01", span.span_context.span_id()).as_str()
     );
-}
-
-/// A `MakeWriter` into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<serde_json::Value> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-}
-
-#[tokio::test]
-async fn handler_logs_carry_the_trace_id() {
-    let (provider, exporter) = in_memory();
-    let router = app(&layer_with(&provider, |b| b));
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::registry().with(JsonLogLayer::new(logs.clone()));
-    let _default = tracing::subscriber::set_default(subscriber);
-
-    send(
-        &router,
-        gateway("/api/users/42").body(Body::empty()).unwrap(),
-    )
-    .await;
-    tracing::info!("outside any request");
-
-    let span = only_span(&exporter);
-    let lines = logs.lines();
-    let handler = lines
-        .iter()
-        .find(|line| line["message"] == "loading user")
-        .expect("the handler's log line");
-    assert_eq!(
-        handler["trace_id"],
-        span.span_context.trace_id().to_string()
-    );
-    assert_eq!(handler["span_id"], span.span_context.span_id().to_string());
-    assert_eq!(handler["span"], "request");
-    assert_eq!(handler["level"], "INFO");
-    assert_eq!(handler["fields"]["user_id"], 42);
-    assert!(handler["timestamp"].as_str().unwrap().ends_with('Z'));
-    let outside = lines
-        .iter()
-        .find(|line| line["message"] == "outside any request")
-        .unwrap();
-    assert!(outside.get("trace_id").is_none());
 }
 
 fn config(export: TraceExport, sampler: TraceSampler) -> TelemetryConfig {
