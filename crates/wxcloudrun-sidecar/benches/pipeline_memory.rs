@@ -31,16 +31,20 @@ fn main() {
     drop(page);
 
     let before = dhat::HeapStats::get();
+    let mut parsed_bytes = 0;
+    let mut batch_bytes = 0;
+    let mut remote_write_bytes = 0;
     for round in 0..3 {
+        let start = dhat::HeapStats::get().curr_bytes;
         let page = parse(&text, Format::PrometheusText).expect("valid page");
+        parsed_bytes = dhat::HeapStats::get().curr_bytes - start;
         let batch = converter.convert(&[&page], 1_700_000_002_000 + round * 1000);
+        batch_bytes = dhat::HeapStats::get().curr_bytes - start - parsed_bytes;
         drop(page);
-        let prw: usize = remote_write::encode(&batch)
-            .iter()
-            .map(|e| e.body.len())
-            .sum();
+        let encoded = remote_write::encode(&batch);
+        remote_write_bytes = encoded.iter().map(|e| e.body.capacity()).sum();
         let otlp_requests = otlp::encode(&batch, &resource).len();
-        std::hint::black_box((prw, otlp_requests));
+        std::hint::black_box((encoded, otlp_requests));
     }
     let after = dhat::HeapStats::get();
     println!(
@@ -51,6 +55,12 @@ fn main() {
     println!(
         "heap kept between scrapes:  {:>7.2} MiB",
         mib(before.curr_bytes - text.len())
+    );
+    println!("parsed page (the model):    {:>7.2} MiB", mib(parsed_bytes));
+    println!("converted batch:            {:>7.2} MiB", mib(batch_bytes));
+    println!(
+        "remote-write bodies:        {:>7.2} MiB (snappy)",
+        mib(remote_write_bytes)
     );
     println!(
         "peak heap during a scrape:  {:>7.2} MiB (page text included)",

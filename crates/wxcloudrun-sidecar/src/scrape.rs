@@ -1,6 +1,9 @@
 //! Fetching the app's page: content negotiation, gzip, a size bound and a timeout. Parsing is the
 //! caller's, so the parsed page can borrow the body instead of copying it.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use wxcloudrun_exposition::{ACCEPT_HEADER, Format, Limits, decode_body};
@@ -53,6 +56,8 @@ pub struct Scraper {
     url: String,
     timeout: Duration,
     max_body_bytes: usize,
+    /// The last body's size: the next buffer's capacity when no `Content-Length` is sent.
+    last_body_len: Arc<AtomicUsize>,
 }
 
 impl Scraper {
@@ -69,6 +74,7 @@ impl Scraper {
             url: url.to_owned(),
             timeout,
             max_body_bytes: Limits::default().max_body_bytes,
+            last_body_len: Arc::default(),
         })
     }
 
@@ -95,7 +101,15 @@ impl Scraper {
                 .get(http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map_or(Format::PrometheusText, Format::from_content_type);
-            let mut body = Vec::new();
+            // Sized up front: growing a multi-megabyte buffer by doubling leaves the old copies
+            // behind in the allocator, and resident memory is what the platform bills.
+            let expected = response
+                .content_length()
+                .map_or(self.last_body_len.load(Ordering::Relaxed), |len| {
+                    usize::try_from(len).unwrap_or(usize::MAX)
+                })
+                .min(self.max_body_bytes);
+            let mut body = Vec::with_capacity(expected);
             while let Some(chunk) = response.chunk().await.map_err(classify)? {
                 if body.len() + chunk.len() > self.max_body_bytes {
                     return Err(ScrapeError::Body(format!(
@@ -105,9 +119,16 @@ impl Scraper {
                 }
                 body.extend_from_slice(&chunk);
             }
-            let text = decode_body(&body, self.max_body_bytes)
-                .map_err(|err| ScrapeError::Body(err.to_string()))?
-                .into_owned();
+            self.last_body_len.store(body.len(), Ordering::Relaxed);
+            let decoded = decode_body(&body, self.max_body_bytes)
+                .map_err(|err| ScrapeError::Body(err.to_string()))?;
+            let text = match decoded {
+                Cow::Owned(text) => text,
+                // Plain text: keep the buffer rather than copy it (already checked to be UTF-8).
+                Cow::Borrowed(_) => {
+                    String::from_utf8(body).map_err(|err| ScrapeError::Body(err.to_string()))?
+                }
+            };
             Ok((text, format))
         };
         let (text, format) = tokio::time::timeout(self.timeout, fetch)

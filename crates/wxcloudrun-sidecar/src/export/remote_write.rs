@@ -202,6 +202,7 @@ struct RequestWriter {
     request: Vec<u8>,
     series: usize,
     snappy: snap::raw::Encoder,
+    compressed: Vec<u8>,
     done: Vec<Encoded>,
 }
 
@@ -224,6 +225,7 @@ impl Default for RequestWriter {
             request: Vec::new(),
             series: 0,
             snappy: snap::raw::Encoder::new(),
+            compressed: Vec::new(),
             done: Vec::new(),
         }
     }
@@ -339,9 +341,17 @@ impl RequestWriter {
         if self.series == 0 {
             return;
         }
+        // Compressed into a reused buffer and copied out at its exact size: `compress_vec` keeps
+        // the worst-case capacity (~1.2x the raw request), which the queue would hold for every
+        // body while counting only its length.
+        self.compressed
+            .resize(snap::raw::max_compress_len(self.request.len()), 0);
         // Only inputs over ~4 GiB fail; a request is far below that. Fall back to an empty body
         // (which the receiver rejects) rather than panic.
-        let body = self.snappy.compress_vec(&self.request).unwrap_or_default();
+        let body = match self.snappy.compress(&self.request, &mut self.compressed) {
+            Ok(len) => self.compressed[..len].to_vec(),
+            Err(_) => Vec::new(),
+        };
         self.done.push(Encoded {
             body,
             samples: self.series as u64,
@@ -813,6 +823,10 @@ mod tests {
         let encoded = encode(&batch);
         assert_eq!(encoded.len(), 3);
         assert_eq!(encoded.iter().map(|e| e.samples).sum::<u64>(), 4_500);
+        assert!(
+            encoded.iter().all(|e| e.body.capacity() == e.body.len()),
+            "queued bodies hold no spare capacity the queue's byte bound would not see"
+        );
         let values: Vec<f64> = encoded
             .iter()
             .flat_map(|e| decode(e).timeseries)
