@@ -180,7 +180,7 @@ impl<'a> MetricFamily<'a> {
                 point.buckets.push(Bucket {
                     upper_bound: float_label(sample, "le")?,
                     cumulative_count: sample.value,
-                    exemplar: sample.exemplar.clone(),
+                    exemplar: sample.exemplar.as_deref().cloned(),
                 });
             } else if suffix == sum_suffix {
                 point.sum = Some(sample.value);

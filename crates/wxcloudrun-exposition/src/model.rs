@@ -198,8 +198,9 @@ pub struct Sample<'a> {
     /// The series' start time in milliseconds, from the OpenMetrics `_created` sample of the same
     /// label set (minus `le`/`quantile`). Always `None` in the text format.
     pub created_ms: Option<i64>,
-    /// The exemplar after ` # `, if any.
-    pub exemplar: Option<Exemplar<'a>>,
+    /// The exemplar after ` # `, if any. Boxed: exemplars are rare, and inline one would make
+    /// every sample 40 bytes larger (a 10,000-series page is held whole while it is converted).
+    pub exemplar: Option<Box<Exemplar<'a>>>,
 }
 
 impl Sample<'_> {
@@ -219,7 +220,9 @@ impl Sample<'_> {
             value: self.value,
             timestamp_ms: self.timestamp_ms,
             created_ms: self.created_ms,
-            exemplar: self.exemplar.map(Exemplar::into_owned),
+            exemplar: self
+                .exemplar
+                .map(|exemplar| Box::new(exemplar.into_owned())),
         }
     }
 }
