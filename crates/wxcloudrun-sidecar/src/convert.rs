@@ -2,7 +2,7 @@
 //! name becomes `exported_<name>`, as Prometheus does), counters given a start time, and stale
 //! markers for every series that disappeared since the last scrape.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use wxcloudrun_exposition::{Exposition, Label, MetricFamily, MetricType};
@@ -38,8 +38,42 @@ pub struct Converter {
     added: Vec<(Arc<str>, Arc<str>)>,
     /// The app's start in wrapper mode: every cumulative interval starts there until a reset.
     process_start_ms: Option<i64>,
-    seen: HashMap<String, Seen>,
+    seen: HashMap<String, Seen, foldhash::quality::RandomState>,
+    /// Reused buffer for the key of the series being tracked.
+    key: String,
+    strings: Interner,
     generation: u64,
+}
+
+/// One shared copy of every name and label value in use.
+///
+/// A page repeats the same few hundred strings across thousands of series, scrape after scrape;
+/// sharing them keeps the remembered series small and saves an allocation per label per scrape.
+#[derive(Debug, Default)]
+struct Interner {
+    strings: HashSet<Arc<str>, foldhash::quality::RandomState>,
+    /// The set's size after the last sweep.
+    swept_len: usize,
+}
+
+impl Interner {
+    fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.strings.get(text) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.strings.insert(shared.clone());
+        shared
+    }
+
+    /// Forgets the strings nothing else holds any more (series that vanished, values that
+    /// changed), once the set has doubled since the last sweep: bounded memory, amortised cost.
+    fn sweep(&mut self) {
+        if self.strings.len() > 2 * self.swept_len + 1024 {
+            self.strings.retain(|shared| Arc::strong_count(shared) > 1);
+            self.swept_len = self.strings.len();
+        }
+    }
 }
 
 impl Converter {
@@ -52,7 +86,9 @@ impl Converter {
                 .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
                 .collect(),
             process_start_ms,
-            seen: HashMap::new(),
+            seen: HashMap::default(),
+            key: String::new(),
+            strings: Interner::default(),
             generation: 0,
         }
     }
@@ -76,6 +112,8 @@ impl Converter {
             }
         }
         families.extend(self.vanished(|seen, generation| seen.generation != generation));
+        // After the batch took its references, so that only strings of forgotten series go.
+        self.strings.sweep();
         Batch {
             timestamp_ms,
             families,
@@ -150,7 +188,7 @@ impl Converter {
             MetricType::Summary => Kind::Summary,
             MetricType::Info | MetricType::StateSet | MetricType::GaugeHistogram => Kind::Other,
         };
-        let name: Arc<str> = Arc::from(family.name.as_ref());
+        let name = self.strings.get(&family.name);
         let points = match kind {
             Kind::Histogram => self.histogram_points(&name, family, timestamp_ms),
             Kind::Summary => self.summary_points(&name, family, timestamp_ms),
@@ -159,7 +197,7 @@ impl Converter {
                 .iter()
                 .map(|sample| {
                     let labels = self.labels(&sample.labels);
-                    let sample_name: Arc<str> = Arc::from(sample.name.as_ref());
+                    let sample_name = self.strings.get(&sample.name);
                     let value = normalize_nan(sample.value);
                     let start_ms = self.track(
                         &name,
@@ -186,8 +224,8 @@ impl Converter {
         }
         Some(Family {
             name,
-            help: Arc::from(family.help.as_deref().unwrap_or("")),
-            unit: Arc::from(family.unit.as_deref().unwrap_or("")),
+            help: self.strings.get(family.help.as_deref().unwrap_or("")),
+            unit: self.strings.get(family.unit.as_deref().unwrap_or("")),
             kind,
             points,
         })
@@ -293,7 +331,7 @@ impl Converter {
     /// The scraped labels with the sidecar's added: a scraped label that clashes with an added one
     /// becomes `exported_<name>` (the same value is no clash: the layer's `wx_service` and the
     /// sidecar's usually agree); empty values are dropped; the result is sorted.
-    fn labels(&self, scraped: &[Label<'_>]) -> Labels {
+    fn labels(&mut self, scraped: &[Label<'_>]) -> Labels {
         let mut labels: Labels = Vec::with_capacity(scraped.len() + self.added.len());
         for label in scraped {
             if label.value.is_empty() || label.name == "__name__" {
@@ -303,12 +341,12 @@ impl Converter {
             if added.is_some_and(|(_, value)| **value == *label.value) {
                 continue;
             }
-            let name: Arc<str> = if added.is_some() {
-                Arc::from(format!("exported_{}", label.name))
+            let name = if added.is_some() {
+                self.strings.get(&format!("exported_{}", label.name))
             } else {
-                Arc::from(label.name.as_ref())
+                self.strings.get(&label.name)
             };
-            labels.push((name, Arc::from(label.value.as_ref())));
+            labels.push((name, self.strings.get(&label.value)));
         }
         labels.extend(self.added.iter().cloned());
         labels.sort_by(|a, b| a.0.cmp(&b.0));
@@ -329,37 +367,44 @@ impl Converter {
         created_ms: Option<i64>,
         timestamp_ms: i64,
     ) -> i64 {
-        let key = series_key(&shape, family, labels);
+        write_series_key(&mut self.key, &shape, family, labels);
         let generation = self.generation;
-        let initial = created_ms
-            .or(self.process_start_ms)
-            .unwrap_or(timestamp_ms)
-            .min(timestamp_ms);
-        let seen = self.seen.entry(key).or_insert_with(|| Seen {
+        if let Some(seen) = self.seen.get_mut(&self.key) {
+            if let Some(created) = created_ms {
+                seen.start_ms = created;
+            } else if value < seen.last {
+                // A counter went down: the app restarted it. The new interval began after the
+                // last scrape that saw the old one.
+                seen.start_ms = timestamp_ms.saturating_sub(1);
+            }
+            seen.last = value;
+            seen.shape = shape;
+            seen.generation = generation;
+            return seen.start_ms;
+        }
+        let start_ms = created_ms.unwrap_or_else(|| {
+            self.process_start_ms
+                .unwrap_or(timestamp_ms)
+                .min(timestamp_ms)
+        });
+        let seen = Seen {
             family: family.clone(),
             kind,
             labels: labels.clone(),
-            shape: shape.clone(),
-            start_ms: initial,
+            shape,
+            start_ms,
             last: value,
             generation,
-        });
-        if let Some(created) = created_ms {
-            seen.start_ms = created;
-        } else if value < seen.last {
-            // A counter went down: the app restarted it. The new interval began after the last
-            // scrape that saw the old one.
-            seen.start_ms = timestamp_ms.saturating_sub(1);
-        }
-        seen.last = value;
-        seen.shape = shape;
-        seen.generation = generation;
-        seen.start_ms
+        };
+        self.seen.insert(self.key.clone(), seen);
+        start_ms
     }
 }
 
-fn series_key(shape: &Shape, family: &str, labels: &Labels) -> String {
-    let mut key = String::with_capacity(64);
+/// The identity of a series across scrapes, written into a reused buffer (known series, the
+/// common case, then cost no allocation).
+fn write_series_key(key: &mut String, shape: &Shape, family: &str, labels: &Labels) {
+    key.clear();
     key.push_str(match shape {
         Shape::Number(name) => name,
         Shape::Histogram(_) | Shape::Summary(_) => family,
@@ -370,7 +415,6 @@ fn series_key(shape: &Shape, family: &str, labels: &Labels) -> String {
         key.push('\u{2}');
         key.push_str(value);
     }
-    key
 }
 
 #[cfg(test)]
@@ -388,6 +432,33 @@ mod tests {
 
     fn labels_of(point: &Point) -> Vec<(&str, &str)> {
         point.labels.iter().map(|(k, v)| (&**k, &**v)).collect()
+    }
+
+    #[test]
+    fn strings_are_shared_and_those_of_vanished_series_forgotten() {
+        let mut converter = Converter::new(&added(), None);
+        for round in 0..20 {
+            let text: String = (0..500)
+                .map(|i| format!("g{{v=\"r{round}-{i}\",zone=\"z\"}} 1\n"))
+                .collect();
+            let page = parse(&text, Format::PrometheusText).unwrap();
+            let batch = converter.convert(&[&page], 1_000 * (round + 1));
+            let zones: Vec<&Arc<str>> = batch.families[0]
+                .points
+                .iter()
+                .filter_map(|p| p.labels.iter().find(|(k, _)| &**k == "zone"))
+                .map(|(_, v)| v)
+                .collect();
+            assert_eq!(zones.len(), 500);
+            assert!(zones.iter().all(|zone| Arc::ptr_eq(zone, zones[0])));
+        }
+        // 10,000 distinct values went through; only about the live ones stay.
+        assert!(
+            converter.strings.strings.len() < 3_000,
+            "{} strings kept",
+            converter.strings.strings.len()
+        );
+        assert_eq!(converter.series_count(), 500);
     }
 
     #[test]
