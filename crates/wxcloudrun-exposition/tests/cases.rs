@@ -319,6 +319,12 @@ const CASES: &[(&str, Format, &str, &str)] = &[
         "family h histogram\n  h_bucket{m=\"a\",le=\"0.1\"} 3.0\n  h_bucket{m=\"b\",le=\"1\"} 1.0\n  h_bucket{le=\"0.5\",m=\"a\"} 7.0\n  h_bucket{m=\"b\",le=\"1e+01\"} 2.0\n  h_bucket{m=\"a\",le=\"+Inf\"} 10.0\n  h_bucket{m=\"b\",le=\"+Inf\"} 2.0\n  h_sum{m=\"b\"} 4.0\n  h_count{m=\"b\"} 2.0\n  h_sum{m=\"a\"} 2.5\n  h_count{m=\"a\"} 10.0\n  point{m=\"a\"} buckets=[0.1:3.0,0.5:7.0,inf:10.0] count=Some(10.0) sum=Some(2.5) otlp=[0.1, 0.5]/[3, 4, 3]\n  point{m=\"b\"} buckets=[1.0:1.0,10.0:2.0,inf:2.0] count=Some(2.0) sum=Some(4.0) otlp=[1.0, 10.0]/[1, 1, 0]\nduplicates=0\n",
     ),
     (
+        "histogram lines of one point in another label order, or with an empty label",
+        TEXT,
+        "# TYPE h histogram\nh_bucket{m=\"a\",n=\"x\",le=\"1\"} 1\nh_bucket{n=\"x\",m=\"a\",le=\"+Inf\"} 2\nh_sum{m=\"a\",e=\"\",n=\"x\"} 3\nh_count{m=\"a\",n=\"x\"} 2\nh_bucket{m=\"a\",n=\"y\",le=\"+Inf\"} 5\nh_count{m=\"a\",n=\"y\"} 5\n",
+        "family h histogram\n  h_bucket{m=\"a\",n=\"x\",le=\"1\"} 1.0\n  h_bucket{n=\"x\",m=\"a\",le=\"+Inf\"} 2.0\n  h_sum{m=\"a\",e=\"\",n=\"x\"} 3.0\n  h_count{m=\"a\",n=\"x\"} 2.0\n  h_bucket{m=\"a\",n=\"y\",le=\"+Inf\"} 5.0\n  h_count{m=\"a\",n=\"y\"} 5.0\n  point{m=\"a\",n=\"x\"} buckets=[1.0:1.0,inf:2.0] count=Some(2.0) sum=Some(3.0) otlp=[1.0]/[1, 1]\n  point{m=\"a\",n=\"y\"} buckets=[inf:5.0] count=Some(5.0) sum=None otlp=[]/[5]\nduplicates=0\n",
+    ),
+    (
         "histogram without _count cannot become OTLP; without _sum it can",
         TEXT,
         "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\n# TYPE g histogram\ng_bucket{le=\"1\"} 1\ng_count 1\n",
