@@ -156,28 +156,20 @@ impl<'a> MetricFamily<'a> {
             _ => return Err(self.wrong_type("histogram")),
         };
         let mut points: Vec<HistogramPoint<'a>> = Vec::new();
-        let mut index: HashMap<Vec<(&str, &str)>, usize, foldhash::quality::RandomState> =
-            HashMap::default();
-        let mut previous: Option<(&Sample<'a>, usize)> = None;
+        let mut index = PointIndex::new("le");
         for sample in &self.samples {
             let suffix = sample.name.strip_prefix(self.name.as_ref()).unwrap_or("");
-            let slot = match previous {
-                Some((last, slot)) if same_in_order(&last.labels, &sample.labels, "le") => slot,
-                _ => *index
-                    .entry(series_key(&sample.labels, &["le"]))
-                    .or_insert_with(|| {
-                        points.push(HistogramPoint {
-                            labels: labels_without(sample, "le"),
-                            buckets: Vec::new(),
-                            count: None,
-                            sum: None,
-                            timestamp_ms: None,
-                            created_ms: None,
-                        });
-                        points.len() - 1
-                    }),
-            };
-            previous = Some((sample, slot));
+            let slot = index.slot(sample, || {
+                points.push(HistogramPoint {
+                    labels: labels_without(sample, "le"),
+                    buckets: Vec::new(),
+                    count: None,
+                    sum: None,
+                    timestamp_ms: None,
+                    created_ms: None,
+                });
+                points.len() - 1
+            });
             let Some(point) = points.get_mut(slot) else {
                 continue;
             };
@@ -209,30 +201,20 @@ impl<'a> MetricFamily<'a> {
             return Err(self.wrong_type("summary"));
         }
         let mut points: Vec<SummaryPoint<'a>> = Vec::new();
-        let mut index: HashMap<Vec<(&str, &str)>, usize, foldhash::quality::RandomState> =
-            HashMap::default();
-        let mut previous: Option<(&Sample<'a>, usize)> = None;
+        let mut index = PointIndex::new("quantile");
         for sample in &self.samples {
             let suffix = sample.name.strip_prefix(self.name.as_ref()).unwrap_or("");
-            let slot = match previous {
-                Some((last, slot)) if same_in_order(&last.labels, &sample.labels, "quantile") => {
-                    slot
-                }
-                _ => *index
-                    .entry(series_key(&sample.labels, &["quantile"]))
-                    .or_insert_with(|| {
-                        points.push(SummaryPoint {
-                            labels: labels_without(sample, "quantile"),
-                            quantiles: Vec::new(),
-                            count: None,
-                            sum: None,
-                            timestamp_ms: None,
-                            created_ms: None,
-                        });
-                        points.len() - 1
-                    }),
-            };
-            previous = Some((sample, slot));
+            let slot = index.slot(sample, || {
+                points.push(SummaryPoint {
+                    labels: labels_without(sample, "quantile"),
+                    quantiles: Vec::new(),
+                    count: None,
+                    sum: None,
+                    timestamp_ms: None,
+                    created_ms: None,
+                });
+                points.len() - 1
+            });
             let Some(point) = points.get_mut(slot) else {
                 continue;
             };
@@ -318,6 +300,40 @@ fn whole(value: f64) -> Result<u64, BucketError> {
         Ok(value as u64)
     } else {
         Err(BucketError::InvalidCount(value))
+    }
+}
+
+/// Finds the point each sample of a histogram or summary belongs to.
+struct PointIndex<'s, 'a> {
+    /// The label that tells a point's samples apart (`le`, `quantile`).
+    excluded: &'static str,
+    by_labels: HashMap<Vec<(&'s str, &'s str)>, usize, foldhash::quality::RandomState>,
+    /// The last sample and its point: the next line almost always belongs there too.
+    previous: Option<(&'s Sample<'a>, usize)>,
+}
+
+impl<'s, 'a> PointIndex<'s, 'a> {
+    fn new(excluded: &'static str) -> Self {
+        PointIndex {
+            excluded,
+            by_labels: HashMap::default(),
+            previous: None,
+        }
+    }
+
+    /// The index of `sample`'s point; `new_point` creates it and returns its index.
+    fn slot(&mut self, sample: &'s Sample<'a>, new_point: impl FnOnce() -> usize) -> usize {
+        let slot = match self.previous {
+            Some((last, slot)) if same_in_order(&last.labels, &sample.labels, self.excluded) => {
+                slot
+            }
+            _ => *self
+                .by_labels
+                .entry(series_key(&sample.labels, &[self.excluded]))
+                .or_insert_with(new_point),
+        };
+        self.previous = Some((sample, slot));
+        slot
     }
 }
 
