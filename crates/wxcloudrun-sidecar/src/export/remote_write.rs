@@ -246,9 +246,10 @@ impl RequestWriter {
             self.prepare(&point.labels, extra_name);
             self.prepared_for = Some(key);
         }
-        let extra = extra.map(|(label, bound)| (label, self.bound(bound)));
-        let extra_value = extra.map_or("", |(_, at)| self.bounds[at].1.as_str());
-        let extra_label = extra.map_or("", |(label, _)| label);
+        let (extra_label, extra_value) = match extra {
+            Some((label, bound)) => (label, formatted(&mut self.bounds, bound)),
+            None => ("", ""),
+        };
 
         // prost leaves out fields holding their default value; so does this writer.
         let sample_len = if value == 0.0 { 0 } else { 9 }
@@ -319,22 +320,10 @@ impl RequestWriter {
             }
             put_label_field(&mut self.labels, name, value);
         }
+        // `__name__` sorts before `le` and `quantile`, so name_at <= extra_at <= labels.len():
+        // the slices `series` takes are in bounds.
         self.name_at = self.name_at.min(self.labels.len());
         self.extra_at = self.extra_at.min(self.labels.len());
-    }
-
-    /// The index in `bounds` of `bound` formatted like Go.
-    fn bound(&mut self, bound: f64) -> usize {
-        let bits = bound.to_bits();
-        if let Some(at) = self.bounds.iter().position(|(cached, _)| *cached == bits) {
-            return at;
-        }
-        // Pages share a handful of bucket layouts; a hostile one cannot make the search quadratic.
-        if self.bounds.len() == 64 {
-            self.bounds.clear();
-        }
-        self.bounds.push((bits, format_float(bound)));
-        self.bounds.len() - 1
     }
 
     fn compress_request(&mut self) {
@@ -364,6 +353,23 @@ impl RequestWriter {
         self.compress_request();
         self.done
     }
+}
+
+/// `bound` formatted like Go, from `cache` when an earlier point had the same bound.
+fn formatted(cache: &mut Vec<(u64, String)>, bound: f64) -> &str {
+    let bits = bound.to_bits();
+    let at = match cache.iter().position(|(cached, _)| *cached == bits) {
+        Some(at) => at,
+        None => {
+            // Pages share a handful of bucket layouts; a hostile one cannot make the search slow.
+            if cache.len() == 64 {
+                cache.clear();
+            }
+            cache.push((bits, format_float(bound)));
+            cache.len() - 1
+        }
+    };
+    cache.get(at).map_or("", |(_, text)| text.as_str())
 }
 
 /// The encoded size of a `TimeSeries.labels` field; an empty name or value is left out.
