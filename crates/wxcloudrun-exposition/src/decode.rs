@@ -59,3 +59,28 @@ pub fn decode_body(body: &[u8], max_bytes: usize) -> Result<Cow<'_, str>, Decode
         }),
     }
 }
+
+/// [`decode_body`] for a body the caller owns: a plain body becomes the text without a copy (and
+/// is checked for UTF-8 once); a gzip body is decompressed under the same bound.
+///
+/// ```
+/// use wxcloudrun_exposition::decode_body_owned;
+///
+/// let body = b"up 1\n".to_vec();
+/// let address = body.as_ptr();
+/// let text = decode_body_owned(body, 1024).unwrap();
+/// assert_eq!((text.as_str(), text.as_ptr()), ("up 1\n", address));
+/// assert!(decode_body_owned(b"up 1\n".to_vec(), 3).is_err());
+/// assert!(decode_body_owned(vec![b'u', 0xff], 1024).is_err());
+/// ```
+pub fn decode_body_owned(body: Vec<u8>, max_bytes: usize) -> Result<String, DecodeError> {
+    if body.starts_with(&GZIP_MAGIC) {
+        return decode_body(&body, max_bytes).map(Cow::into_owned);
+    }
+    if body.len() > max_bytes {
+        return Err(DecodeError::TooLarge { limit: max_bytes });
+    }
+    String::from_utf8(body).map_err(|e| DecodeError::InvalidUtf8 {
+        offset: e.utf8_error().valid_up_to(),
+    })
+}

@@ -100,7 +100,7 @@ mod lexer;
 mod model;
 mod parser;
 
-pub use decode::decode_body;
+pub use decode::{decode_body, decode_body_owned};
 pub use error::{DecodeError, ErrorKind, ParseError, Snippet};
 pub use group::{
     Bucket, BucketError, GroupError, HistogramPoint, OtlpHistogram, Quantile, SummaryPoint,

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use wxcloudrun_exposition::{DecodeError, Format, decode_body, parse};
+use wxcloudrun_exposition::{DecodeError, Format, decode_body, decode_body_owned, parse};
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
@@ -31,6 +31,21 @@ fn gzip_is_decompressed_up_to_the_limit() {
     assert!(matches!(
         decode_body(&body, page.len() - 1),
         Err(DecodeError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn owned_bodies_decode_like_borrowed_ones() {
+    let page = "# TYPE up gauge\nup{job=\"a\"} 1\n";
+    let body = gzip(page.as_bytes());
+    assert_eq!(decode_body_owned(body.clone(), page.len()).unwrap(), page);
+    assert!(matches!(
+        decode_body_owned(body, page.len() - 1),
+        Err(DecodeError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        decode_body_owned(b"up 1\n\xc3".to_vec(), 64),
+        Err(DecodeError::InvalidUtf8 { offset: 5 })
     ));
 }
 

@@ -1,12 +1,11 @@
 //! Fetching the app's page: content negotiation, gzip, a size bound and a timeout. Parsing is the
 //! caller's, so the parsed page can borrow the body instead of copying it.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use wxcloudrun_exposition::{ACCEPT_HEADER, Format, Limits, decode_body};
+use wxcloudrun_exposition::{ACCEPT_HEADER, Format, Limits, decode_body_owned};
 
 /// A fetched page, not yet parsed.
 #[derive(Debug)]
@@ -120,15 +119,9 @@ impl Scraper {
                 body.extend_from_slice(&chunk);
             }
             self.last_body_len.store(body.len(), Ordering::Relaxed);
-            let decoded = decode_body(&body, self.max_body_bytes)
+            // Plain text keeps the buffer as the page text: no copy.
+            let text = decode_body_owned(body, self.max_body_bytes)
                 .map_err(|err| ScrapeError::Body(err.to_string()))?;
-            let text = match decoded {
-                Cow::Owned(text) => text,
-                // Plain text: keep the buffer rather than copy it (already checked to be UTF-8).
-                Cow::Borrowed(_) => {
-                    String::from_utf8(body).map_err(|err| ScrapeError::Body(err.to_string()))?
-                }
-            };
             Ok((text, format))
         };
         let (text, format) = tokio::time::timeout(self.timeout, fetch)
