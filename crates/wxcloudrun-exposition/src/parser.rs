@@ -691,8 +691,7 @@ impl SeriesSet {
         families: &[FamilyState<'_>],
     ) -> Result<bool, String> {
         // The canonical bytes of the series: name, then the non-empty labels sorted by name,
-        // each string closed by 0xff (a byte UTF-8 never contains). One `write` into SipHash is
-        // much cheaper than one per string.
+        // each string closed by 0xff (a byte UTF-8 never contains), hashed in one `write`.
         let labels = &sample.labels;
         self.key.clear();
         self.key.extend_from_slice(sample.name.as_bytes());
@@ -761,7 +760,7 @@ impl SeriesSet {
     }
 }
 
-/// A `Hasher` for keys that already are SipHash outputs.
+/// A `Hasher` for keys that already are hashes (of the series' canonical bytes).
 #[derive(Default)]
 struct PrehashedHasher(u64);
 
