@@ -658,9 +658,9 @@ struct SeriesRef {
 /// confirmed by comparing the label sets, so a genuine 64-bit collision costs a comparison, never
 /// a wrongly dropped sample.
 struct SeriesSet {
-    /// Seeded per parse. foldhash rather than SipHash: it reads the ~250-byte keys several times
-    /// faster (SipHash was 6% of a parse), and the page comes from the app in the same container,
-    /// not from the internet; even colliding keys would cost time, never a sample.
+    /// Seeded per parse. foldhash rather than SipHash: it reads the ~250-byte keys faster, and the
+    /// page comes from the app in the same container, not from the internet; even colliding keys
+    /// would cost time, never a sample.
     hasher: foldhash::quality::RandomState,
     first: HashMap<u64, SeriesRef, BuildHasherDefault<PrehashedHasher>>,
     /// Distinct series whose hash was already taken (practically never used).
