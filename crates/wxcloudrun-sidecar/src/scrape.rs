@@ -212,25 +212,27 @@ mod tests {
         (url, served)
     }
 
-    #[tokio::test]
-    async fn a_loopback_target_is_asked_for_plain_text_and_a_gzip_answer_still_decodes() {
-        let (url, served) = one_shot_target(
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: 5\r\n\r\nup 1\n"
-                .to_vec(),
-        )
-        .await;
+    /// Scrapes a one-shot loopback target answering `answer`: the page text and the request head
+    /// the target received.
+    async fn scrape_once(answer: Vec<u8>) -> (String, String) {
+        let (url, served) = one_shot_target(answer).await;
         let page = Scraper::new(&url, Duration::from_secs(5))
             .unwrap()
             .fetch()
             .await
             .unwrap();
-        assert_eq!(page.text, "up 1\n");
-        assert!(
-            served
-                .await
-                .unwrap()
-                .contains("accept-encoding: identity\r\n")
-        );
+        (page.text, served.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_loopback_target_is_asked_for_plain_text_and_a_gzip_answer_still_decodes() {
+        let (text, head) = scrape_once(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: 5\r\n\r\nup 1\n"
+                .to_vec(),
+        )
+        .await;
+        assert_eq!(text, "up 1\n");
+        assert!(head.contains("accept-encoding: identity\r\n"));
 
         // A target that compresses regardless.
         let gzipped = {
@@ -246,13 +248,7 @@ mod tests {
             answer.extend_from_slice(&body);
             answer
         };
-        let (url, served) = one_shot_target(gzipped).await;
-        let page = Scraper::new(&url, Duration::from_secs(5))
-            .unwrap()
-            .fetch()
-            .await
-            .unwrap();
-        assert_eq!(page.text, "up 2\n");
-        served.await.unwrap();
+        let (text, _) = scrape_once(gzipped).await;
+        assert_eq!(text, "up 2\n");
     }
 }
