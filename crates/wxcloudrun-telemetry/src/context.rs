@@ -354,6 +354,11 @@ impl WxContext {
             .or(self.peer)
     }
 
+    /// The address of the connection's other end, when the server provided it.
+    pub(crate) fn peer(&self) -> Option<IpAddr> {
+        self.peer
+    }
+
     /// The last `X-Forwarded-For` hop as sent, trimmed (not validated).
     pub(crate) fn access_hop_text(&self) -> Option<&str> {
         let hop = self

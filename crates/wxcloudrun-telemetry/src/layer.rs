@@ -14,12 +14,13 @@ use bytes::Buf;
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use prometheus::{Histogram, Registry};
+use prometheus::Registry;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::endpoint::MetricsService;
-use crate::metrics::{ErrorKind, Metrics, RequestLabels, method_label};
+use crate::histogram::Histogram;
+use crate::metrics::{ErrorKind, Metrics, RequestSeries, method_label};
 use crate::trace::{RequestSpan, Tracing, traceparent};
 use crate::{ConfigError, TrustMode, WxContext, WxTelemetryBuilder};
 
@@ -214,11 +215,11 @@ where
             WxContext::strip_identity_headers(req.headers_mut());
         }
         let route = route_of(&req);
-        let labels = metrics.request_labels(req.method(), route, &ctx);
-        let sizes = metrics.body_sizes(&labels);
+        let series = metrics.resolve(req.method(), route, &ctx);
+        let labels = &series.labels;
         let span = shared.tracing.as_ref().map(|tracing| {
             let access_node = metrics.access_node_value(labels.access_node);
-            tracing.start(&req, &ctx, &labels, route, &access_node)
+            tracing.start(&req, &ctx, labels, route, &access_node)
         });
         let log_span = tracing::info_span!(
             target: "wxcloudrun_telemetry::request",
@@ -234,11 +235,12 @@ where
             }
         }
         let head = req.method() == Method::HEAD;
-        let mut inflight = Inflight::start(shared.clone(), labels, head, sizes.response);
+        let request_size = series.sizes.request.clone();
+        let mut inflight = Inflight::start(shared.clone(), series, head);
         inflight.span = span;
         inflight.log_span = log_span;
         req.extensions_mut().insert(ctx);
-        let req = req.map(|body| RequestBody::new(body, sizes.request));
+        let req = req.map(|body| RequestBody::new(body, request_size));
 
         let guards = inflight.enter();
         let inner = if shared.catch_panic {
@@ -275,14 +277,13 @@ fn log_panic(payload: &(dyn Any + Send)) {
 /// unwinding), so the in-flight gauge cannot leak.
 struct Inflight {
     shared: Arc<Shared>,
-    labels: RequestLabels,
+    series: Arc<RequestSeries>,
     start: Instant,
     /// `0` until a response exists.
     status: u16,
     /// A body the server may legitimately drop unread: HEAD, 1xx, 204, 304.
     bodiless: bool,
     response_bytes: u64,
-    response_size: Histogram,
     finished: bool,
     /// The OpenTelemetry server span, when the layer records spans.
     span: Option<RequestSpan>,
@@ -298,30 +299,28 @@ type Entered<'a> = (
 );
 
 impl Inflight {
-    fn start(
-        shared: Arc<Shared>,
-        labels: RequestLabels,
-        head: bool,
-        response_size: Histogram,
-    ) -> Self {
-        shared.metrics.request_started(&labels);
+    fn start(shared: Arc<Shared>, series: Arc<RequestSeries>, head: bool) -> Self {
+        shared.metrics.request_started(&series.labels);
         Inflight {
             shared,
-            labels,
+            series,
             start: Instant::now(),
             status: 0,
             bodiless: head,
             response_bytes: 0,
-            response_size,
             finished: false,
             span: None,
             log_span: tracing::Span::none(),
         }
     }
 
-    fn enter(&self) -> Entered<'_> {
+    /// `None` when there is nothing to make current (no span recorded, nobody listening to logs).
+    fn enter(&self) -> Option<Entered<'_>> {
+        if self.span.is_none() && self.log_span.is_disabled() {
+            return None;
+        }
         let otel = self.span.as_ref().map(|span| span.cx.clone().attach());
-        (self.log_span.enter(), otel)
+        Some((self.log_span.enter(), otel))
     }
 
     /// Adds the trace id (and, if configured, `traceparent`) to the response headers.
@@ -365,12 +364,12 @@ impl Inflight {
         let elapsed = self.start.elapsed();
         self.shared
             .metrics
-            .request_finished(&self.labels, self.status, error, elapsed);
+            .request_finished(&self.series, self.status, error, elapsed);
         if let Some(span) = &self.span {
             span.finish(self.status, error, elapsed);
         }
         if self.status != 0 {
-            self.response_size.observe(self.response_bytes as f64);
+            self.series.sizes.response.observe(self.response_bytes);
         }
     }
 }
@@ -415,7 +414,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let polled = {
-            let _entered = this.inflight.as_ref().map(Inflight::enter);
+            let _entered = this.inflight.as_ref().and_then(Inflight::enter);
             match this.inner.as_mut().as_pin_mut() {
                 None => Err(None),
                 Some(future) if *this.catch_panic => {
@@ -514,7 +513,7 @@ impl<B: Body> Body for ResponseBody<B> {
             return Poll::Ready(None);
         };
         let frame = {
-            let _entered = this.inflight.as_ref().map(Inflight::enter);
+            let _entered = this.inflight.as_ref().and_then(Inflight::enter);
             ready!(body.as_mut().poll_frame(cx))
         };
         if let Some(inflight) = this.inflight.as_mut() {
@@ -587,7 +586,7 @@ struct RequestSize {
 impl RequestSize {
     fn record(&mut self) {
         if let Some(histogram) = self.histogram.take() {
-            histogram.observe(self.read.max(self.declared) as f64);
+            histogram.observe(self.read.max(self.declared));
         }
     }
 }

@@ -39,6 +39,7 @@ mod axum;
 mod config;
 mod context;
 mod endpoint;
+mod histogram;
 #[cfg(feature = "init")]
 mod init;
 mod layer;

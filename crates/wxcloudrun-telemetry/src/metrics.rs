@@ -1,27 +1,32 @@
-//! The metric families of the contract, registered once, with label handles cached per series so a
-//! request for a known route and method costs hash lookups and atomic adds, not allocations.
+//! The metric families of the contract, registered once, with the series of each label combination
+//! resolved once ([`RequestSeries`]) so a request for a known route and method costs one lookup and
+//! a few atomic adds, not allocations.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use http::Method;
 use prometheus::core::Collector;
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
+    Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use rustc_hash::FxHasher;
 
 use crate::config::{AccessNodeTable, LabelCaps, MetricLabel, WxTelemetryBuilder};
+use crate::histogram::{Histogram, HistogramFamily};
 use crate::{ConfigError, WxContext};
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 pub(crate) const DURATION: &str = "http_server_request_duration_seconds";
+
+/// Durations are observed in nanoseconds and exposed in seconds.
+const NANOS_PER_SECOND: f64 = 1e9;
 
 /// Index of a label value interned by a [`LabelGuard`].
 pub(crate) type LabelId = u32;
@@ -212,14 +217,33 @@ pub(crate) struct BodySizes {
     pub(crate) response: Histogram,
 }
 
+/// Everything the metrics need for requests with one set of labels, resolved once and shared by
+/// every later request with the same method, route, AppID, source and access hop: the hot path is
+/// one lookup instead of one per label and per family.
+pub(crate) struct RequestSeries {
+    pub(crate) labels: RequestLabels,
+    pub(crate) sizes: BodySizes,
+    /// The duration series of the first request that finished: most requests of a route end the
+    /// same way (status, error), and then need no lookup at all.
+    usual_duration: OnceLock<(u16, ErrorKind, Histogram)>,
+}
+
+/// How many label combinations [`Metrics::resolve`] remembers. The label caps bound each label,
+/// not their product; past this, requests take the per-label path (and allocate their
+/// [`RequestSeries`]).
+const RESOLVED_CAP: usize = 8192;
+
+/// Keys of the resolved-series cache longer than this are not cached (routes are rarely long).
+const RESOLVED_KEY_MAX: usize = 512;
+
 /// Every metric family of the contract, registered in one registry.
 pub(crate) struct Metrics {
     service: Arc<str>,
-    duration: HistogramVec,
+    duration: HistogramFamily,
     duration_labels: Vec<MetricLabel>,
     active: [IntGauge; METHOD_COUNT],
-    request_size: HistogramVec,
-    response_size: HistogramVec,
+    request_size: HistogramFamily,
+    response_size: HistogramFamily,
     deadline_exceeded: IntCounterVec,
     call_deadline: Duration,
     cold_start: Gauge,
@@ -232,6 +256,8 @@ pub(crate) struct Metrics {
     access_node_table: AccessNodeTable,
     series: RwLock<FxMap<SeriesKey, Histogram>>,
     body_sizes: RwLock<FxMap<(u8, LabelId), BodySizes>>,
+    /// Keyed by the raw inputs of [`Metrics::request_labels`] (see [`ResolveKey`]).
+    resolved: RwLock<FxMap<Box<[u8]>, Arc<RequestSeries>>>,
 }
 
 fn register<C: Collector + Clone + 'static>(
@@ -263,13 +289,12 @@ impl Metrics {
 
         let duration = register(
             registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    DURATION,
-                    "Duration of HTTP server requests, to the end of the response body.",
-                )
-                .buckets(builder.duration_buckets.clone()),
+            HistogramFamily::new(
+                DURATION,
+                "Duration of HTTP server requests, to the end of the response body.",
                 &names,
+                &builder.duration_buckets,
+                NANOS_PER_SECOND,
             )?,
         )?;
         let active = register(
@@ -285,24 +310,22 @@ impl Metrics {
         let size_labels = ["http_request_method", "http_route", "wx_service"];
         let request_size = register(
             registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "http_server_request_body_size_bytes",
-                    "Size of HTTP server request bodies, in bytes.",
-                )
-                .buckets(builder.body_size_buckets.clone()),
+            HistogramFamily::new(
+                "http_server_request_body_size_bytes",
+                "Size of HTTP server request bodies, in bytes.",
                 &size_labels,
+                &builder.body_size_buckets,
+                1.0,
             )?,
         )?;
         let response_size = register(
             registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "http_server_response_body_size_bytes",
-                    "Size of HTTP server response bodies, in bytes.",
-                )
-                .buckets(builder.body_size_buckets.clone()),
+            HistogramFamily::new(
+                "http_server_response_body_size_bytes",
+                "Size of HTTP server response bodies, in bytes.",
                 &size_labels,
+                &builder.body_size_buckets,
+                1.0,
             )?,
         )?;
         let deadline_exceeded = register(
@@ -378,12 +401,95 @@ impl Metrics {
             access_node_table,
             series: RwLock::default(),
             body_sizes: RwLock::default(),
+            resolved: RwLock::default(),
             service,
         })
     }
 
     pub(crate) fn service(&self) -> &Arc<str> {
         &self.service
+    }
+
+    /// The series of a request, from its method, route template and gateway context: one cache
+    /// lookup for a label combination seen before.
+    pub(crate) fn resolve(
+        &self,
+        method: &Method,
+        route: Option<&str>,
+        ctx: &WxContext,
+    ) -> Arc<RequestSeries> {
+        let key = self.resolve_key(method, route, ctx);
+        if let Some(key) = &key
+            && let Some(series) = self
+                .resolved
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(key.as_bytes())
+        {
+            return series.clone();
+        }
+        let labels = self.request_labels(method, route, ctx);
+        let series = Arc::new(RequestSeries {
+            labels,
+            sizes: self.body_sizes(&labels),
+            usual_duration: OnceLock::new(),
+        });
+        // A folded label must keep counting its overflow on every request, and a hop that does
+        // not parse falls back to the peer address, which the key does not hold.
+        let folded = [
+            labels.route,
+            labels.appid,
+            labels.source,
+            labels.access_node,
+        ]
+        .contains(&OTHER);
+        let unparsed_hop = ctx
+            .access_hop_text()
+            .is_some_and(|hop| crate::context::parse_hop(hop).is_none());
+        if let Some(key) = key
+            && !folded
+            && !unparsed_hop
+        {
+            let mut resolved = self
+                .resolved
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if resolved.len() < RESOLVED_CAP {
+                return resolved
+                    .entry(key.as_bytes().into())
+                    .or_insert(series)
+                    .clone();
+            }
+        }
+        series
+    }
+
+    /// Everything [`request_labels`](Self::request_labels) reads, as bytes: each field with its
+    /// length, so no value can imitate another's boundary. `None` when it does not fit.
+    fn resolve_key(
+        &self,
+        method: &Method,
+        route: Option<&str>,
+        ctx: &WxContext,
+    ) -> Option<ResolveKey> {
+        let enabled = |label| self.duration_labels.contains(&label);
+        let mut key = ResolveKey::new();
+        key.push(&[method_index(method), u8::from(ctx.via_wechat())])?;
+        key.field(route)?;
+        key.field(ctx.appid().filter(|_| enabled(MetricLabel::AppId)))?;
+        key.field(
+            ctx.primary_source()
+                .filter(|_| enabled(MetricLabel::Source)),
+        )?;
+        if enabled(MetricLabel::AccessNode) {
+            match (ctx.access_hop_text(), ctx.peer()) {
+                (Some(hop), _) => key.field(Some(hop))?,
+                (None, Some(IpAddr::V4(peer))) => key.tagged(PEER, &peer.octets())?,
+                (None, Some(IpAddr::V6(peer))) => key.tagged(PEER, &peer.octets())?,
+                (None, None) => key.field(None)?,
+            }
+        }
+        Some(key)
     }
 
     /// Resolves the labels of a request from its method, route template and gateway context.
@@ -482,17 +588,35 @@ impl Metrics {
             .clone()
     }
 
-    /// Records the end of a request: duration, response size, deadline, in-flight count.
+    /// Records the end of a request: duration, deadline, in-flight count.
     pub(crate) fn request_finished(
         &self,
-        labels: &RequestLabels,
+        series: &RequestSeries,
         status: u16,
         error: ErrorKind,
         elapsed: Duration,
     ) {
+        let labels = &series.labels;
         self.active_gauge(labels.method).dec();
-        self.duration_histogram(labels, status, error)
-            .observe(elapsed.as_secs_f64());
+        let error = if self.duration_labels.contains(&MetricLabel::ErrorType) {
+            error
+        } else {
+            ErrorKind::None
+        };
+        let (usual_status, usual_error, usual) = series.usual_duration.get_or_init(|| {
+            (
+                status,
+                error,
+                self.duration_histogram(labels, status, error),
+            )
+        });
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        if (*usual_status, *usual_error) == (status, error) {
+            usual.observe(nanos);
+        } else {
+            self.duration_histogram(labels, status, error)
+                .observe(nanos);
+        }
         if labels.via_gateway && elapsed > self.call_deadline {
             let route = self.routes.value(labels.route);
             let appid = self.appids.value(labels.appid);
@@ -586,6 +710,52 @@ fn process_start_time() -> SystemTime {
     SystemTime::now()
 }
 
+/// The key of [`Metrics::resolve`]'s cache, built on the stack: fields as tag, length, bytes.
+struct ResolveKey {
+    buf: [u8; RESOLVED_KEY_MAX],
+    len: usize,
+}
+
+/// Field tags of a [`ResolveKey`].
+const ABSENT: u8 = 0;
+const PRESENT: u8 = 1;
+/// The peer address, which stands in for the access hop when no `X-Forwarded-For` was sent.
+const PEER: u8 = 2;
+
+impl ResolveKey {
+    fn new() -> Self {
+        ResolveKey {
+            buf: [0; RESOLVED_KEY_MAX],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Option<()> {
+        let end = self.len + bytes.len();
+        self.buf.get_mut(self.len..end)?.copy_from_slice(bytes);
+        self.len = end;
+        Some(())
+    }
+
+    fn tagged(&mut self, tag: u8, bytes: &[u8]) -> Option<()> {
+        let len = u16::try_from(bytes.len()).ok()?;
+        self.push(&[tag])?;
+        self.push(&len.to_le_bytes())?;
+        self.push(bytes)
+    }
+
+    fn field(&mut self, value: Option<&str>) -> Option<()> {
+        match value {
+            Some(value) => self.tagged(PRESENT, value.as_bytes()),
+            None => self.push(&[ABSENT]),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
 /// A fixed-capacity string on the stack, for formatting an address without allocating.
 struct StackStr<const N: usize> {
     buf: [u8; N],
@@ -650,6 +820,121 @@ mod tests {
         assert_eq!(&*guard.value(a), "a");
         assert_eq!(&*guard.value(OTHER), "_other");
         assert_eq!(overflow.get(), 2);
+    }
+
+    fn metrics(builder: WxTelemetryBuilder) -> (Metrics, Registry) {
+        let registry = Registry::new();
+        let metrics = Metrics::new(&builder, &registry, Arc::from("svc")).unwrap();
+        (metrics, registry)
+    }
+
+    fn ctx(headers: &[(&'static str, &'static str)], peer: Option<&str>) -> WxContext {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in headers {
+            map.append(*name, http::HeaderValue::from_static(value));
+        }
+        let peer = peer.map(|peer| peer.parse().unwrap());
+        WxContext::from_headers(&map, crate::TrustMode::WhenSourcePresent, peer)
+    }
+
+    fn rendered(registry: &Registry) -> String {
+        let mut out = String::new();
+        prometheus::TextEncoder::new()
+            .encode_utf8(&registry.gather(), &mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn resolved_series_are_shared_by_equal_labels_only() {
+        let (metrics, _) = metrics(WxTelemetryBuilder::default());
+        let a = ctx(&[("x-wx-source", "wx_client"), ("x-wx-appid", "wxa")], None);
+        let a_again = ctx(&[("x-wx-appid", "wxa"), ("x-wx-source", "wx_client")], None);
+        let b = ctx(&[("x-wx-source", "wx_client"), ("x-wx-appid", "wxb")], None);
+        let first = metrics.resolve(&Method::GET, Some("/u"), &a);
+        assert!(Arc::ptr_eq(
+            &first,
+            &metrics.resolve(&Method::GET, Some("/u"), &a_again)
+        ));
+        for (method, route, ctx) in [
+            (Method::POST, Some("/u"), &a),
+            (Method::GET, Some("/v"), &a),
+            (Method::GET, None, &a),
+            (Method::GET, Some("/u"), &b),
+        ] {
+            let other = metrics.resolve(&method, route, ctx);
+            assert!(!Arc::ptr_eq(&first, &other), "{method} {route:?}");
+            assert_ne!(
+                (first.labels.method, first.labels.route, first.labels.appid),
+                (other.labels.method, other.labels.route, other.labels.appid)
+            );
+        }
+    }
+
+    #[test]
+    fn folded_values_count_their_overflow_on_every_request() {
+        let (metrics, registry) = metrics(WxTelemetryBuilder::default().max_appids(1));
+        let first = ctx(&[("x-wx-source", "wx_client"), ("x-wx-appid", "wx1")], None);
+        let second = ctx(&[("x-wx-source", "wx_client"), ("x-wx-appid", "wx2")], None);
+        metrics.resolve(&Method::GET, Some("/u"), &first);
+        for _ in 0..3 {
+            let series = metrics.resolve(&Method::GET, Some("/u"), &second);
+            assert_eq!(series.labels.appid, OTHER);
+        }
+        let text = rendered(&registry);
+        let line = r#"wxcloudrun_label_overflow_total{label="wx_appid",metric="http_server_request_duration_seconds"} 3"#;
+        assert!(text.lines().any(|l| l == line), "{text}");
+    }
+
+    #[test]
+    fn a_hop_that_does_not_parse_falls_back_to_each_requests_peer() {
+        let (metrics, _) = metrics(WxTelemetryBuilder::default());
+        // Without X-Forwarded-For the peer is the hop; its four bytes must not pass for the text
+        // "abcd" of a hop that does not parse (which also falls back to the peer).
+        let by_peer = ctx(&[], Some("97.98.99.100"));
+        let garbled = ctx(&[("x-forwarded-for", "abcd")], Some("10.0.0.1"));
+        let garbled_elsewhere = ctx(&[("x-forwarded-for", "abcd")], Some("10.0.0.2"));
+        let node = |ctx: &WxContext| {
+            let id = metrics
+                .resolve(&Method::GET, Some("/"), ctx)
+                .labels
+                .access_node;
+            metrics.access_node_value(id).to_string()
+        };
+        assert_eq!(node(&by_peer), "97.98.99.100");
+        assert_eq!(node(&garbled), "10.0.0.1");
+        assert_eq!(node(&garbled_elsewhere), "10.0.0.2");
+        assert_eq!(node(&by_peer), "97.98.99.100");
+    }
+
+    #[test]
+    fn requests_ending_unlike_the_first_get_their_own_duration_series() {
+        let (metrics, registry) = metrics(WxTelemetryBuilder::default());
+        let ctx = ctx(&[], None);
+        let series = metrics.resolve(&Method::GET, Some("/u"), &ctx);
+        for (status, error) in [
+            (200, ErrorKind::None),
+            (500, ErrorKind::Status),
+            (200, ErrorKind::None),
+            (0, ErrorKind::Cancelled),
+        ] {
+            metrics.request_started(&series.labels);
+            metrics.request_finished(&series, status, error, Duration::from_millis(3));
+        }
+        let text = rendered(&registry);
+        let count = |status: &str, error: &str| {
+            let prefix = format!(
+                "http_server_request_duration_seconds_count{{error_type=\"{error}\",http_request_method=\"GET\",http_response_status_code=\"{status}\",http_route=\"/u\","
+            );
+            text.lines()
+                .find(|line| line.starts_with(&prefix))
+                .and_then(|line| line.rsplit(' ').next())
+                .unwrap_or_else(|| panic!("no series {status} {error} in\n{text}"))
+                .to_owned()
+        };
+        assert_eq!(count("200", ""), "2");
+        assert_eq!(count("500", "500"), "1");
+        assert_eq!(count("", "cancelled"), "1");
     }
 
     #[test]
