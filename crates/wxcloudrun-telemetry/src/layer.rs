@@ -218,8 +218,8 @@ where
         let series = metrics.resolve(req.method(), route, &ctx);
         let labels = &series.labels;
         let span = shared.tracing.as_ref().map(|tracing| {
-            let access_node = metrics.access_node_value(labels.access_node);
-            tracing.start(&req, &ctx, labels, route, &access_node)
+            let shared = metrics.shared_values(labels, route, &ctx);
+            tracing.start(&req, &ctx, labels, route, shared)
         });
         let log_span = tracing::info_span!(
             target: "wxcloudrun_telemetry::request",

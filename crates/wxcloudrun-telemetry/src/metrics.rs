@@ -19,6 +19,7 @@ use rustc_hash::FxHasher;
 
 use crate::config::{AccessNodeTable, LabelCaps, MetricLabel, WxTelemetryBuilder};
 use crate::histogram::{Histogram, HistogramFamily};
+use crate::trace::SharedValues;
 use crate::{ConfigError, WxContext};
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
@@ -550,9 +551,33 @@ impl Metrics {
         self.access_nodes.intern(buf.as_str())
     }
 
-    /// The `wx_access_node` value of an interned id (for the span attribute).
-    pub(crate) fn access_node_value(&self, id: LabelId) -> Arc<str> {
+    /// The `wx_access_node` value of an interned id.
+    #[cfg(test)]
+    fn access_node_value(&self, id: LabelId) -> Arc<str> {
         self.access_nodes.value(id)
+    }
+
+    /// The span attributes the label tables already hold: shared, not copied. Values folded into
+    /// `_other` (or not interned because the label is off) are copied: spans carry the real value.
+    pub(crate) fn shared_values(
+        &self,
+        labels: &RequestLabels,
+        route: Option<&str>,
+        ctx: &WxContext,
+    ) -> SharedValues {
+        let interned = |id: LabelId| id != EMPTY && id != OTHER;
+        SharedValues {
+            route: route.map(|route| match labels.route {
+                id if interned(id) && id != UNMATCHED => self.routes.value(id),
+                _ => Arc::from(route),
+            }),
+            appid: ctx.appid().map(|appid| match labels.appid {
+                id if interned(id) => self.appids.value(id),
+                _ => Arc::from(appid),
+            }),
+            service: self.service.clone(),
+            access_node: self.access_nodes.value(labels.access_node),
+        }
     }
 
     pub(crate) fn request_started(&self, labels: &RequestLabels) {
@@ -905,6 +930,30 @@ mod tests {
         assert_eq!(node(&garbled), "10.0.0.1");
         assert_eq!(node(&garbled_elsewhere), "10.0.0.2");
         assert_eq!(node(&by_peer), "97.98.99.100");
+    }
+
+    #[test]
+    fn span_values_are_the_real_ones_even_when_the_metric_label_is_folded() {
+        let (metrics, _) = metrics(WxTelemetryBuilder::default().max_routes(1).max_appids(1));
+        let first = ctx(&[("x-wx-source", "wx_client"), ("x-wx-appid", "wx1")], None);
+        let second = ctx(&[("x-wx-source", "wx_client"), ("x-wx-appid", "wx2")], None);
+        let values = |route: &str, ctx: &WxContext| {
+            let series = metrics.resolve(&Method::GET, Some(route), ctx);
+            let shared = metrics.shared_values(&series.labels, Some(route), ctx);
+            (
+                shared.route.unwrap().to_string(),
+                shared.appid.unwrap().to_string(),
+            )
+        };
+        assert_eq!(values("/a", &first), ("/a".to_owned(), "wx1".to_owned()));
+        assert_eq!(values("/b", &second), ("/b".to_owned(), "wx2".to_owned()));
+        let unmatched = metrics.resolve(&Method::GET, None, &first);
+        assert!(
+            metrics
+                .shared_values(&unmatched.labels, None, &first)
+                .route
+                .is_none()
+        );
     }
 
     #[test]

@@ -142,7 +142,7 @@ type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 pub(crate) struct Tracing {
     tracer: Arc<BoxedTracer>,
     identity: IdentityPolicy,
-    identity_key: Option<Vec<u8>>,
+    pseudonyms: Pseudonyms,
     pub(crate) trace_id_header: Option<HeaderName>,
     pub(crate) response_traceparent: bool,
     /// `{method} {route}` span names, made `'static` once per (method, route) pair. Both are
@@ -155,9 +155,18 @@ impl std::fmt::Debug for Tracing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tracing")
             .field("identity", &self.identity)
-            .field("keyed", &self.identity_key.is_some())
+            .field("keyed", &self.pseudonyms.keyed.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// Attribute values the metrics already hold as shared strings: a span takes a reference, not a
+/// copy.
+pub(crate) struct SharedValues {
+    pub(crate) route: Option<Arc<str>>,
+    pub(crate) appid: Option<Arc<str>>,
+    pub(crate) service: Arc<str>,
+    pub(crate) access_node: Arc<str>,
 }
 
 /// One request's span and the `tracing` span entered around the service.
@@ -204,7 +213,7 @@ impl Tracing {
         Tracing {
             tracer,
             identity,
-            identity_key,
+            pseudonyms: Pseudonyms::new(identity_key.as_deref()),
             trace_id_header,
             response_traceparent,
             names: RwLock::default(),
@@ -245,7 +254,7 @@ impl Tracing {
         ctx: &WxContext,
         labels: &RequestLabels,
         route: Option<&str>,
-        access_node: &str,
+        shared: SharedValues,
     ) -> RequestSpan {
         let parent = match extract_trace_context(req.headers()) {
             Some(remote) => Context::new().with_remote_span_context(remote),
@@ -260,7 +269,7 @@ impl Tracing {
             .start_with_context(&*self.tracer, &parent);
         let cold = self.cold.swap(false, Ordering::Relaxed);
         if span.is_recording() {
-            span.set_attributes(self.attributes(req, ctx, labels, route, access_node, cold));
+            span.set_attributes(self.attributes(req, ctx, labels, shared, cold));
         }
         RequestSpan {
             cx: parent.with_span(span),
@@ -273,8 +282,7 @@ impl Tracing {
         req: &Request<B>,
         ctx: &WxContext,
         labels: &RequestLabels,
-        route: Option<&str>,
-        access_node: &str,
+        shared: SharedValues,
         cold: bool,
     ) -> Vec<KeyValue> {
         let mut attributes = Vec::with_capacity(20);
@@ -286,8 +294,8 @@ impl Tracing {
                 truncate(req.method().as_str(), 64).to_owned(),
             ));
         }
-        if let Some(route) = route {
-            attributes.push(KeyValue::new("http.route", route.to_owned()));
+        if let Some(route) = shared.route {
+            attributes.push(KeyValue::new("http.route", route));
         }
         attributes.push(KeyValue::new("url.path", req.uri().path().to_owned()));
         attributes.push(KeyValue::new("url.scheme", scheme(req)));
@@ -314,8 +322,10 @@ impl Tracing {
         if let Some(union) = unionid.and_then(|id| self.pseudonym(id)) {
             attributes.push(KeyValue::new("wx.unionid_hash", union));
         }
+        if let Some(appid) = shared.appid {
+            attributes.push(KeyValue::new("wx.appid", appid));
+        }
         let optional = [
-            ("wx.appid", ctx.appid()),
             ("wx.from_appid", ctx.from_appid()),
             ("wx.env", ctx.env()),
             ("wx.source", ctx.source()),
@@ -326,11 +336,9 @@ impl Tracing {
                 attributes.push(KeyValue::new(key, value.to_owned()));
             }
         }
-        if let Some(service) = ctx.service() {
-            attributes.push(KeyValue::new("wx.service", service.to_owned()));
-        }
-        if !access_node.is_empty() {
-            attributes.push(KeyValue::new("wx.access_node", access_node.to_owned()));
+        attributes.push(KeyValue::new("wx.service", shared.service));
+        if !shared.access_node.is_empty() {
+            attributes.push(KeyValue::new("wx.access_node", shared.access_node));
         }
         attributes.push(KeyValue::new("wx.cold_start", cold));
         attributes
@@ -340,30 +348,57 @@ impl Tracing {
         match self.identity {
             IdentityPolicy::Omitted => None,
             IdentityPolicy::Raw => Some(id.to_owned()),
-            IdentityPolicy::Hashed => Some(hash_id(self.identity_key.as_deref(), id)),
+            IdentityPolicy::Hashed => Some(self.pseudonyms.of(id)),
         }
     }
 }
 
-/// HMAC-SHA-256 of `id` under `key` (SHA-256 without one), as 32 hex characters (128 bits).
-pub(crate) fn hash_id(key: Option<&[u8]>, id: &str) -> String {
-    let digest: [u8; 32] = match key {
-        Some(key) => match Hmac::<Sha256>::new_from_slice(key) {
-            Ok(mut mac) => {
+/// Hashes identities: HMAC-SHA-256 under the configured key, else SHA-256 with a fixed prefix.
+/// Both are keyed once: a request only hashes its own id.
+struct Pseudonyms {
+    keyed: Option<Hmac<Sha256>>,
+    unkeyed: Sha256,
+}
+
+impl Pseudonyms {
+    fn new(key: Option<&[u8]>) -> Self {
+        let mut unkeyed = Sha256::new();
+        unkeyed.update(b"wxcloudrun-telemetry/id\0");
+        Pseudonyms {
+            // HMAC accepts keys of any length: `None` is unreachable.
+            keyed: key.and_then(|key| Hmac::<Sha256>::new_from_slice(key).ok()),
+            unkeyed,
+        }
+    }
+
+    /// The pseudonym of `id`: 32 hex characters (128 bits of the digest).
+    fn of(&self, id: &str) -> String {
+        let digest: [u8; 32] = match &self.keyed {
+            Some(mac) => {
+                let mut mac = mac.clone();
                 mac.update(id.as_bytes());
                 mac.finalize().into_bytes().into()
             }
-            // HMAC accepts keys of any length; this arm is unreachable.
-            Err(_) => Sha256::digest(id.as_bytes()).into(),
-        },
-        None => {
-            let mut hasher = Sha256::new();
-            hasher.update(b"wxcloudrun-telemetry/id\0");
-            hasher.update(id.as_bytes());
-            hasher.finalize().into()
+            None => {
+                let mut hasher = self.unkeyed.clone();
+                hasher.update(id.as_bytes());
+                hasher.finalize().into()
+            }
+        };
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(32);
+        for byte in &digest[..16] {
+            hex.push(char::from(HEX[usize::from(byte >> 4)]));
+            hex.push(char::from(HEX[usize::from(byte & 0xf)]));
         }
-    };
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+        hex
+    }
+}
+
+/// The pseudonym of `id` under `key`; see [`Pseudonyms`].
+#[cfg(test)]
+fn hash_id(key: Option<&[u8]>, id: &str) -> String {
+    Pseudonyms::new(key).of(id)
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -476,6 +511,11 @@ mod tests {
         assert_ne!(keyed, unkeyed);
         assert_ne!(keyed, hash_id(Some(b"k2"), "oUser"));
         assert!(!keyed.contains("oUser"));
+        // Pinned (Python: hashlib.sha256(b"wxcloudrun-telemetry/id\0oUser"), hmac.new(b"k1",
+        // b"oUser", hashlib.sha256); the first 16 bytes in hex): pseudonyms must not change
+        // between versions, or dashboards lose their users.
+        assert_eq!(unkeyed, "61e9baf465c0f546ab3e649999dd2766");
+        assert_eq!(keyed, "fd84179dc8b564692a1edd9354401a15");
     }
 
     #[test]
