@@ -7,6 +7,7 @@
 //! into the other samples' start times once the page is read.
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -648,6 +649,23 @@ pub(crate) fn series_key<'s>(
 
 // ---- duplicate detection ---------------------------------------------------------------------
 
+/// Orders label names as `str` does, deciding on the first eight bytes where they differ (most
+/// neighbouring names do): a library `memcmp` call per comparison costs more than the comparison.
+fn name_cmp(a: &str, b: &str) -> Ordering {
+    // Zero-padded, big-endian: a word order is the byte order, and a shorter name's padding sorts
+    // before any byte, as a proper prefix does. Equal words say nothing (padding vs a NUL byte).
+    fn word(name: &[u8]) -> u64 {
+        let mut word = [0u8; 8];
+        let len = name.len().min(8);
+        word[..len].copy_from_slice(&name[..len]);
+        u64::from_be_bytes(word)
+    }
+    match word(a.as_bytes()).cmp(&word(b.as_bytes())) {
+        Ordering::Equal => a.cmp(b),
+        decided => decided,
+    }
+}
+
 #[derive(Clone, Copy)]
 struct SeriesRef {
     family: usize,
@@ -704,19 +722,31 @@ impl SeriesSet {
                 self.key.push(0xff);
             }
         };
-        // Most clients write labels sorted by name: then there is nothing to sort, and no
-        // duplicate name either.
-        if labels
+        let less = |a: &Label<'_>, b: &Label<'_>| name_cmp(&a.name, &b.name) == Ordering::Less;
+        let (last, init) = labels
+            .split_last()
+            .map_or((None, &labels[..]), |(l, i)| (Some(l), i));
+        // Most clients write labels sorted by name, then there is nothing to sort and no
+        // duplicate name either; histograms and summaries add `le` / `quantile` last.
+        if init
             .windows(2)
-            .all(|pair| matches!(pair, [a, b] if a.name < b.name))
+            .all(|pair| matches!(pair, [a, b] if less(a, b)))
         {
-            labels.iter().for_each(append);
+            let at = last.map_or(0, |last| init.partition_point(|label| less(label, last)));
+            if let (Some(last), Some(next)) = (last, init.get(at))
+                && !less(last, next)
+            {
+                return Err(last.name.to_string());
+            }
+            init[..at].iter().for_each(&mut append);
+            last.into_iter().for_each(&mut append);
+            init[at..].iter().for_each(&mut append);
         } else {
             self.order.clear();
             self.order.extend(0..labels.len());
             let name_of = |i: usize| labels.get(i).map_or("", |l| l.name.as_ref());
             self.order
-                .sort_unstable_by(|&a, &b| name_of(a).cmp(name_of(b)));
+                .sort_unstable_by(|&a, &b| name_cmp(name_of(a), name_of(b)));
             let mut previous: Option<&str> = None;
             for label in self.order.iter().filter_map(|&i| labels.get(i)) {
                 if previous == Some(label.name.as_ref()) {
@@ -778,5 +808,46 @@ impl Hasher for PrehashedHasher {
 
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
+    }
+}
+
+#[cfg(test)]
+mod name_order_tests {
+    use super::name_cmp;
+
+    #[test]
+    fn name_order_is_str_order() {
+        let names = [
+            "",
+            "a",
+            "b",
+            "le",
+            "le_x",
+            "quantile",
+            "http_route",
+            "http_request_method",
+            "http_response_status_code",
+            "http_re",
+            "http_req",
+            "http_reqa",
+            "wx_appid",
+            "wx_access_node",
+            "abcdefgh",
+            "abcdefgh\0",
+            "abcdefghi",
+            "abcdefg",
+            "a\0",
+            "a\0b",
+            "微信",
+            "微",
+            "Z",
+            "_",
+            "__name__",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(name_cmp(a, b), a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
     }
 }

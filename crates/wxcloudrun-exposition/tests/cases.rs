@@ -361,6 +361,24 @@ const CASES: &[(&str, Format, &str, &str)] = &[
         "error: line 1, column 1: duplicate label name \"a\"\n",
     ),
     (
+        "duplicate label name in an unsorted set",
+        TEXT,
+        "m{b=\"1\",a=\"2\",b=\"3\"} 1\n",
+        "error: line 1, column 1: duplicate label name \"b\"\n",
+    ),
+    (
+        "duplicate label name next to each other",
+        TEXT,
+        "m{a=\"1\",a=\"2\",b=\"3\"} 1\n",
+        "error: line 1, column 1: duplicate label name \"a\"\n",
+    ),
+    (
+        "one series however its labels are ordered (last label first, middle, last)",
+        TEXT,
+        "m{a=\"1\",c=\"2\",b=\"3\"} 1\nm{b=\"3\",a=\"1\",c=\"2\"} 2\nm{c=\"2\",b=\"3\",a=\"1\"} 3\nm{b=\"3\",c=\"2\",a=\"1\"} 4\nm{a=\"1\",b=\"3\",c=\"2\",d=\"\"} 5\nm{a=\"1\",b=\"3\",c=\"4\"} 6\n",
+        "family m untyped\n  m{a=\"1\",c=\"2\",b=\"3\"} 1.0\n  m{a=\"1\",b=\"3\",c=\"4\"} 6.0\nduplicates=4\n",
+    ),
+    (
         "unterminated label value",
         TEXT,
         "m{a=\"b} 1\n",
