@@ -870,3 +870,47 @@ async fn extractors_without_the_layer() {
     .await;
     assert_eq!(&body[..], b"true");
 }
+
+/// How routes of mounted routers and services come out: `Router::nest` keeps the full template;
+/// `route_service` with a wildcard names a mounted service; `nest_service` is `unmatched`, because
+/// axum hides its matched path from middleware (in a private extension).
+#[tokio::test]
+async fn routes_of_mounted_routers_and_services() {
+    let telemetry = layer();
+    let inner = Router::new().route(
+        "/users/{id}",
+        get(|Path(id): Path<u32>| async move { format!("v2 user {id}") }),
+    );
+    let files = tower::service_fn(|req: Request<Body>| async move {
+        Ok::<_, Infallible>(axum::response::Response::new(Body::from(
+            req.uri().path().to_owned(),
+        )))
+    });
+    let router = Router::new()
+        .nest("/api/v2", inner)
+        .route_service("/static/{*path}", files.clone())
+        .nest_service("/assets", files)
+        .layer(telemetry.clone());
+
+    get_ok(&router, "/api/v2/users/7").await;
+    assert_eq!(
+        &get_ok(&router, "/static/css/site.css").await[..],
+        b"/static/css/site.css"
+    );
+    // `nest_service` strips its prefix before the service sees the path.
+    assert_eq!(&get_ok(&router, "/assets/logo.png").await[..], b"/logo.png");
+
+    let text = render(telemetry.registry());
+    for (route, count) in [
+        ("/api/v2/users/{id}", 1.0),
+        ("/static/{*path}", 1.0),
+        ("unmatched", 1.0),
+    ] {
+        let labels = [("http_route", route), ("http_response_status_code", "200")];
+        assert_eq!(value(&text, DURATION_COUNT, &labels), count, "{route}");
+    }
+    assert!(
+        !text.contains("logo.png") && !text.contains("site.css"),
+        "{text}"
+    );
+}
