@@ -4,6 +4,8 @@
 //!
 //! Variants, all wrapping the same `service_fn` handler and sending the same gateway request:
 //! - `bare`: the handler alone;
+//! - `wx_context_only`: not the layer, only what its `WxContext` contract costs (parse the gateway
+//!   headers, insert the context into the request's extensions);
 //! - `wx_metrics`: our layer, metrics only;
 //! - `wx_traces_sampled_out`: metrics + spans, sampler `always_off`, under the subscriber `init`
 //!   installs (JSON logs to a sink, the tracing → OpenTelemetry bridge);
@@ -15,13 +17,15 @@
 
 mod common;
 
+use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
+use http_body_util::Full;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::Sampler;
 use tower::ServiceBuilder;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer as _, Registry};
-use wxcloudrun_telemetry::JsonLogLayer;
+use wxcloudrun_telemetry::{JsonLogLayer, TrustMode, WxContext};
 
 use common::{call, handler, our_layer, provider, request};
 
@@ -45,6 +49,20 @@ fn layers(c: &mut Criterion) {
 
     let mut bare = tower::service_fn(handler);
     group.bench_function("bare", |b| b.iter(|| call(&mut bare, request())));
+
+    // Not a variant of the layer: what the `WxContext` contract costs by itself (parse the
+    // gateway headers, put the context into the request's extensions), the floor under
+    // `wx_metrics`.
+    let mut context_only = ServiceBuilder::new()
+        .map_request(|mut req: http::Request<Full<Bytes>>| {
+            let ctx = WxContext::from_headers(req.headers(), TrustMode::WhenSourcePresent, None);
+            req.extensions_mut().insert(ctx);
+            req
+        })
+        .service_fn(handler);
+    group.bench_function("wx_context_only", |b| {
+        b.iter(|| call(&mut context_only, request()))
+    });
 
     let mut metrics = ServiceBuilder::new()
         .layer(our_layer(None))
