@@ -888,7 +888,7 @@ async fn routes_of_mounted_routers_and_services() {
     });
     let router = Router::new()
         .nest("/api/v2", inner)
-        .route_service("/static/{*path}", files.clone())
+        .route_service("/static/{*path}", files)
         .nest_service("/assets", files)
         .layer(telemetry.clone());
 
