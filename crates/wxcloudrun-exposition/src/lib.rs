@@ -109,3 +109,15 @@ pub use model::{
     ACCEPT_HEADER, Exemplar, Exposition, Format, Label, Limits, MetricFamily, MetricType, Sample,
 };
 pub use parser::{parse, parse_with_limits};
+
+/// A sample value token (`1`, `-0.5e3`, `+Inf`, `NaN`, …) as the parser reads it: every NaN is the
+/// canonical quiet NaN (see [`Sample::value`]). `None` when it is not a number.
+///
+/// ```
+/// assert_eq!(wxcloudrun_exposition::parse_value("+Inf"), Some(f64::INFINITY));
+/// assert_eq!(wxcloudrun_exposition::parse_value("-nan").map(f64::to_bits), Some(f64::NAN.to_bits()));
+/// assert_eq!(wxcloudrun_exposition::parse_value("1 2"), None);
+/// ```
+pub fn parse_value(token: &str) -> Option<f64> {
+    lexer::parse_float(token)
+}

@@ -258,7 +258,7 @@ impl MetricFamily<'_> {
 }
 
 /// A parsed page.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Exposition<'a> {
     /// The families in order of first appearance.
     pub families: Vec<MetricFamily<'a>>,

@@ -5,9 +5,10 @@
 
 mod page;
 
-use wxcloudrun_exposition::{Format, parse};
+use wxcloudrun_exposition::{Format, Limits, parse};
 use wxcloudrun_sidecar::convert::Converter;
 use wxcloudrun_sidecar::export::{otlp, remote_write};
+use wxcloudrun_sidecar::replay::Replay;
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -65,5 +66,47 @@ fn main() {
     println!(
         "peak heap during a scrape:  {:>7.2} MiB (page text included)",
         mib(after.max_bytes)
+    );
+
+    // The same page replayed: learned once on a parsed scrape, then only its values are read.
+    let mut replay = Replay::new(true);
+    let page = parse(&text, Format::PrometheusText).expect("valid page");
+    let (batch, app_families) = converter.convert_with(Vec::new(), &[&page], 1_700_000_010_000);
+    let learn_start = dhat::HeapStats::get();
+    replay.learn(
+        &text,
+        Format::PrometheusText,
+        page,
+        &batch.families[..app_families],
+        &converter,
+    );
+    let learned = dhat::HeapStats::get();
+    drop(batch);
+    assert!(replay.has_shape(), "the bench page is learned");
+    let kept = dhat::HeapStats::get().curr_bytes;
+    let mut replay_peak = 0;
+    for round in 0..3 {
+        let start = dhat::HeapStats::get();
+        let replayed = replay
+            .replay(&text, Format::PrometheusText, &Limits::default())
+            .expect("same shape");
+        let (batch, _) =
+            converter.convert_with(replayed.families, &[], 1_700_000_020_000 + round * 1000);
+        let encoded = remote_write::encode(&batch);
+        std::hint::black_box(encoded);
+        replay_peak = dhat::HeapStats::get().max_bytes.max(start.max_bytes);
+    }
+    println!(
+        "learning the page's shape:  {:>7.2} MiB more at its peak",
+        mib(learned.max_bytes.saturating_sub(learn_start.curr_bytes))
+    );
+    println!(
+        "heap kept, shape learned:   {:>7.2} MiB",
+        mib(kept - text.len())
+    );
+    println!(
+        "peak heap, replayed scrape: {:>7.2} MiB (page text included; dhat's peak is global, so \
+         this is the largest of all phases)",
+        mib(replay_peak)
     );
 }

@@ -102,21 +102,88 @@ impl Converter {
     /// synthetic `up`) are converted alongside. Series of earlier scrapes absent from this one get
     /// a stale marker.
     pub fn convert(&mut self, pages: &[&Exposition<'_>], timestamp_ms: i64) -> Batch {
+        self.convert_with(Vec::new(), pages, timestamp_ms).0
+    }
+
+    /// [`convert`](Self::convert), with `replayed` families in front: converted already (by
+    /// [`Replay`](crate::replay::Replay)), they only get their start times here. Also returns how
+    /// many of the batch's families came from `replayed` and the first page.
+    pub fn convert_with(
+        &mut self,
+        replayed: Vec<Family>,
+        pages: &[&Exposition<'_>],
+        timestamp_ms: i64,
+    ) -> (Batch, usize) {
         self.generation += 1;
-        let mut families = Vec::new();
-        for page in pages {
+        let mut families = replayed;
+        for family in &mut families {
+            self.track_replayed(family, timestamp_ms);
+        }
+        let mut leading = families.len();
+        for (index, page) in pages.iter().enumerate() {
             for family in &page.families {
                 if let Some(family) = self.family(family, timestamp_ms) {
                     families.push(family);
                 }
             }
+            if index == 0 {
+                leading = families.len();
+            }
         }
         families.extend(self.vanished(|seen, generation| seen.generation != generation));
         // After the batch took its references, so that only strings of forgotten series go.
         self.strings.sweep();
-        Batch {
+        let batch = Batch {
             timestamp_ms,
             families,
+        };
+        (batch, leading)
+    }
+
+    /// A converter with the same added labels and no memory of any series: for conversions that
+    /// must not count as a scrape.
+    pub fn untracked(&self) -> Converter {
+        Converter {
+            added: self.added.clone(),
+            process_start_ms: self.process_start_ms,
+            seen: HashMap::default(),
+            key: String::new(),
+            strings: Interner::default(),
+            generation: 0,
+        }
+    }
+
+    /// Start times for a replayed family's points, exactly as [`family`](Self::family) sets them.
+    fn track_replayed(&mut self, family: &mut Family, timestamp_ms: i64) {
+        let kind = family.kind;
+        for point in &mut family.points {
+            let (shape, value) = match &point.value {
+                Value::Number { name, value } => (Shape::Number(name.clone()), *value),
+                Value::Histogram { count, buckets, .. } => (
+                    Shape::Histogram(buckets.iter().map(|b| b.0).collect()),
+                    *count,
+                ),
+                Value::Summary {
+                    count, quantiles, ..
+                } => (
+                    Shape::Summary(quantiles.iter().map(|q| q.0).collect()),
+                    *count,
+                ),
+            };
+            let start_ms = self.track(
+                &family.name,
+                kind,
+                &point.labels,
+                shape,
+                value,
+                None,
+                timestamp_ms,
+            );
+            point.start_ms = match (&point.value, kind) {
+                (Value::Number { .. }, Kind::Counter) => Some(start_ms),
+                (Value::Number { .. }, _) => None,
+                _ => Some(start_ms),
+            };
         }
     }
 

@@ -10,11 +10,13 @@
 //! markers and flushes every queue — all within `--shutdown-budget`.
 
 pub mod admin;
+pub mod allocator;
 pub mod config;
 pub mod convert;
 pub mod export;
 pub mod metrics;
 pub mod model;
+pub mod replay;
 pub mod run;
 pub mod scrape;
 pub mod supervisor;

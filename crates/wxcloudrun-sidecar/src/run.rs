@@ -15,7 +15,8 @@ use crate::config::Config;
 use crate::convert::Converter;
 use crate::export::{Exporters, FlushOutcome};
 use crate::metrics::SelfMetrics;
-use crate::model::Batch;
+use crate::model::{Batch, Family};
+use crate::replay::Replay;
 use crate::scrape::{ScrapeError, Scraper};
 use crate::supervisor::Child;
 
@@ -52,6 +53,10 @@ enum Ending {
 struct Pipeline {
     scraper: Scraper,
     converter: Converter,
+    /// The learned shape of the app's page, to skip parsing while it holds.
+    replay: Replay,
+    /// The last page's body buffer, for the next scrape.
+    spare_buffer: Vec<u8>,
     metrics: SelfMetrics,
     exporters: Exporters,
     health: Health,
@@ -64,8 +69,9 @@ impl Pipeline {
     /// self-metrics and `up`. Returns whether the scrape succeeded.
     async fn scrape_once(&mut self) -> bool {
         let timestamp_ms = now_ms();
-        let fetched = self.scraper.fetch().await;
-        let (page_text, format, elapsed, outcome) = match fetched {
+        let buffer = std::mem::take(&mut self.spare_buffer);
+        let fetched = self.scraper.fetch_into(buffer).await;
+        let (page_text, format, elapsed, mut outcome) = match fetched {
             Ok(page) => (Some(page.text), page.format, page.elapsed, "success"),
             Err(ScrapeError::Refused(_)) if !self.warmed_up => return false,
             Err(err) => {
@@ -73,29 +79,52 @@ impl Pipeline {
                 (None, Format::PrometheusText, Duration::ZERO, err.outcome())
             }
         };
-        let parsed = page_text
-            .as_deref()
-            .map(|text| parse_with_limits(text, format, &Limits::default()));
-        let (app_page, outcome) = match parsed {
-            Some(Ok(page)) => (Some(page), outcome),
-            Some(Err(err)) => {
-                tracing::warn!(error = %err, "the app's metrics page does not parse");
-                (None, "error")
+        let limits = Limits::default();
+        let mut replayed = None;
+        let mut app_page = None;
+        if let Some(text) = page_text.as_deref() {
+            // The page's shape as last time: only its values are read.
+            replayed = self.replay.replay(text, format, &limits);
+            if replayed.is_none() {
+                match parse_with_limits(text, format, &limits) {
+                    Ok(page) => app_page = Some(page),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "the app's metrics page does not parse");
+                        outcome = "error";
+                    }
+                }
             }
-            None => (None, outcome),
-        };
-        let up = app_page.is_some();
+        }
+        let up = replayed.is_some() || app_page.is_some();
         if !up && !self.warmed_up {
             return false;
         }
         self.warmed_up = true;
-        let samples = app_page.as_ref().map(Exposition::sample_count);
+        let samples = match (&replayed, &app_page) {
+            (Some(replayed), _) => Some(replayed.sample_count),
+            (None, Some(page)) => Some(page.sample_count()),
+            (None, None) => None,
+        };
         self.metrics.scrape(outcome, elapsed.as_secs_f64(), samples);
         if up {
             self.health.set_ready();
         }
-        let batch = self.batch(app_page.as_ref(), timestamp_ms, up);
+        let replayed_families = replayed.map_or_else(Vec::new, |replayed| replayed.families);
+        let (batch, app_families) =
+            self.batch(replayed_families, app_page.as_ref(), timestamp_ms, up);
+        let parsed = app_page.is_some();
+        if let (Some(text), Some(page)) = (page_text.as_deref(), app_page.take()) {
+            let families = batch.families.get(..app_families).unwrap_or_default();
+            self.replay
+                .learn(text, format, page, families, &self.converter);
+        }
         self.exporters.submit(Arc::new(batch));
+        if let Some(text) = page_text {
+            self.spare_buffer = text.into_bytes();
+        }
+        if parsed {
+            crate::allocator::release_free_memory();
+        }
         up
     }
 
@@ -108,18 +137,27 @@ impl Pipeline {
         }
     }
 
-    /// The app's page (if any), the self-metrics and `up`, converted together so that series
-    /// missing from this scrape get their stale markers.
-    fn batch(&mut self, app_page: Option<&Exposition<'_>>, timestamp_ms: i64, up: bool) -> Batch {
+    /// The app's families (replayed, or its parsed page), the self-metrics and `up`, converted
+    /// together so that series missing from this scrape get their stale markers. Also returns
+    /// how many of the batch's families are the app's.
+    fn batch(
+        &mut self,
+        replayed: Vec<Family>,
+        app_page: Option<&Exposition<'_>>,
+        timestamp_ms: i64,
+        up: bool,
+    ) -> (Batch, usize) {
         let self_text = admin::render(self.metrics.registry());
         let up_text = format!("# TYPE up gauge\nup {}\n", u8::from(up));
         let self_page = parse(&self_text, Format::PrometheusText);
         let up_page = parse(&up_text, Format::PrometheusText);
+        let empty = Exposition::default();
         let mut pages: Vec<&Exposition<'_>> = Vec::with_capacity(3);
-        pages.extend(app_page);
+        // The app's page comes first even when absent, so that the count covers its families.
+        pages.push(app_page.unwrap_or(&empty));
         pages.extend(self_page.as_ref().ok());
         pages.extend(up_page.as_ref().ok());
-        self.converter.convert(&pages, timestamp_ms)
+        self.converter.convert_with(replayed, &pages, timestamp_ms)
     }
 }
 
@@ -204,6 +242,8 @@ pub async fn run(config: Config) -> i32 {
     let mut pipeline = Pipeline {
         scraper,
         converter: Converter::new(&config.labels, start_ms),
+        replay: Replay::new(true),
+        spare_buffer: Vec::new(),
         metrics,
         exporters,
         health,

@@ -82,6 +82,12 @@ impl Scraper {
 
     /// Fetches the page once.
     pub async fn fetch(&self) -> Result<Page, ScrapeError> {
+        self.fetch_into(Vec::new()).await
+    }
+
+    /// Fetches the page once into `buffer` (the last page's, given back: a multi-megabyte body
+    /// then costs neither an allocation nor fresh pages every scrape).
+    pub async fn fetch_into(&self, mut buffer: Vec<u8>) -> Result<Page, ScrapeError> {
         let started = Instant::now();
         let request = self
             .client
@@ -111,7 +117,14 @@ impl Scraper {
                     usize::try_from(len).unwrap_or(usize::MAX)
                 })
                 .min(self.max_body_bytes);
-            let mut body = Vec::with_capacity(expected);
+            // A buffer much larger than this page is not kept: one huge page must not pin its
+            // memory for good.
+            if buffer.capacity() > expected.saturating_mul(2) {
+                buffer = Vec::new();
+            }
+            buffer.clear();
+            buffer.reserve(expected);
+            let mut body = buffer;
             while let Some(chunk) = response.chunk().await.map_err(classify)? {
                 if body.len() + chunk.len() > self.max_body_bytes {
                     return Err(ScrapeError::Body(format!(

@@ -1,0 +1,297 @@
+//! Replaying a page of known shape must give exactly what parsing it would: two converters are fed
+//! the same scrapes, one with replay and one without, and every batch is compared as the bytes
+//! both exporters would send (remote write: names, labels, values bit for bit; OTLP: start times
+//! too).
+
+use prost::Message;
+use wxcloudrun_exposition::{Exposition, Format, Limits, parse};
+use wxcloudrun_sidecar::convert::Converter;
+use wxcloudrun_sidecar::export::{otlp, remote_write};
+use wxcloudrun_sidecar::model::Batch;
+use wxcloudrun_sidecar::replay::Replay;
+
+const TEXT: Format = Format::PrometheusText;
+const OM: Format = Format::OpenMetrics;
+
+/// One scrape through the same steps as the sidecar's pipeline. Returns the batch and whether
+/// the page was replayed.
+fn scrape(
+    converter: &mut Converter,
+    replay: &mut Replay,
+    text: &str,
+    format: Format,
+    timestamp_ms: i64,
+) -> (Batch, bool) {
+    let replayed = replay.replay(text, format, &Limits::default());
+    let was_replayed = replayed.is_some();
+    let page = match &replayed {
+        Some(_) => None,
+        None => parse(text, format).ok(),
+    };
+    let empty = Exposition::default();
+    let families = replayed.map_or_else(Vec::new, |r| r.families);
+    let (batch, leading) =
+        converter.convert_with(families, &[page.as_ref().unwrap_or(&empty)], timestamp_ms);
+    if let Some(page) = page {
+        replay.learn(text, format, page, &batch.families[..leading], converter);
+    }
+    (batch, was_replayed)
+}
+
+/// Stale markers come in the order of the converter's hash map, which is seeded per instance.
+fn canonical(batch: &Batch) -> Batch {
+    let mut batch = batch.clone();
+    for family in &mut batch.families {
+        if family.points.iter().all(|p| p.value.is_stale()) {
+            family.points.sort_by(|a, b| a.labels.cmp(&b.labels));
+        }
+    }
+    batch
+}
+
+fn wire(batch: &Batch) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let remote_write = remote_write::encode(batch)
+        .into_iter()
+        .map(|e| e.body)
+        .collect();
+    let resource = [("service.name".to_owned(), "orders".to_owned())];
+    let otlp = otlp::encode(batch, &resource)
+        .into_iter()
+        .map(|e| e.request.encode_to_vec())
+        .collect();
+    (remote_write, otlp)
+}
+
+/// Feeds `pages` to a replaying and a parsing pipeline; asserts equal batches throughout and
+/// returns which scrapes were replayed.
+fn compare(pages: &[(String, Format)]) -> Vec<bool> {
+    let added = [("instance".to_owned(), "pod-1".to_owned())];
+    let mut fast = Converter::new(&added, Some(1_700_000_000_000));
+    let mut slow = Converter::new(&added, Some(1_700_000_000_000));
+    let mut replay = Replay::new(true);
+    let mut off = Replay::new(false);
+    let mut replayed = Vec::new();
+    for (i, (text, format)) in pages.iter().enumerate() {
+        let timestamp_ms = 1_700_000_100_000 + 1000 * i as i64;
+        let (fast_batch, was_replayed) =
+            scrape(&mut fast, &mut replay, text, *format, timestamp_ms);
+        let (slow_batch, never) = scrape(&mut slow, &mut off, text, *format, timestamp_ms);
+        let (fast_batch, slow_batch) = (canonical(&fast_batch), canonical(&slow_batch));
+        assert!(!never, "a disabled replay replayed");
+        replayed.push(was_replayed);
+        assert_eq!(
+            wire(&fast_batch),
+            wire(&slow_batch),
+            "scrape {i} (replayed: {was_replayed}) differs:\n{text}"
+        );
+        // The start times too, which only OTLP carries.
+        let starts = |b: &Batch| -> Vec<Option<i64>> {
+            b.families
+                .iter()
+                .flat_map(|f| f.points.iter().map(|p| p.start_ms))
+                .collect()
+        };
+        assert_eq!(starts(&fast_batch), starts(&slow_batch), "scrape {i}");
+    }
+    replayed
+}
+
+/// A page with a bit of everything the parser and converter treat specially.
+fn page(v: &[f64], extra_series: bool, with_timestamp: bool) -> String {
+    let f = |i: usize| {
+        let x = v[i % v.len()];
+        if x.is_nan() {
+            "NaN".to_owned()
+        } else if x.is_infinite() {
+            if x > 0.0 {
+                "+Inf".to_owned()
+            } else {
+                "-Inf".to_owned()
+            }
+        } else {
+            format!("{x}")
+        }
+    };
+    let mut out = String::new();
+    out.push_str("# HELP jobs_total Jobs done.\n# TYPE jobs_total counter\n");
+    out.push_str(&format!(
+        "jobs_total{{queue=\"a\",worker=\"w 1\"}} {}\n",
+        f(0)
+    ));
+    out.push_str(&format!(
+        "jobs_total{{worker=\"w2\",queue=\"b\"}} {}\n",
+        f(1)
+    ));
+    // A duplicate (dropped, counted) and an empty label value (absent).
+    out.push_str(&format!(
+        "jobs_total{{queue=\"a\",worker=\"w 1\"}} {}\n",
+        f(2)
+    ));
+    out.push_str(&format!("jobs_total{{queue=\"c\",zone=\"\"}} {}\n", f(3)));
+    if extra_series {
+        out.push_str(&format!("jobs_total{{queue=\"new\"}} {}\n", f(4)));
+    }
+    out.push_str("# TYPE depth gauge\n");
+    out.push_str(&format!(
+        "depth{{path=\"C:\\\\tmp\",note=\"say \\\"hi\\\"\\n\"}} {}\n",
+        f(5)
+    ));
+    if with_timestamp {
+        out.push_str(&format!("depth{{path=\"ts\"}} {} 1700000000000\n", f(6)));
+    }
+    out.push_str("# TYPE latency_seconds histogram\n");
+    for (route, base) in [("/a", 7), ("/b", 11)] {
+        for (j, le) in ["0.1", "1", "+Inf"].iter().enumerate() {
+            out.push_str(&format!(
+                "latency_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {}\n",
+                f(base + j)
+            ));
+        }
+        out.push_str(&format!(
+            "latency_seconds_sum{{route=\"{route}\"}} {}\n",
+            f(base + 3)
+        ));
+        if route == "/a" {
+            // `/b` has no `_count`: its `+Inf` bucket is the count.
+            out.push_str(&format!(
+                "latency_seconds_count{{route=\"{route}\"}} {}\n",
+                f(base + 4)
+            ));
+        }
+    }
+    out.push_str("# TYPE rpc summary\n");
+    out.push_str(&format!("rpc{{quantile=\"0.5\"}} {}\n", f(16)));
+    out.push_str(&format!("rpc{{quantile=\"0.99\"}} {}\n", f(17)));
+    out.push_str(&format!("rpc_sum {}\n", f(18)));
+    out.push_str(&format!("rpc_count {}\n", f(19)));
+    out.push_str(&format!("untyped_thing {}\n", f(20)));
+    out
+}
+
+fn values(seed: u64) -> Vec<f64> {
+    // A small deterministic generator: no dependency, same values every run.
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..24)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            match state >> 60 {
+                0 => f64::NAN,
+                1 => f64::INFINITY,
+                2 => 0.0,
+                _ => ((state >> 20) % 10_000) as f64 / 4.0,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn replayed_scrapes_equal_parsed_ones() {
+    let mut pages = Vec::new();
+    let growing: Vec<f64> = (0..24).map(|i| f64::from(i) * 10.0).collect();
+    let shrunk: Vec<f64> = (0..24).map(f64::from).collect();
+    // Same shape, values moving (a counter reset included).
+    for round in 0..4 {
+        let v: Vec<f64> = growing.iter().map(|x| x + f64::from(round)).collect();
+        pages.push((page(&v, false, false), TEXT));
+    }
+    pages.push((page(&shrunk, false, false), TEXT));
+    // A series appears, stays, goes.
+    pages.push((page(&growing, true, false), TEXT));
+    pages.push((page(&growing, true, false), TEXT));
+    pages.push((page(&growing, true, false), TEXT));
+    pages.push((page(&growing, false, false), TEXT));
+    // A sample timestamp: never replayed.
+    pages.push((page(&growing, false, true), TEXT));
+    pages.push((page(&growing, false, true), TEXT));
+    // A value that does not parse, then the page again.
+    pages.push((
+        page(&growing, false, false).replace("rpc_sum 180", "rpc_sum abc"),
+        TEXT,
+    ));
+    pages.push((page(&growing, false, false), TEXT));
+    pages.push((page(&growing, false, false), TEXT));
+    // NaN, infinities and zeros moving through every slot.
+    for seed in 0..40 {
+        pages.push((page(&values(seed), seed % 9 == 4, false), TEXT));
+    }
+    // Lines replay cannot read (a tab before the value, CRLF line ends): parsed every time.
+    for round in 0..3 {
+        let v: Vec<f64> = growing.iter().map(|x| x + f64::from(round)).collect();
+        pages.push((format!("{}tabbed\t3\n", page(&v, false, false)), TEXT));
+    }
+    for round in 0..3 {
+        let v: Vec<f64> = growing.iter().map(|x| x * f64::from(round)).collect();
+        pages.push((page(&v, false, false).replace('\n', "\r\n"), TEXT));
+    }
+    // The same series in OpenMetrics (a format change is a shape change).
+    let om = |v: &[f64]| {
+        let text =
+            page(v, false, false).replace("# TYPE jobs_total counter", "# TYPE jobs counter");
+        format!("{text}# EOF\n")
+    };
+    for seed in 0..5 {
+        pages.push((om(&values(100 + seed)), OM));
+    }
+    let replayed = compare(&pages);
+    // Learned on the first page of a shape, replayed after it; a shape that does not last a
+    // scrape (the series that appears and goes) makes learning pause.
+    assert_eq!(
+        replayed[..9],
+        [false, true, true, true, true, false, true, true, false]
+    );
+    let count = replayed.iter().filter(|r| **r).count();
+    assert!(
+        count >= 30,
+        "only {count} of {} scrapes replayed",
+        pages.len()
+    );
+}
+
+#[test]
+fn any_change_outside_the_values_is_not_replayed() {
+    let v: Vec<f64> = (0..24).map(f64::from).collect();
+    let base = page(&v, false, false);
+    let mut converter = Converter::new(&[], None);
+    let mut replay = Replay::new(true);
+    scrape(&mut converter, &mut replay, &base, TEXT, 1);
+    assert!(replay.has_shape());
+    for changed in [
+        base.replace("worker=\"w 1\"", "worker=\"w 2\""),
+        base.replace("Jobs done.", "Jobs done!"),
+        base.replace("route=\"/b\",le=\"1\"", "route=\"/b\",le=\"2\""),
+        base.replace("depth{", "depth {"),
+        base.replace("rpc_count 19", "rpc_count 19 # {trace_id=\"x\"} 1"),
+        format!("{base}extra 1\n"),
+        base.trim_end().to_owned(),
+    ] {
+        let mut fresh = Replay::new(true);
+        scrape(&mut Converter::new(&[], None), &mut fresh, &base, TEXT, 1);
+        assert!(fresh.has_shape());
+        assert!(
+            fresh.replay(&changed, TEXT, &Limits::default()).is_none(),
+            "replayed a changed page:\n{changed}"
+        );
+        assert!(!fresh.has_shape(), "kept a shape the page no longer has");
+    }
+    // The format is part of the shape.
+    assert!(replay.replay(&base, OM, &Limits::default()).is_none());
+}
+
+#[test]
+fn a_page_that_changes_every_scrape_backs_off_from_learning() {
+    let mut converter = Converter::new(&[], None);
+    let mut replay = Replay::new(true);
+    let mut learned = 0;
+    for i in 0..200 {
+        // A new label value every scrape: no shape lasts.
+        let text = format!("# TYPE hits counter\nhits{{request=\"{i}\"}} 1\n");
+        scrape(&mut converter, &mut replay, &text, TEXT, i64::from(i));
+        learned += usize::from(replay.has_shape());
+    }
+    // Without the back-off every scrape would learn (and convert twice).
+    assert!(learned < 20, "learned {learned} times in 200 scrapes");
+}
