@@ -1,5 +1,6 @@
 //! One scrape's work in the sidecar on a 10,000-series page: parse, convert (labels, start
-//! times, staleness), and encode for remote write (protobuf + snappy) and OTLP (protobuf).
+//! times, staleness), and encode for remote write (protobuf + snappy) and OTLP (protobuf); and the
+//! same scrape replayed (the page's shape learned, only its values read).
 //!
 //! Run with `cargo bench -p wxcloudrun-sidecar --bench pipeline`. The whole pipeline runs on one
 //! thread, so its time is the sidecar's CPU time per scrape.
@@ -8,9 +9,10 @@ mod page;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
-use wxcloudrun_exposition::{Format, parse};
+use wxcloudrun_exposition::{Format, Limits, parse};
 use wxcloudrun_sidecar::convert::Converter;
 use wxcloudrun_sidecar::export::{otlp, remote_write};
+use wxcloudrun_sidecar::replay::Replay;
 
 fn labels() -> Vec<(String, String)> {
     vec![
@@ -79,6 +81,29 @@ fn pipeline(c: &mut Criterion) {
                 .into_iter()
                 .map(|encoded| encoded.request.encode_to_vec().len())
                 .sum::<usize>()
+        })
+    });
+
+    // The same scrape once the page's shape is learned: values read, nothing parsed.
+    let mut replay = Replay::new(true);
+    let page = parse(&text, Format::PrometheusText).expect("valid page");
+    let (batch, app_families) = converter.convert_with(Vec::new(), &[&page], timestamp);
+    replay.learn(
+        &text,
+        Format::PrometheusText,
+        page,
+        &batch.families[..app_families],
+        &converter,
+    );
+    assert!(replay.has_shape(), "the bench page is learned");
+    group.bench_function("replay_convert_remote_write", |b| {
+        b.iter(|| {
+            timestamp += 1000;
+            let replayed = replay
+                .replay(&text, Format::PrometheusText, &Limits::default())
+                .expect("same shape");
+            let (batch, _) = converter.convert_with(replayed.families, &[], timestamp);
+            remote_write::encode(&batch)
         })
     });
     group.finish();

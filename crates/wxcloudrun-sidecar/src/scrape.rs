@@ -264,4 +264,28 @@ mod tests {
         let (text, _) = scrape_once(gzipped).await;
         assert_eq!(text, "up 2\n");
     }
+
+    #[tokio::test]
+    async fn a_given_buffer_is_reused_unless_far_too_large() {
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nup 1\n".to_vec();
+        let fetch = |buffer: Vec<u8>| {
+            let answer = answer.clone();
+            async move {
+                let (url, served) = one_shot_target(answer).await;
+                let scraper = Scraper::new(&url, Duration::from_secs(5)).unwrap();
+                let page = scraper.fetch_into(buffer).await.unwrap();
+                served.await.unwrap();
+                page.text
+            }
+        };
+        let buffer = Vec::with_capacity(8);
+        let address = buffer.as_ptr();
+        let text = fetch(buffer).await;
+        assert_eq!(text, "up 1\n");
+        assert_eq!(text.as_ptr(), address, "the given buffer holds the page");
+        // A buffer left from a huge page is not kept for a small one.
+        let text = fetch(Vec::with_capacity(1 << 20)).await;
+        assert_eq!(text, "up 1\n");
+        assert!(text.capacity() < 1024, "kept {} bytes", text.capacity());
+    }
 }
