@@ -112,7 +112,6 @@ impl Pipeline {
         let replayed_families = replayed.map_or_else(Vec::new, |replayed| replayed.families);
         let (batch, app_families) =
             self.batch(replayed_families, app_page.as_ref(), timestamp_ms, up);
-        let parsed = app_page.is_some();
         if let (Some(text), Some(page)) = (page_text.as_deref(), app_page.take()) {
             let families = batch.families.get(..app_families).unwrap_or_default();
             self.replay
@@ -122,9 +121,10 @@ impl Pipeline {
         if let Some(text) = page_text {
             self.spare_buffer = text.into_bytes();
         }
-        if parsed {
-            crate::allocator::release_free_memory();
-        }
+        // After the exporters have encoded the batch (they run at the next yield on this
+        // single-threaded runtime), so that their buffers are returned too.
+        tokio::task::yield_now().await;
+        crate::allocator::release_free_memory();
         up
     }
 
