@@ -181,7 +181,7 @@ impl Replay {
         }
     }
 
-    /// Whether a shape is learned (for tests and the self-metrics).
+    /// Whether a shape is learned (for tests and benchmarks).
     pub fn has_shape(&self) -> bool {
         self.shape.is_some()
     }
