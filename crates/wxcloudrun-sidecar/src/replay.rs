@@ -7,8 +7,10 @@
 //! no labels lexed, no series hashed, no parsed page in memory.
 //!
 //! Correctness rests on three things:
-//! - a page is replayed only if every line is the learned line, byte for byte up to the value
-//!   (checked with a 128-bit hash and the length of each line's text before the value);
+//! - a page is replayed only if every line is the learned line: byte for byte up to the value for
+//!   a line that holds a sample the parser kept, byte for byte whole for every other line (a
+//!   comment, a dropped duplicate, a folded `_created`: the parser may read more of those than a
+//!   value); checked with a 128-bit hash and the length of what is compared;
 //! - the parser's and converter's structure depends on everything but the values, so an equal
 //!   prefix means equal families, points and labels;
 //! - a shape is only kept after a self-check: the values of the page it was learned from, put
@@ -60,10 +62,11 @@ struct Shape {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct LineShape {
-    /// The hash of the line's text before the value (the whole line for comments and blanks).
+    /// The hash of the line's text before the value (of the whole line, unless `sample`).
     hash: (u64, u64),
     /// Length of that text.
     prefix_len: u32,
+    /// The line holds a sample the parser kept: its last token is read as the value.
     sample: bool,
 }
 
@@ -99,8 +102,8 @@ enum Line<'t> {
     Fixed,
     /// The text before the value (up to its last space), and the value token.
     Sample(&'t str, &'t str),
-    /// Anything else that is not `<series> <value>` (a tab before the value, say): such a page is
-    /// not learned, so that no value can hide in a line compared whole.
+    /// Anything else that is not `<series> <value>` (a tab before the value, say): a page with a
+    /// kept sample on such a line is not learned.
     Unreadable,
 }
 
@@ -212,27 +215,19 @@ impl Shape {
             families: Vec::new(),
             sample_count: page.sample_count(),
         };
-        let mut line_starts = Vec::new();
-        let mut line_values = Vec::new();
+        let lines: Vec<&str> = text.split('\n').collect();
+        let mut line_starts = Vec::with_capacity(lines.len());
         let mut start = 0;
-        for line in text.split('\n') {
+        for line in &lines {
             line_starts.push(start);
             start += line.len() + 1;
-            let (prefix, sample, value) = match classify(line) {
-                Line::Unreadable => return None,
-                Line::Sample(prefix, token) => (prefix, true, parse_value(token)?),
-                Line::Fixed => (line, false, f64::NAN),
-            };
-            line_values.push(value);
-            shape.lines.push(LineShape {
-                hash: shape.hash(prefix),
-                prefix_len: u32::try_from(prefix.len()).ok()?,
-                sample,
-            });
         }
-        // Each sample's value becomes the number of its line (found from where its name sits in
-        // the page: names borrow from it); converted, these numbers show where each line's value
-        // lands.
+        // Each kept sample's value becomes the number of its line (found from where its name
+        // sits in the page: names borrow from it); converted, these numbers show where each
+        // line's value lands. Only those lines are read by value later: every other line —
+        // comments, dropped duplicates, folded `_created` lines, whose last token the parser may
+        // still read — must come back byte for byte.
+        let mut line_values = vec![None; lines.len()];
         let base = text.as_ptr() as usize;
         for sample in page.families.iter_mut().flat_map(|f| &mut f.samples) {
             let offset = (sample.name.as_ptr() as usize).checked_sub(base)?;
@@ -240,11 +235,28 @@ impl Shape {
                 return None; // an unescaped copy of a quoted name: not in the page
             }
             let line = line_starts.partition_point(|&start| start <= offset) - 1;
-            if !shape.lines.get(line)?.sample {
-                return None;
-            }
+            let Line::Sample(_, token) = classify(lines.get(line)?) else {
+                return None; // no `<series> <value>` line: replay could not read it
+            };
+            *line_values.get_mut(line)? = Some(parse_value(token)?);
             sample.value = line as f64;
         }
+        for (line, value) in lines.iter().zip(&line_values) {
+            let (compared, sample) = match (value, classify(line)) {
+                (Some(_), Line::Sample(prefix, _)) => (prefix, true),
+                _ => (*line, false),
+            };
+            shape.lines.push(LineShape {
+                hash: shape.hash(compared),
+                prefix_len: u32::try_from(compared.len()).ok()?,
+                sample,
+            });
+        }
+        drop(lines);
+        let line_values: Vec<f64> = line_values
+            .into_iter()
+            .map(|value| value.unwrap_or(f64::NAN))
+            .collect();
         let template = converter.untracked().convert(&[&page], 0).families;
         drop(page);
         shape.slots = slots(&template, shape.lines.len())?;
@@ -273,15 +285,17 @@ impl Shape {
             if line.len() > limits.max_line_bytes {
                 return None;
             }
-            let prefix = match (expected.sample, classify(line)) {
+            let compared = match (expected.sample, classify(line)) {
                 (true, Line::Sample(prefix, token)) => {
                     *value = normalize_nan(parse_value(token)?);
                     prefix
                 }
-                (false, Line::Fixed) => line,
-                _ => return None,
+                (true, _) => return None,
+                (false, _) => line,
             };
-            if prefix.len() != expected.prefix_len as usize || self.hash(prefix) != expected.hash {
+            if compared.len() != expected.prefix_len as usize
+                || self.hash(compared) != expected.hash
+            {
                 return None;
             }
         }
