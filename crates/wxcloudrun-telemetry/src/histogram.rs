@@ -199,11 +199,7 @@ mod tests {
     fn render(family: &HistogramFamily) -> String {
         let registry = prometheus::Registry::new();
         registry.register(Box::new(family.clone())).unwrap();
-        let mut out = String::new();
-        prometheus::TextEncoder::new()
-            .encode_utf8(&registry.gather(), &mut out)
-            .unwrap();
-        out
+        crate::render(&registry)
     }
 
     #[test]

@@ -862,14 +862,6 @@ mod tests {
         WxContext::from_headers(&map, crate::TrustMode::WhenSourcePresent, peer)
     }
 
-    fn rendered(registry: &Registry) -> String {
-        let mut out = String::new();
-        prometheus::TextEncoder::new()
-            .encode_utf8(&registry.gather(), &mut out)
-            .unwrap();
-        out
-    }
-
     #[test]
     fn resolved_series_are_shared_by_equal_labels_only() {
         let (metrics, _) = metrics(WxTelemetryBuilder::default());
@@ -906,7 +898,7 @@ mod tests {
             let series = metrics.resolve(&Method::GET, Some("/u"), &second);
             assert_eq!(series.labels.appid, OTHER);
         }
-        let text = rendered(&registry);
+        let text = crate::render(&registry);
         let line = r#"wxcloudrun_label_overflow_total{label="wx_appid",metric="http_server_request_duration_seconds"} 3"#;
         assert!(text.lines().any(|l| l == line), "{text}");
     }
@@ -970,7 +962,7 @@ mod tests {
             metrics.request_started(&series.labels);
             metrics.request_finished(&series, status, error, Duration::from_millis(3));
         }
-        let text = rendered(&registry);
+        let text = crate::render(&registry);
         let count = |status: &str, error: &str| {
             let prefix = format!(
                 "http_server_request_duration_seconds_count{{error_type=\"{error}\",http_request_method=\"GET\",http_response_status_code=\"{status}\",http_route=\"/u\","
