@@ -80,17 +80,11 @@ impl Converter {
     /// `added`: the labels put on every series. `process_start_ms`: the child's start, in wrapper
     /// mode.
     pub fn new(added: &[(String, String)], process_start_ms: Option<i64>) -> Self {
-        Converter {
-            added: added
-                .iter()
-                .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
-                .collect(),
-            process_start_ms,
-            seen: HashMap::default(),
-            key: String::new(),
-            strings: Interner::default(),
-            generation: 0,
-        }
+        let added = added
+            .iter()
+            .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
+            .collect();
+        Converter::with_added(added, process_start_ms)
     }
 
     /// Series remembered from the last scrape.
@@ -143,9 +137,13 @@ impl Converter {
     /// A converter with the same added labels and no memory of any series: for conversions that
     /// must not count as a scrape.
     pub fn untracked(&self) -> Converter {
+        Converter::with_added(self.added.clone(), self.process_start_ms)
+    }
+
+    fn with_added(added: Vec<(Arc<str>, Arc<str>)>, process_start_ms: Option<i64>) -> Self {
         Converter {
-            added: self.added.clone(),
-            process_start_ms: self.process_start_ms,
+            added,
+            process_start_ms,
             seen: HashMap::default(),
             key: String::new(),
             strings: Interner::default(),

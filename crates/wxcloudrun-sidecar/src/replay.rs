@@ -83,8 +83,8 @@ enum Component {
     Number,
     Count,
     Sum,
-    Bucket(u32),
-    Quantile(u32),
+    /// A histogram's bucket or a summary's quantile, by position.
+    Entry(u32),
 }
 
 /// A replayed page: the app's families with this scrape's values (start times not yet set).
@@ -327,12 +327,15 @@ impl Shape {
                 (Value::Histogram { sum, .. } | Value::Summary { sum, .. }, Component::Sum) => {
                     sum.as_mut()?
                 }
-                (Value::Histogram { buckets, .. }, Component::Bucket(i)) => {
-                    &mut buckets.get_mut(i as usize)?.1
-                }
-                (Value::Summary { quantiles, .. }, Component::Quantile(i)) => {
-                    &mut quantiles.get_mut(i as usize)?.1
-                }
+                (
+                    Value::Histogram {
+                        buckets: entries, ..
+                    }
+                    | Value::Summary {
+                        quantiles: entries, ..
+                    },
+                    Component::Entry(i),
+                ) => &mut entries.get_mut(i as usize)?.1,
                 _ => return None,
             };
             *target = value;
@@ -364,29 +367,21 @@ fn slots(families: &[Family], line_count: usize) -> Option<Vec<Slot>> {
                 Value::Histogram {
                     count,
                     sum,
-                    buckets,
+                    buckets: entries,
                     ..
-                } => {
-                    add(*count, Component::Count)?;
-                    if let Some(sum) = sum {
-                        add(*sum, Component::Sum)?;
-                    }
-                    for (i, (_, tag)) in buckets.iter().enumerate() {
-                        add(*tag, Component::Bucket(u32::try_from(i).ok()?))?;
-                    }
                 }
-                Value::Summary {
+                | Value::Summary {
                     count,
                     sum,
-                    quantiles,
+                    quantiles: entries,
                     ..
                 } => {
                     add(*count, Component::Count)?;
                     if let Some(sum) = sum {
                         add(*sum, Component::Sum)?;
                     }
-                    for (i, (_, tag)) in quantiles.iter().enumerate() {
-                        add(*tag, Component::Quantile(u32::try_from(i).ok()?))?;
+                    for (i, (_, tag)) in entries.iter().enumerate() {
+                        add(*tag, Component::Entry(u32::try_from(i).ok()?))?;
                     }
                 }
             }

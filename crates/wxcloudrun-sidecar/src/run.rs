@@ -100,11 +100,10 @@ impl Pipeline {
             return false;
         }
         self.warmed_up = true;
-        let samples = match (&replayed, &app_page) {
-            (Some(replayed), _) => Some(replayed.sample_count),
-            (None, Some(page)) => Some(page.sample_count()),
-            (None, None) => None,
-        };
+        let samples = replayed
+            .as_ref()
+            .map(|replayed| replayed.sample_count)
+            .or_else(|| app_page.as_ref().map(Exposition::sample_count));
         self.metrics.scrape(outcome, elapsed.as_secs_f64(), samples);
         if up {
             self.health.set_ready();
