@@ -14,8 +14,25 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-/// A `tracing` layer writing one JSON object per event:
-/// `{"timestamp","level","target","message","fields":{…},"span","trace_id","span_id"}`.
+/// The keys every line writes itself; an event field with one of these names is prefixed with
+/// `field.`.
+const RESERVED_KEYS: &[&str] = &[
+    "timestamp",
+    "level",
+    "target",
+    "message",
+    "span",
+    "trace_id",
+    "span_id",
+];
+
+/// A `tracing` layer writing one JSON object per event, the event's fields at the top level
+/// (Tencent Cloud's log search indexes the first level only):
+/// `{"timestamp","level","target","message","span","trace_id","span_id", "upstream": …}`.
+///
+/// A field named like one of the line's own keys (`timestamp`, `level`, `target`, `message`,
+/// `span`, `trace_id`, `span_id`) does not overwrite it: it is written as `field.<name>`
+/// (`tracing::info!(level = 3, "…")` gives `"field.level":3`).
 ///
 /// `trace_id` and `span_id` come from the current OpenTelemetry context, which
 /// [`WxTelemetryLayer`](crate::WxTelemetryLayer) attaches while a request is handled.
@@ -55,12 +72,6 @@ where
             "message".into(),
             Value::String(fields.message.unwrap_or_default()),
         );
-        if !fields.fields.is_empty() {
-            line.insert(
-                "fields".into(),
-                Value::Object(fields.fields.into_iter().collect()),
-            );
-        }
         if let Some(span) = ctx.event_span(event) {
             line.insert("span".into(), Value::String(span.name().into()));
         }
@@ -76,6 +87,13 @@ where
                 "span_id".into(),
                 Value::String(span_context.span_id().to_string()),
             );
+        }
+        for (name, value) in fields.fields {
+            if RESERVED_KEYS.contains(&name.as_str()) {
+                line.insert(format!("field.{name}"), value);
+            } else {
+                line.insert(name, value);
+            }
         }
         let mut bytes = Value::Object(line).to_string().into_bytes();
         bytes.push(b'\n');

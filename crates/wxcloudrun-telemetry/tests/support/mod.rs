@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod otlp;
+pub mod pki;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,218 @@
+//! The OTLP span exporter, with wxcloudrun-connect's TLS for both transports.
+//!
+//! opentelemetry-otlp reads some `OTEL_EXPORTER_OTLP_*` variables itself while building, from the
+//! process environment. Everything it would read is set explicitly here so the configuration wins
+//! (it may have been built in code, or from a lookup that is not the process environment):
+//!
+//! - endpoint, protocol, timeout: `with_endpoint` / `with_protocol` / `with_timeout` take
+//!   precedence over the variables; for gRPC the endpoint is in our channel.
+//! - TLS and `_INSECURE`: unused, the HTTP client and the gRPC channel are ours.
+//! - headers: the exporter merges the variables' headers over `with_headers` (and percent-decodes
+//!   `with_headers` values a second time), so `with_headers` is not used. Instead the HTTP client
+//!   wrapper and the gRPC interceptor replace whatever headers the exporter put on a request with
+//!   the configured ones, keeping only its content type, content encoding and user agent.
+//! - compression: `with_compression(Gzip)` wins; for `none` there is no way to say so, and the
+//!   exporter would apply a `gzip` from the process environment: that case is a warning.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry_http::{Bytes, HttpClient, HttpError};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use wxcloudrun_connect::TlsConfig;
+use wxcloudrun_connect::grpc::ConnectError;
+use wxcloudrun_connect::otlp_env::Compression;
+use wxcloudrun_connect::secret::{is_sensitive_header, redact_url};
+
+use super::{InitError, OtlpProtocol, TelemetryConfig};
+
+/// The gRPC user agent (tonic appends its own).
+const GRPC_USER_AGENT: &str = concat!("wxcloudrun-telemetry/", env!("CARGO_PKG_VERSION"));
+
+/// Builds the exporter for `endpoint`; `warnings` gets what the caller should log.
+pub(super) fn build(
+    config: &TelemetryConfig,
+    endpoint: &str,
+    protocol: OtlpProtocol,
+    warnings: &mut Vec<String>,
+) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
+    let exporter_error = |reason: String| InitError::Exporter {
+        endpoint: redact_url(endpoint),
+        reason,
+    };
+    let headers = header_map(config)?;
+    let timeout = config.export_timeout();
+    let https = endpoint.starts_with("https://");
+    if https && config.otlp_tls.insecure_skip_verify {
+        warnings.push(format!(
+            "TLS certificate verification is OFF for the OTLP trace exporter to {} \
+             (insecure_skip_verify): anyone on the path can read and forge the spans",
+            redact_url(endpoint)
+        ));
+    }
+    if config.otlp_compression == Compression::None
+        && let Some(variable) = process_env_gzip()
+    {
+        warnings.push(format!(
+            "{variable}=gzip in the process environment makes opentelemetry-otlp compress the \
+             spans although this configuration says none"
+        ));
+    }
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let exporter = match protocol {
+        OtlpProtocol::HttpProtobuf => {
+            // reqwest needs a TLS config even for http:// (it could be redirected).
+            let default_tls = TlsConfig::default();
+            let tls = if https {
+                &config.otlp_tls
+            } else {
+                &default_tls
+            };
+            let tls = wxcloudrun_connect::http::reqwest_tls(tls)?;
+            let client = blocking_client(tls, timeout).map_err(exporter_error)?;
+            let builder = builder
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(endpoint)
+                .with_timeout(timeout)
+                .with_http_client(HeaderClient { client, headers });
+            match config.otlp_compression {
+                Compression::Gzip => {
+                    builder.with_compression(opentelemetry_otlp::Compression::Gzip)
+                }
+                Compression::None => builder,
+            }
+            .build()
+        }
+        OtlpProtocol::Grpc => {
+            let channel = wxcloudrun_connect::grpc::channel(
+                endpoint,
+                &config.otlp_tls,
+                timeout,
+                GRPC_USER_AGENT,
+            )
+            .map_err(|err| match err {
+                ConnectError::Tls(err) => InitError::Tls(err),
+                other => exporter_error(other.to_string()),
+            })?;
+            let builder = builder
+                .with_tonic()
+                .with_channel(channel)
+                .with_timeout(timeout)
+                .with_interceptor(move |mut request: tonic::Request<()>| {
+                    let user_agent = request.metadata().get(USER_AGENT.as_str()).cloned();
+                    *request.metadata_mut() =
+                        tonic::metadata::MetadataMap::from_headers(headers.clone());
+                    if let Some(agent) = user_agent
+                        && !headers.contains_key(USER_AGENT)
+                    {
+                        request.metadata_mut().insert(USER_AGENT.as_str(), agent);
+                    }
+                    Ok(request)
+                });
+            match config.otlp_compression {
+                Compression::Gzip => {
+                    builder.with_compression(opentelemetry_otlp::Compression::Gzip)
+                }
+                Compression::None => builder,
+            }
+            .build()
+        }
+    };
+    exporter.map_err(|err| exporter_error(err.to_string()))
+}
+
+/// The configured headers, sensitive values marked so (hyper then keeps them out of HPACK's
+/// dynamic table).
+fn header_map(config: &TelemetryConfig) -> Result<HeaderMap, InitError> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &config.otlp_headers {
+        let invalid = || InitError::Header { name: name.clone() };
+        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid())?;
+        let mut value = HeaderValue::from_str(value.expose()).map_err(|_| invalid())?;
+        value.set_sensitive(is_sensitive_header(name));
+        headers.insert(header, value);
+    }
+    Ok(headers)
+}
+
+/// The variable opentelemetry-otlp would take `gzip` from, as it reads them: the signal-specific
+/// one first, the first one set decides.
+fn process_env_gzip() -> Option<&'static str> {
+    for variable in [
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+    ] {
+        if let Ok(value) = std::env::var(variable)
+            && !value.trim().is_empty()
+        {
+            return value
+                .trim()
+                .eq_ignore_ascii_case("gzip")
+                .then_some(variable);
+        }
+    }
+    None
+}
+
+/// A blocking reqwest client (what the SDK's batch processor thread can drive) with our TLS.
+/// Built on a thread of its own: reqwest's blocking client starts a runtime, which must not
+/// happen on a thread already inside one (`init()` is usually called from `#[tokio::main]`).
+fn blocking_client(
+    tls: rustls::ClientConfig,
+    timeout: std::time::Duration,
+) -> Result<reqwest::blocking::Client, String> {
+    std::thread::Builder::new()
+        .name("otlp-http-client".to_owned())
+        .spawn(move || {
+            reqwest::blocking::Client::builder()
+                .timeout(timeout)
+                .tls_backend_preconfigured(tls)
+                .build()
+        })
+        .map_err(|err| format!("cannot start a thread for the HTTP client: {err}"))?
+        .join()
+        .map_err(|_| "building the HTTP client panicked".to_owned())?
+        .map_err(|err| format!("cannot build the HTTP client: {err}"))
+}
+
+/// The HTTP client the exporter sends through: the configured headers replace whatever the
+/// exporter set, except its content type, content encoding and (unless configured) user agent.
+struct HeaderClient {
+    client: reqwest::blocking::Client,
+    headers: HeaderMap,
+}
+
+/// Header names only: values may be secrets.
+impl fmt::Debug for HeaderClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeaderClient")
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl HttpClient for HeaderClient {
+    async fn send_bytes(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, HttpError> {
+        let (mut parts, body) = request.into_parts();
+        let mut headers = self.headers.clone();
+        for name in [CONTENT_TYPE, CONTENT_ENCODING] {
+            if let Some(value) = parts.headers.get(&name) {
+                headers.insert(name, value.clone());
+            }
+        }
+        if !headers.contains_key(USER_AGENT)
+            && let Some(agent) = parts.headers.get(USER_AGENT)
+        {
+            headers.insert(USER_AGENT, agent.clone());
+        }
+        parts.headers = headers;
+        HttpClient::send_bytes(&self.client, http::Request::from_parts(parts, body)).await
+    }
+}
