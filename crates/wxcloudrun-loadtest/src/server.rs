@@ -69,6 +69,9 @@ fn axum_prometheus_layer() -> axum_prometheus::PrometheusMetricLayer<'static> {
 /// The tracer provider of the `trace_otel` variant: always on, batched to OTLP/HTTP, built the
 /// way `wxcloudrun_telemetry::Telemetry` builds its own.
 fn otlp_provider(endpoint: &str) -> Result<SdkTracerProvider, String> {
+    // opentelemetry-otlp's default client needs a rustls provider (the workspace builds reqwest
+    // without one): the same one `Telemetry` installs.
+    wxcloudrun_connect::tls::install_default_provider();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
