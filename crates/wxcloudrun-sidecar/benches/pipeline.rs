@@ -49,7 +49,7 @@ fn pipeline(c: &mut Criterion) {
         timestamp,
     );
     group.bench_function("remote_write_encode", |b| {
-        b.iter(|| remote_write::encode(&batch))
+        b.iter(|| remote_write::encode(&batch, &remote_write::Relabel::default()))
     });
     group.bench_function("remote_write_encode_via_prost_messages", |b| {
         b.iter(|| {
@@ -70,7 +70,10 @@ fn pipeline(c: &mut Criterion) {
         b.iter(|| {
             timestamp += 1000;
             let page = parse(&text, Format::PrometheusText).expect("valid page");
-            remote_write::encode(&converter.convert(&[&page], timestamp))
+            remote_write::encode(
+                &converter.convert(&[&page], timestamp),
+                &remote_write::Relabel::default(),
+            )
         })
     });
     group.bench_function("parse_convert_otlp", |b| {
@@ -103,7 +106,7 @@ fn pipeline(c: &mut Criterion) {
                 .replay(&text, Format::PrometheusText, &Limits::default())
                 .expect("same shape");
             let (batch, _) = converter.convert_with(replayed.families, &[], timestamp);
-            remote_write::encode(&batch)
+            remote_write::encode(&batch, &remote_write::Relabel::default())
         })
     });
     group.finish();

@@ -42,7 +42,7 @@ fn main() {
         let batch = converter.convert(&[&page], 1_700_000_002_000 + round * 1000);
         batch_bytes = dhat::HeapStats::get().curr_bytes - start - parsed_bytes;
         drop(page);
-        let encoded = remote_write::encode(&batch);
+        let encoded = remote_write::encode(&batch, &remote_write::Relabel::default());
         remote_write_bytes = encoded.iter().map(|e| e.body.capacity()).sum();
         let otlp_requests = otlp::encode(&batch, &resource).len();
         std::hint::black_box((encoded, otlp_requests));
@@ -93,7 +93,7 @@ fn main() {
             .expect("same shape");
         let (batch, _) =
             converter.convert_with(replayed.families, &[], 1_700_000_020_000 + round * 1000);
-        let encoded = remote_write::encode(&batch);
+        let encoded = remote_write::encode(&batch, &remote_write::Relabel::default());
         replay_fullest = replay_fullest.max(dhat::HeapStats::get().curr_bytes);
         std::hint::black_box((batch, encoded));
     }

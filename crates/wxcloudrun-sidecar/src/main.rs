@@ -2,9 +2,11 @@
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use wxcloudrun_sidecar::config::{Cli, Config, EXIT_CONFIG};
+use wxcloudrun_sidecar::config::{Cli, Config, EXIT_CONFIG, EXIT_INTERNAL, print};
 
 fn main() {
+    // The sidecar's clients carry their own TLS config; this covers any other.
+    wxcloudrun_connect::tls::install_default_provider();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -25,7 +27,7 @@ fn main() {
         }
     };
     if config.check_only {
-        println!("{config:#?}");
+        print!("{}", print::render(&config));
         return;
     }
 
@@ -33,8 +35,10 @@ fn main() {
     // (RUST_LOG belongs to the app).
     let filter = std::env::var("WXCLOUDRUN_SIDECAR_LOG").unwrap_or_else(|_| "info".to_owned());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Event fields at the top level of each line: Tencent's log search indexes the first level.
     tracing_subscriber::fmt()
         .json()
+        .flatten_event(true)
         .with_env_filter(filter)
         .with_target(false)
         .with_writer(std::io::stdout)
@@ -48,7 +52,7 @@ fn main() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("wxcloudrun-sidecar: cannot start the runtime: {err}");
-            std::process::exit(70);
+            std::process::exit(EXIT_INTERNAL);
         }
     };
     let code = runtime.block_on(wxcloudrun_sidecar::run::run(config));

@@ -2,6 +2,7 @@
 //! `dashboards/README.md` ("Sidecar self-metric contract"). They are served on the admin listener
 //! and travel with the app's series in every export.
 
+use crate::export::FailureReason;
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -27,6 +28,7 @@ pub struct SelfMetrics {
     queue_bytes: IntGaugeVec,
     queue_max_bytes: IntGaugeVec,
     dropped_samples: IntCounterVec,
+    export_errors: IntCounterVec,
     last_export_success: prometheus::GaugeVec,
     shutdown_flushes: IntCounterVec,
 }
@@ -56,6 +58,19 @@ pub struct ExporterMetrics {
     pub dropped_shutdown: IntCounter,
     /// Unix time of the last success.
     pub last_success: prometheus::Gauge,
+    /// Failed attempts, by [`FailureReason`] (in the order of [`FailureReason::ALL`]).
+    pub errors: [IntCounter; FailureReason::ALL.len()],
+}
+
+impl ExporterMetrics {
+    /// The failed-attempts counter of `reason`.
+    pub fn errors(&self, reason: FailureReason) -> &IntCounter {
+        let at = FailureReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(FailureReason::ALL.len() - 1);
+        &self.errors[at]
+    }
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -179,6 +194,12 @@ impl SelfMetrics {
                 "Samples that will never reach the backend, by exporter and reason.",
                 &["exporter", "reason"],
             ),
+            export_errors: counter_vec(
+                &registry,
+                "wxcloudrun_sidecar_export_errors_total",
+                "Failed export attempts by exporter and reason (tls, auth, connect, timeout, http_4xx, http_5xx, other).",
+                &["exporter", "reason"],
+            ),
             last_export_success,
             shutdown_flushes,
             registry,
@@ -220,6 +241,10 @@ impl SelfMetrics {
             dropped_retries_exhausted: dropped("retries_exhausted"),
             dropped_shutdown: dropped("shutdown"),
             last_success: self.last_export_success.with_label_values(&[exporter]),
+            errors: FailureReason::ALL.map(|reason| {
+                self.export_errors
+                    .with_label_values(&[exporter, reason.label()])
+            }),
         };
         metrics
             .queue_max_bytes

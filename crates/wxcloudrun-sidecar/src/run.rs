@@ -11,7 +11,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 use wxcloudrun_exposition::{Exposition, Format, Limits, parse, parse_with_limits};
 
 use crate::admin::{self, Health};
-use crate::config::Config;
+use crate::config::{Config, EXIT_CANNOT_START, EXIT_CONFIG, EXIT_INTERNAL};
 use crate::convert::Converter;
 use crate::export::{Exporters, FlushOutcome};
 use crate::metrics::SelfMetrics;
@@ -162,6 +162,9 @@ impl Pipeline {
 
 /// Runs the sidecar until the end; returns the process exit code.
 pub async fn run(config: Config) -> i32 {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let metrics = SelfMetrics::new();
     // Exporters first: their configuration can still fail, and the app must not be started by a
     // sidecar that is about to exit with 64.
@@ -169,14 +172,14 @@ pub async fn run(config: Config) -> i32 {
         Ok(exporters) => exporters,
         Err(err) => {
             eprintln!("wxcloudrun-sidecar: invalid configuration: {err}");
-            return crate::config::EXIT_CONFIG;
+            return EXIT_CONFIG;
         }
     };
     let scraper = match Scraper::new(&config.scrape_url, config.scrape_timeout) {
         Ok(scraper) => scraper,
         Err(err) => {
             eprintln!("wxcloudrun-sidecar: cannot build the scrape client: {err}");
-            return crate::config::EXIT_CONFIG;
+            return EXIT_CONFIG;
         }
     };
 
@@ -187,7 +190,7 @@ pub async fn run(config: Config) -> i32 {
         signal(SignalKind::child()),
     ) else {
         eprintln!("wxcloudrun-sidecar: cannot install signal handlers");
-        return 70;
+        return EXIT_INTERNAL;
     };
     let (forward_tx, mut forward_rx) = tokio::sync::mpsc::unbounded_channel();
     for (kind, to_forward) in FORWARDED {
@@ -217,7 +220,7 @@ pub async fn run(config: Config) -> i32 {
                     "wxcloudrun-sidecar: cannot start {:?}: {err}",
                     config.command
                 );
-                return 127;
+                return EXIT_CANNOT_START;
             }
         }
     };

@@ -64,7 +64,12 @@ pub struct Scraper {
 impl Scraper {
     /// A scraper for `url` with a per-scrape `timeout`.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
+        // The same TLS rules as the exporters (an https:// target works in a slim image too).
+        let tls =
+            wxcloudrun_connect::http::reqwest_tls(&wxcloudrun_connect::tls::TlsConfig::default())
+                .map_err(|err| err.to_string())?;
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .no_proxy()
             .pool_max_idle_per_host(1)
             .user_agent(concat!("wxcloudrun-sidecar/", env!("CARGO_PKG_VERSION")))

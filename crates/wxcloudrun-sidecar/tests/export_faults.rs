@@ -28,17 +28,16 @@ async fn remote_write_requests_carry_the_protocol_headers() {
     let backend = Backend::new([]);
     let (_, url) = backend.serve().await;
     let metrics = SelfMetrics::new();
-    let mut config = remote_write_config(&[url], QUEUE);
-    config.headers = vec![
-        ("Authorization".to_owned(), "Bearer s3cret".to_owned()),
-        // Reserved by the protocol: must not replace the real ones.
-        ("Content-Type".to_owned(), "text/plain".to_owned()),
-        ("User-Agent".to_owned(), "impostor".to_owned()),
-        (
-            "X-Prometheus-Remote-Write-Version".to_owned(),
-            "9".to_owned(),
-        ),
-    ];
+    let config = with_headers(
+        remote_write_config(&[url], QUEUE),
+        &[
+            ("Authorization", "Bearer s3cret"),
+            // Reserved by the protocol: must not replace the real ones.
+            ("Content-Type", "text/plain"),
+            ("User-Agent", "impostor"),
+            ("X-Prometheus-Remote-Write-Version", "9"),
+        ],
+    );
     let exporters = start(&config, &metrics);
     exporters.submit(numbered(1));
     assert_eq!(exporters.flush(soon(10)).await, FlushOutcome::Success);
@@ -151,8 +150,7 @@ async fn a_hung_backend_cannot_hold_the_flush_past_its_deadline() {
     backend.answer_with(Reply::Hang);
     let (_, url) = backend.serve().await;
     let metrics = SelfMetrics::new();
-    let mut config = remote_write_config(&[url], QUEUE);
-    config.request_timeout = Duration::from_secs(60);
+    let config = with_timeout(remote_write_config(&[url], QUEUE), Duration::from_secs(60));
     let exporters = start(&config, &metrics);
     exporters.submit(numbered(1));
     exporters.submit(numbered(2));
@@ -195,7 +193,7 @@ async fn the_queue_keeps_to_its_cap_and_drops_the_oldest() {
     let port = free_port();
     let metrics = SelfMetrics::new();
     let url = format!("http://127.0.0.1:{port}/api/v1/write");
-    let one = wxcloudrun_sidecar::export::remote_write::encode(&numbered(1))[0]
+    let one = wxcloudrun_sidecar::export::remote_write::encode(&numbered(1), &Default::default())[0]
         .body
         .len() as u64;
     let cap = one * 10;
@@ -309,13 +307,11 @@ async fn otlp_http_retries_only_its_own_status_codes() {
     let backend = Backend::new([Reply::Status(503), Reply::Status(500)]);
     let (addr, _) = backend.serve().await;
     let metrics = SelfMetrics::new();
-    let config = ExportConfig {
-        otlp_endpoint: Some(format!("http://{addr}/v1/metrics")),
-        otlp_protocol: OtlpProtocol::HttpProtobuf,
-        queue_max_bytes: QUEUE,
-        request_timeout: Duration::from_secs(5),
-        ..ExportConfig::default()
-    };
+    let config = otlp_config(
+        &format!("http://{addr}/v1/metrics"),
+        OtlpProtocol::HttpProtobuf,
+        Duration::from_secs(5),
+    );
     let exporters = start(&config, &metrics);
     assert_eq!(exporters.names(), ["otlp_http"]);
     exporters.submit(numbered(1));
@@ -340,24 +336,18 @@ async fn bad_config_is_refused_naming_the_key() {
             .key
     };
     let rw = |url: &str| remote_write_config(&[url.to_owned()], QUEUE);
-    assert_eq!(refuse(rw("not a url")), "remote_write_url");
-    assert_eq!(refuse(rw("ftp://host/write")), "remote_write_url");
-    let otlp = |endpoint: &str, protocol| ExportConfig {
-        otlp_endpoint: Some(endpoint.to_owned()),
-        otlp_protocol: protocol,
-        queue_max_bytes: QUEUE,
-        request_timeout: Duration::from_secs(1),
-        ..ExportConfig::default()
-    };
+    assert_eq!(refuse(rw("not a url")), "remote_write.url");
+    assert_eq!(refuse(rw("ftp://host/write")), "remote_write.url");
+    let otlp = |endpoint: &str, protocol| otlp_config(endpoint, protocol, Duration::from_secs(1));
     assert_eq!(
         refuse(otlp("localhost:4318", OtlpProtocol::HttpProtobuf)),
-        "otlp_endpoint"
+        "otlp.endpoint"
     );
     assert_eq!(
         refuse(otlp("grpc://collector:4317", OtlpProtocol::Grpc)),
-        "otlp_endpoint"
+        "otlp.endpoint"
     );
-    // TLS for gRPC: accepted (rustls + webpki roots), connected lazily.
+    // TLS for gRPC: accepted (rustls, webpki and system roots), connected lazily.
     let tls = Exporters::start(
         &otlp("https://collector.example:4317", OtlpProtocol::Grpc),
         &metrics,
@@ -365,12 +355,13 @@ async fn bad_config_is_refused_naming_the_key() {
     .expect("https gRPC endpoint");
     assert_eq!(tls.names(), ["otlp_grpc"]);
     drop(tls);
-    let mut bad_header = rw("http://127.0.0.1:9/api/v1/write");
-    bad_header.headers = vec![("bad name".to_owned(), "x".to_owned())];
-    assert_eq!(refuse(bad_header), "header");
-    let mut bad_value = otlp("http://127.0.0.1:9", OtlpProtocol::Grpc);
-    bad_value.headers = vec![("x-token".to_owned(), "line\nbreak".to_owned())];
-    assert_eq!(refuse(bad_value), "header");
+    let bad_header = with_headers(rw("http://127.0.0.1:9/api/v1/write"), &[("bad name", "x")]);
+    assert_eq!(refuse(bad_header), "remote_write.headers");
+    let bad_value = with_headers(
+        otlp("http://127.0.0.1:9", OtlpProtocol::Grpc),
+        &[("x-token", "line\nbreak")],
+    );
+    assert_eq!(refuse(bad_value), "otlp.headers");
     assert_eq!(
         refuse(rw("http://127.0.0.1:9/api/v1/write").with_queue(0)),
         "queue_max_bytes"

@@ -30,21 +30,17 @@ const NOW_MS: i64 = 1_700_000_000_000;
 const START_MS: i64 = NOW_MS - 60_000;
 
 fn config(endpoint: String, protocol: OtlpProtocol) -> ExportConfig {
-    ExportConfig {
-        otlp_endpoint: Some(endpoint),
-        otlp_protocol: protocol,
-        headers: vec![
-            ("Authorization".to_owned(), "Bearer t0ken".to_owned()),
-            ("X-Tenant".to_owned(), "wx-shop".to_owned()),
-        ],
-        queue_max_bytes: QUEUE,
-        resource: vec![
+    let mut config = with_headers(
+        otlp_config(&endpoint, protocol, Duration::from_secs(5)),
+        &[("Authorization", "Bearer t0ken"), ("X-Tenant", "wx-shop")],
+    );
+    if let Some(otlp) = &mut config.otlp {
+        otlp.resource = vec![
             ("service.name".to_owned(), "shop".to_owned()),
             ("service.instance.id".to_owned(), "host-1".to_owned()),
-        ],
-        request_timeout: Duration::from_secs(5),
-        ..ExportConfig::default()
+        ];
     }
+    config
 }
 
 fn point(value: Value, start_ms: Option<i64>, pairs: &[(&str, &str)]) -> Point {
@@ -415,8 +411,10 @@ async fn otlp_grpc_follows_the_retry_rules() {
 async fn a_hung_grpc_backend_cannot_hold_the_flush_past_its_deadline() {
     let (endpoint, receiver) = Receiver::serve([Answer::Hang]).await;
     let metrics = SelfMetrics::new();
-    let mut config = config(endpoint, OtlpProtocol::Grpc);
-    config.request_timeout = Duration::from_secs(60);
+    let config = with_timeout(
+        config(endpoint, OtlpProtocol::Grpc),
+        Duration::from_secs(60),
+    );
     let exporters = start(&config, &metrics);
     exporters.submit(numbered(1));
     assert!(eventually(Duration::from_secs(10), || receiver.count() == 1).await);

@@ -50,7 +50,7 @@ fn canonical(batch: &Batch) -> Batch {
 }
 
 fn wire(batch: &Batch) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let remote_write = remote_write::encode(batch)
+    let remote_write = remote_write::encode(batch, &remote_write::Relabel::default())
         .into_iter()
         .map(|e| e.body)
         .collect();

@@ -245,20 +245,36 @@ fn configuration_precedence_is_flags_env_file_defaults() {
 
     let (code, out, _) = check_config(&["--config", file, "--scrape-interval", "10s"], &env);
     assert_eq!(code, Some(0));
-    assert!(out.contains("scrape_interval: 10s"), "flag wins:\n{out}");
+    // The effective configuration as TOML, each value followed by its source.
+    assert!(
+        out.contains("scrape_interval = \"10s\"  # flag --scrape-interval"),
+        "flag wins:\n{out}"
+    );
     let (_, out, _) = check_config(&["--config", file], &env);
     assert!(
-        out.contains("scrape_interval: 20s"),
+        out.contains("scrape_interval = \"20s\"  # env WXCLOUDRUN_SIDECAR_SCRAPE_INTERVAL"),
         "env beats file:\n{out}"
     );
     let (_, out, _) = check_config(&["--config", file], &[]);
     assert!(
-        out.contains("scrape_interval: 30s"),
+        out.contains("scrape_interval = \"30s\"  # file"),
         "file beats default:\n{out}"
     );
-    assert!(out.contains("shutdown_budget: 5s"));
+    assert!(out.contains("shutdown_budget = \"5s\"  # file"), "{out}");
     let (_, out, _) = check_config(&[], &[]);
-    assert!(out.contains("scrape_interval: 15s"), "default:\n{out}");
+    assert!(
+        out.contains("scrape_interval = \"15s\"  # default"),
+        "default:\n{out}"
+    );
+    // What it prints is a file the sidecar reads back.
+    std::fs::write(dir.path().join("printed.toml"), &out).unwrap();
+    let printed = dir.path().join("printed.toml");
+    let (code, again, err) = check_config(&["--config", printed.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(0), "{err}\n{out}");
+    assert!(
+        again.contains("scrape_interval = \"15s\"  # file"),
+        "{again}"
+    );
 }
 
 #[test]
@@ -286,7 +302,7 @@ fn bad_configuration_exits_64_naming_the_key() {
     }
     let (code, _, err) = check_config(&[], &[("WXCLOUDRUN_SIDECAR_SHUTDOWN_BUDGET", "soon")]);
     assert_eq!(code, Some(64));
-    assert!(err.contains("--shutdown-budget"), "{err}");
+    assert!(err.contains("WXCLOUDRUN_SIDECAR_SHUTDOWN_BUDGET"), "{err}");
 }
 
 /// A free loopback port (bound, read, released).

@@ -15,8 +15,10 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use wxcloudrun_sidecar::export::remote_write::WriteRequest;
-use wxcloudrun_sidecar::export::{ExportConfig, ExporterStats, Exporters, RetryPolicy};
-use wxcloudrun_sidecar::metrics::SelfMetrics;
+use wxcloudrun_sidecar::export::{
+    ExportConfig, Exporters, OtlpConfig, OtlpProtocol, RemoteWriteConfig, RetryPolicy,
+};
+use wxcloudrun_sidecar::metrics::{ExporterMetrics, SelfMetrics};
 use wxcloudrun_sidecar::model::{Batch, Family, Kind, Labels, Point, Value};
 
 /// The queue cap of the tests, unless a test needs a small one.
@@ -135,11 +137,56 @@ pub fn decode_remote_write(body: &[u8]) -> WriteRequest {
 /// A remote-write config for `urls` with short timeouts.
 pub fn remote_write_config(urls: &[String], queue_max_bytes: u64) -> ExportConfig {
     ExportConfig {
-        remote_write_urls: urls.to_vec(),
+        remote_write: urls
+            .iter()
+            .enumerate()
+            .map(|(index, url)| {
+                let mut backend =
+                    RemoteWriteConfig::new(RemoteWriteConfig::default_name(index), url.clone());
+                backend.remote_timeout = Duration::from_secs(5);
+                backend
+            })
+            .collect(),
         queue_max_bytes,
-        request_timeout: Duration::from_secs(5),
-        ..ExportConfig::default()
+        otlp: None,
     }
+}
+
+/// An OTLP config for `endpoint` with a request timeout.
+pub fn otlp_config(endpoint: &str, protocol: OtlpProtocol, timeout: Duration) -> ExportConfig {
+    let mut otlp = OtlpConfig::new(endpoint, protocol);
+    otlp.timeout = timeout;
+    ExportConfig {
+        remote_write: Vec::new(),
+        otlp: Some(otlp),
+        queue_max_bytes: QUEUE,
+    }
+}
+
+/// Sets `headers` on every exporter of `config`.
+pub fn with_headers(mut config: ExportConfig, headers: &[(&str, &str)]) -> ExportConfig {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    for backend in &mut config.remote_write {
+        backend.headers = headers.clone();
+    }
+    if let Some(otlp) = &mut config.otlp {
+        otlp.headers = headers;
+    }
+    config
+}
+
+/// Sets the request timeout of every exporter of `config`.
+pub fn with_timeout(mut config: ExportConfig, timeout: Duration) -> ExportConfig {
+    for backend in &mut config.remote_write {
+        backend.remote_timeout = timeout;
+    }
+    if let Some(otlp) = &mut config.otlp {
+        otlp.timeout = timeout;
+    }
+    config
 }
 
 /// Retries quick enough for tests; requests give up after `max_age`.
@@ -156,6 +203,46 @@ pub fn quick_policy(max_age: Duration) -> RetryPolicy {
 pub fn start(config: &ExportConfig, metrics: &SelfMetrics) -> Exporters {
     Exporters::start_with_policy(config, metrics, quick_policy(Duration::from_secs(60)))
         .expect("valid config")
+}
+
+/// One exporter's self-metrics read back at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExporterStats {
+    /// Requests delivered.
+    pub success: u64,
+    /// Requests given up on (retries exhausted, shutdown).
+    pub failed: u64,
+    /// Requests the backend refused for good.
+    pub dropped: u64,
+    /// Retried attempts.
+    pub retries: u64,
+    /// Bytes queued now.
+    pub queue_bytes: i64,
+    /// Samples dropped because the queue was full.
+    pub dropped_queue_full: u64,
+    /// Samples the backend refused.
+    pub dropped_rejected: u64,
+    /// Samples given up on after retries.
+    pub dropped_retries_exhausted: u64,
+    /// Samples left when the flush deadline came.
+    pub dropped_shutdown: u64,
+}
+
+impl ExporterStats {
+    /// Reads the current values.
+    pub fn read(metrics: &ExporterMetrics) -> Self {
+        ExporterStats {
+            success: metrics.success.get(),
+            failed: metrics.failed.get(),
+            dropped: metrics.dropped.get(),
+            retries: metrics.retries.get(),
+            queue_bytes: metrics.queue_bytes.get(),
+            dropped_queue_full: metrics.dropped_queue_full.get(),
+            dropped_rejected: metrics.dropped_rejected.get(),
+            dropped_retries_exhausted: metrics.dropped_retries_exhausted.get(),
+            dropped_shutdown: metrics.dropped_shutdown.get(),
+        }
+    }
 }
 
 /// One exporter's self-metrics, read back.

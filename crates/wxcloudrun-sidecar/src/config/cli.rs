@@ -1,0 +1,109 @@
+//! The command line. Options without a value here fall back to the environment variable clap
+//! reads for them, then to the file, then to the defaults (`super::DEFAULT_*`).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// The command line. Options without a value here fall back to the file, then to the defaults.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wxcloudrun-sidecar",
+    version,
+    about = "Scrapes the app's /metrics inside a WeChat Cloud Run container and pushes it to a \
+             real backend, losing nothing at scale-in.",
+    long_about = None,
+    after_help = "With `-- COMMAND [ARGS...]` the sidecar runs COMMAND as its child (wrapper mode): \
+                  it forwards signals, reaps zombies as PID 1 and exits with the child's exit code. \
+                  Without, it scrapes until SIGTERM/SIGINT (standalone mode).\n\n\
+                  Precedence: flags > environment > --config file > defaults. Bad configuration \
+                  exits with code 64."
+)]
+pub struct Cli {
+    /// The app's metrics endpoint [default: http://127.0.0.1:9464/metrics]
+    #[arg(long, env = "WXCLOUDRUN_SIDECAR_SCRAPE_URL", value_name = "URL")]
+    pub scrape_url: Option<String>,
+
+    /// Time between scrapes, e.g. 500ms, 15s, 1m [default: 15s]
+    #[arg(
+        long,
+        env = "WXCLOUDRUN_SIDECAR_SCRAPE_INTERVAL",
+        value_name = "DURATION"
+    )]
+    pub scrape_interval: Option<String>,
+
+    /// Give up on a scrape after this long; must be below the interval [default: 5s, or 0.8 × the interval when that is shorter]
+    #[arg(
+        long,
+        env = "WXCLOUDRUN_SIDECAR_SCRAPE_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub scrape_timeout: Option<String>,
+
+    /// Prometheus remote-write endpoint; repeat or separate with commas for several
+    #[arg(
+        long,
+        env = "WXCLOUDRUN_SIDECAR_REMOTE_WRITE_URL",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub remote_write_url: Vec<String>,
+
+    /// OTLP endpoint (base URL; `/v1/metrics` is appended for http/protobuf). Env:
+    /// OTEL_EXPORTER_OTLP_METRICS_ENDPOINT (used as is), else OTEL_EXPORTER_OTLP_ENDPOINT
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// OTLP transport: grpc or http/protobuf [env: OTEL_EXPORTER_OTLP_PROTOCOL] [default: http/protobuf]
+    #[arg(long, value_name = "PROTOCOL")]
+    pub otlp_protocol: Option<String>,
+
+    /// Extra header on every export request, e.g. `X-Scope-OrgID=tenant-a`; repeatable. For
+    /// credentials prefer the file's `basic_auth` / `authorization` with `*_file`
+    #[arg(
+        long = "header",
+        env = "WXCLOUDRUN_SIDECAR_HEADERS",
+        value_name = "NAME=VALUE",
+        value_delimiter = ','
+    )]
+    pub headers: Vec<String>,
+
+    /// Static label on every series, e.g. `region=shanghai`; repeatable
+    #[arg(
+        long = "label",
+        env = "WXCLOUDRUN_SIDECAR_LABELS",
+        value_name = "NAME=VALUE",
+        value_delimiter = ','
+    )]
+    pub labels: Vec<String>,
+
+    /// Cap on bytes queued per exporter; the oldest are dropped first, e.g. 64MiB [default: 64MiB]
+    #[arg(long, env = "WXCLOUDRUN_SIDECAR_QUEUE_MAX_BYTES", value_name = "BYTES")]
+    pub queue_max_bytes: Option<String>,
+
+    /// Total time for the final scrape, the app's exit and the final flush after SIGTERM [default: 8s]
+    #[arg(
+        long,
+        env = "WXCLOUDRUN_SIDECAR_SHUTDOWN_BUDGET",
+        value_name = "DURATION"
+    )]
+    pub shutdown_budget: Option<String>,
+
+    /// Admin listener (/healthz, /readyz, /metrics); keep it on loopback [default: 127.0.0.1:9465]
+    #[arg(long, env = "WXCLOUDRUN_SIDECAR_ADMIN_ADDR", value_name = "ADDR")]
+    pub admin_addr: Option<String>,
+
+    /// TOML file with the same keys (scrape_url = "...", label = { region = "sh" }, ...)
+    #[arg(long, env = "WXCLOUDRUN_SIDECAR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration as TOML (secrets as <secret>, each value's source) and
+    /// exit (0 if valid, 64 if not)
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// The app to run (wrapper mode)
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}

@@ -1,0 +1,172 @@
+//! Prometheus remote write 1.0: the backend's configuration (Prometheus's own `remote_write`
+//! field names), its headers, its retry rule, the encoder and the relabelling.
+//!
+//! - [`encode`]: a [`Batch`](crate::model::Batch) as snappy block-format `WriteRequest`s, written
+//!   straight from the batch.
+//! - [`relabel`]: `write_relabel_configs` (`keep`, `drop`, `labeldrop`, `labelkeep`).
+//! - Retries: 5xx and 429 (with `Retry-After`); every other 4xx is dropped and counted.
+
+pub mod encode;
+pub mod relabel;
+
+use std::time::Duration;
+
+use http::{HeaderName, StatusCode, header};
+use wxcloudrun_connect::secret::{REDACTED, is_sensitive_header, redact_url};
+use wxcloudrun_connect::tls::TlsConfig;
+
+pub use encode::{
+    Encoded, Label, MAX_SERIES_PER_REQUEST, Sample, TimeSeries, WriteRequest, compress, encode,
+    format_float, series_labels, timeseries,
+};
+pub use relabel::{Relabel, RelabelRule};
+
+use super::auth::Auth;
+use super::http::{HttpTransport, no_rejections};
+use super::{ExportError, Transport, USER_AGENT, http_url};
+
+/// How long one request may take. Defaults to 10 s (Prometheus: 30 s; the shutdown budget is 8 s).
+pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One remote-write backend (`[[remote_write]]`, or `--remote-write-url`).
+#[derive(Clone)]
+pub struct RemoteWriteConfig {
+    /// The `exporter` label of the self-metrics. Defaults to `remote_write`, `remote_write_2`, …
+    /// in the order of the backends.
+    pub name: String,
+    /// The endpoint, e.g. `http://127.0.0.1:9090/api/v1/write`; userinfo in it is sent as basic
+    /// auth and never logged.
+    pub url: String,
+    /// Timeout of one request. Defaults to [`DEFAULT_REMOTE_TIMEOUT`].
+    pub remote_timeout: Duration,
+    /// Extra headers (`X-Scope-OrgID`, …); they cannot replace the protocol's own.
+    pub headers: Vec<(String, String)>,
+    /// Credentials.
+    pub auth: Auth,
+    /// TLS settings.
+    pub tls: TlsConfig,
+    /// `write_relabel_configs`.
+    pub relabel: Relabel,
+}
+
+impl RemoteWriteConfig {
+    /// A backend with the defaults.
+    pub fn new(name: impl Into<String>, url: impl Into<String>) -> Self {
+        RemoteWriteConfig {
+            name: name.into(),
+            url: url.into(),
+            remote_timeout: DEFAULT_REMOTE_TIMEOUT,
+            headers: Vec::new(),
+            auth: Auth::None,
+            tls: TlsConfig::default(),
+            relabel: Relabel::default(),
+        }
+    }
+
+    /// The default name of the `index`-th backend (0-based).
+    pub fn default_name(index: usize) -> String {
+        match index {
+            0 => "remote_write".to_owned(),
+            n => format!("remote_write_{}", n + 1),
+        }
+    }
+
+    pub(crate) fn transport(&self) -> Result<Transport, ExportError> {
+        let key = "remote_write.url";
+        let url = http_url(key, &self.url)?;
+        let headers = super::http::headers(
+            &self.headers,
+            &[
+                (header::CONTENT_ENCODING, "snappy"),
+                (header::CONTENT_TYPE, "application/x-protobuf"),
+                (header::USER_AGENT, USER_AGENT),
+                (
+                    HeaderName::from_static("x-prometheus-remote-write-version"),
+                    "0.1.0",
+                ),
+            ],
+        )
+        .map_err(|reason| ExportError::new("remote_write.headers", reason))?;
+        let client = super::http::client(&self.tls)
+            .map_err(|reason| ExportError::new("remote_write.tls_config", reason))?;
+        Ok(Transport::Http {
+            display_url: redact_url(&self.url),
+            http: HttpTransport {
+                client,
+                url,
+                headers,
+                auth: self.auth.clone(),
+                retryable,
+                rejected: no_rejections,
+            },
+        })
+    }
+}
+
+impl std::fmt::Debug for RemoteWriteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteWriteConfig")
+            .field("name", &self.name)
+            .field("url", &redact_url(&self.url))
+            .field("remote_timeout", &self.remote_timeout)
+            .field("headers", &RedactedHeaders(&self.headers))
+            .field("auth", &self.auth)
+            .field("tls", &self.tls)
+            .field("relabel", &self.relabel)
+            .finish()
+    }
+}
+
+/// Header pairs with the values of sensitive ones shown as `<secret>`.
+pub(crate) struct RedactedHeaders<'a>(pub(crate) &'a [(String, String)]);
+
+impl std::fmt::Debug for RedactedHeaders<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(name, value)| {
+                let shown = if is_sensitive_header(name) {
+                    REDACTED
+                } else {
+                    value.as_str()
+                };
+                (name, shown)
+            }))
+            .finish()
+    }
+}
+
+/// Remote write 1.0: 5xx and 429.
+pub(crate) fn retryable(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_spec() {
+        for code in [500, 502, 503, 429] {
+            assert!(retryable(StatusCode::from_u16(code).unwrap()));
+        }
+        for code in [400, 401, 403, 404, 409, 413] {
+            assert!(!retryable(StatusCode::from_u16(code).unwrap()));
+        }
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let mut config =
+            RemoteWriteConfig::new("tmp", "https://u:pw-SECRET@prom.example/api/v1/write");
+        config.headers = vec![
+            ("X-Scope-OrgID".to_owned(), "tenant-a".to_owned()),
+            ("X-Api-Token".to_owned(), "tok-SECRET".to_owned()),
+        ];
+        let debug = format!("{config:?}");
+        assert!(
+            debug.contains("tenant-a") && debug.contains("prom.example"),
+            "{debug}"
+        );
+        assert!(!debug.contains("SECRET"), "{debug}");
+    }
+}

@@ -1,0 +1,105 @@
+//! When a failed request is tried again: exponential backoff with jitter, or the backend's own
+//! `Retry-After` / gRPC `RetryInfo`, and an age past which a request is given up on.
+
+use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+use rand::Rng;
+use rand::rngs::StdRng;
+
+/// The first backoff. Defaults to 100 ms.
+pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest backoff. Defaults to 5 s.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The longest wait a backend can ask for. Defaults to 30 s.
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// How long a request may keep failing before it is dropped. Defaults to 5 min.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// How failed requests are retried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The first backoff; it doubles on each failure.
+    pub initial_backoff: Duration,
+    /// The longest backoff.
+    pub max_backoff: Duration,
+    /// The longest wait a backend's `Retry-After` or `RetryInfo` can ask for.
+    pub max_retry_after: Duration,
+    /// A request still failing this long after it was queued is dropped (`retries_exhausted`),
+    /// so a dead backend cannot hold its queue forever.
+    pub max_age: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial_backoff: DEFAULT_INITIAL_BACKOFF,
+            max_backoff: DEFAULT_MAX_BACKOFF,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
+            max_age: DEFAULT_MAX_AGE,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `attempt` (0-based): full doubling, jittered to 50–100 %.
+    pub(crate) fn backoff(&self, attempt: u32, rng: &mut StdRng) -> Duration {
+        let base = self
+            .initial_backoff
+            .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+            .min(self.max_backoff);
+        base.mul_f64(rng.random_range(0.5..=1.0))
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert("retry-after", http::HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+        headers.insert("retry-after", later.parse().unwrap());
+        let wait = retry_after(&headers).unwrap();
+        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
+        let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(120));
+        headers.insert("retry-after", past.parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
+        headers.insert("retry-after", http::HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let policy = RetryPolicy::default();
+        let mut rng = StdRng::seed_from_u64(7);
+        for attempt in 0..40 {
+            let base = (policy.initial_backoff * 2u32.pow(attempt.min(10))).min(policy.max_backoff);
+            let wait = policy.backoff(attempt, &mut rng);
+            assert!(wait >= base / 2 && wait <= base, "{attempt}: {wait:?}");
+        }
+    }
+}
