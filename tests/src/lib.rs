@@ -1,12 +1,15 @@
 //! Helpers shared by the end-to-end tests: where the repository's files are, the metric contract,
 //! reading the Grafana dashboards and the Prometheus rules, a PromQL lexer that finds the metric
-//! names in an expression, finding the Prometheus binaries, and running a real Prometheus.
+//! names in an expression, finding the Prometheus binaries, and running a real Prometheus (also
+//! over HTTPS behind a web configuration, with a throwaway PKI made at run time).
 
 pub mod contract;
 pub mod dashboards;
 pub mod prometheus;
 pub mod promql;
 pub mod rules;
+pub mod tls;
+pub mod web_config;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

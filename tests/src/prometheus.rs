@@ -162,3 +162,101 @@ where
         }
     }
 }
+
+/// A Prometheus served over HTTPS behind a web configuration (`--web.config.file`: TLS, maybe a
+/// required client certificate, maybe basic auth), with a client that gets through it. Killed when
+/// dropped, like [`Prometheus`].
+#[derive(Debug)]
+pub struct SecurePrometheus {
+    prometheus: Prometheus,
+    client: crate::tls::HttpsClient,
+    web_config: PathBuf,
+    _web_dir: tempfile::TempDir,
+}
+
+impl SecurePrometheus {
+    /// Starts `binary` like [`Prometheus::start`], serving HTTPS as `web` says; queries go
+    /// through a client with `client`'s trust, identity and basic auth.
+    pub fn start(
+        binary: &Path,
+        config: impl FnOnce(&Path, SocketAddr) -> String,
+        extra_args: &[&str],
+        web: &crate::web_config::WebConfig,
+        client: &crate::tls::ClientSettings,
+    ) -> Result<SecurePrometheus, String> {
+        let web_dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        let web_config = web_dir.path().join("web.yml");
+        std::fs::write(&web_config, web.render()?).map_err(|e| format!("web config: {e}"))?;
+        let flag = format!("--web.config.file={}", web_config.display());
+        let mut args: Vec<&str> = extra_args.to_vec();
+        args.push(&flag);
+        let prometheus = Prometheus::start(binary, config, &args);
+        let client = crate::tls::HttpsClient::new(prometheus.addr(), client)?;
+        Ok(SecurePrometheus {
+            prometheus,
+            client,
+            web_config,
+            _web_dir: web_dir,
+        })
+    }
+
+    /// The listen address.
+    pub fn addr(&self) -> SocketAddr {
+        self.prometheus.addr()
+    }
+
+    /// `https://127.0.0.1:PORT/api/v1/write` (or with the client's server name instead).
+    pub fn write_url(&self) -> String {
+        format!("{}/api/v1/write", self.client.base_url())
+    }
+
+    /// The web configuration file (Prometheus reads it again for each connection and request).
+    pub fn web_config_file(&self) -> &Path {
+        &self.web_config
+    }
+
+    /// The last lines of Prometheus's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        self.prometheus.log_tail()
+    }
+
+    /// A client for this Prometheus with other `settings` (e.g. no client certificate).
+    pub fn client_with(
+        &self,
+        settings: &crate::tls::ClientSettings,
+    ) -> Result<crate::tls::HttpsClient, String> {
+        crate::tls::HttpsClient::new(self.addr(), settings)
+    }
+
+    /// `GET path` over HTTPS; the body parsed as JSON when it is JSON.
+    pub async fn get(&self, path: &str) -> Result<(u16, Value), String> {
+        let (status, body) = self.client.get(path).await?;
+        Ok((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
+    }
+
+    /// An instant query at the current time; `data.result` on success.
+    pub async fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
+        match self
+            .get(&format!("/api/v1/query?query={}", encode(expr)))
+            .await?
+        {
+            (200, body) if body["status"] == "success" => Ok(body["data"]["result"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()),
+            (status, body) => Err(format!("HTTP {status}: {}", body["error"])),
+        }
+    }
+
+    /// Waits until `/-/ready` answers 200 over HTTPS, at most until `deadline`.
+    pub async fn wait_ready(&self, deadline: Instant) -> Result<(), String> {
+        wait_for(deadline, || async {
+            match self.get("/-/ready").await {
+                Ok((200, _)) => Ok(()),
+                other => Err(format!("not ready: {other:?}")),
+            }
+        })
+        .await
+        .map_err(|e| format!("{e}\n{}", self.log_tail()))
+    }
+}
