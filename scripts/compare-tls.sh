@@ -5,13 +5,14 @@
 # throw-away CA made with openssl). Prints each sidecar's CPU seconds and resident memory, their
 # ratio, and how many TCP connections each held to its receiver (1 = one TLS session reused).
 #
-#   scripts/compare-tls.sh [SECONDS]        (default 60; needs python3, openssl and Debian's prometheus)
+#   scripts/compare-tls.sh [SECONDS]        (default 60; needs python3, openssl, curl and Debian's prometheus;
+#                                            SIDECAR=path picks another sidecar binary)
 #
 # Everything listens on 127.0.0.1 and stops when the script ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-sidecar=target/release/wxcloudrun-sidecar
+sidecar=${SIDECAR:-target/release/wxcloudrun-sidecar}
 [ -x "$sidecar" ] || cargo build --release -p wxcloudrun-sidecar
 for tool in prometheus python3 openssl; do
   command -v "$tool" >/dev/null || { echo "$tool not found" >&2; exit 1; }
