@@ -100,6 +100,59 @@ fn basic_auth_file_line(password_file: &Path) -> String {
     )
 }
 
+/// A real Prometheus behind [`full_web_config`], the page to scrape, and a password file holding
+/// `password`; `None` (test skipped) without a `prometheus` binary.
+struct MtlsBackend {
+    pki: TestPki,
+    prometheus: SecurePrometheus,
+    scrape_url: String,
+    password_file: std::path::PathBuf,
+    _secrets: tempfile::TempDir,
+}
+
+impl MtlsBackend {
+    async fn start(password: &str) -> Option<MtlsBackend> {
+        let binary = require_tool("prometheus")?;
+        let pki = TestPki::generate().unwrap();
+        let prometheus =
+            secure_prometheus(&binary, &full_web_config(&pki), &full_client(&pki)).await;
+        let secrets = tempfile::tempdir().unwrap();
+        let password_file = secrets.path().join("password");
+        write_password(&password_file, password);
+        Some(MtlsBackend {
+            pki,
+            prometheus,
+            scrape_url: serve_page().await,
+            password_file,
+            _secrets: secrets,
+        })
+    }
+
+    /// A sidecar pushing to this backend with the password file, the test CA and the client
+    /// certificate, plus `extra` TOML lines for its `[[remote_write]]` block.
+    fn sidecar(&self, extra: &str) -> Sidecar {
+        let block = format!(
+            "{extra}{}{}",
+            basic_auth_file_line(&self.password_file),
+            tls_config_line(&self.pki, None)
+        );
+        let toml = remote_write_toml(&self.scrape_url, &self.prometheus.write_url(), &block);
+        Sidecar::spawn(&toml, &[], &[])
+    }
+}
+
+/// Waits until the sidecar counted a failed attempt of [`EXPORTER`] for `reason`.
+async fn wait_reason(sidecar: &Sidecar, reason: &str, seconds: u64) -> Result<f64, String> {
+    sidecar
+        .wait_metric(
+            ERRORS,
+            &[("exporter", EXPORTER), ("reason", reason)],
+            1.0,
+            deadline(seconds),
+        )
+        .await
+}
+
 /// Writes `password` to `path` the way a secret volume changes: a new file renamed over the old.
 fn write_password(path: &Path, password: &str) {
     let staged = path.with_extension("new");
@@ -138,27 +191,15 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_and_basic_auth_deliver_to_prometheus_and_relabeling_drops_series() {
-    let Some(binary) = require_tool("prometheus") else {
+    let Some(backend) = MtlsBackend::start(PASSWORD).await else {
         return;
     };
-    let pki = TestPki::generate().unwrap();
-    let prometheus = secure_prometheus(&binary, &full_web_config(&pki), &full_client(&pki)).await;
-    let scrape_url = serve_page().await;
-    let secrets = tempfile::tempdir().unwrap();
-    let password_file = secrets.path().join("password");
-    write_password(&password_file, PASSWORD);
-    let toml = remote_write_toml(
-        &scrape_url,
-        &prometheus.write_url(),
-        &format!(
-            "headers = {{ \"X-Scope-OrgID\" = \"tenant-a\" }}\n{}{}\
-             write_relabel_configs = [ {{ source_labels = [\"__name__\"], regex = \"process_.*\", \
-             action = \"drop\" }} ]\n",
-            basic_auth_file_line(&password_file),
-            tls_config_line(&pki, None),
-        ),
+    let prometheus = &backend.prometheus;
+    let mut sidecar = backend.sidecar(
+        "headers = { \"X-Scope-OrgID\" = \"tenant-a\" }\n\
+         write_relabel_configs = [ { source_labels = [\"__name__\"], regex = \"process_.*\", \
+         action = \"drop\" } ]\n",
     );
-    let mut sidecar = Sidecar::spawn(&toml, &[], &[]);
 
     let arrived = wait_for_app_series(|q| prometheus.query(q), deadline(20)).await;
     assert!(
@@ -174,45 +215,18 @@ async fn mtls_and_basic_auth_deliver_to_prometheus_and_relabeling_drops_series()
         .metric(REQUESTS, &[("exporter", EXPORTER), ("outcome", "success")])
         .await;
     assert!(successes.is_some_and(|n| n >= 1.0), "{successes:?}");
-    let status = sidecar.stop();
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        sidecar.output_tail()
-    );
+    sidecar.stop_cleanly();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_an_auth_error_dropped_logged_and_survived() {
-    let Some(binary) = require_tool("prometheus") else {
+    let Some(backend) = MtlsBackend::start("wrong-password").await else {
         return;
     };
-    let pki = TestPki::generate().unwrap();
-    let prometheus = secure_prometheus(&binary, &full_web_config(&pki), &full_client(&pki)).await;
-    let scrape_url = serve_page().await;
-    let secrets = tempfile::tempdir().unwrap();
-    let password_file = secrets.path().join("password");
-    write_password(&password_file, "wrong-password");
-    let toml = remote_write_toml(
-        &scrape_url,
-        &prometheus.write_url(),
-        &format!(
-            "{}{}",
-            basic_auth_file_line(&password_file),
-            tls_config_line(&pki, None)
-        ),
-    );
-    let mut sidecar = Sidecar::spawn(&toml, &[], &[]);
+    let prometheus = &backend.prometheus;
+    let mut sidecar = backend.sidecar("");
 
-    let auth = sidecar
-        .wait_metric(
-            ERRORS,
-            &[("exporter", EXPORTER), ("reason", "auth")],
-            1.0,
-            deadline(20),
-        )
-        .await;
+    let auth = wait_reason(&sidecar, "auth", 20).await;
     assert!(auth.is_ok(), "{auth:?}");
     let dropped = sidecar
         .wait_metric(
@@ -254,49 +268,22 @@ async fn a_wrong_password_is_an_auth_error_dropped_logged_and_survived() {
         .map(|(status, _)| status);
     assert_eq!(health, Some(200));
     assert_no_app_series(|q| prometheus.query(q), "nothing got past the password").await;
-    let status = sidecar.stop();
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        sidecar.output_tail()
-    );
+    sidecar.stop_cleanly();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_password_file_is_picked_up_without_a_restart() {
-    let Some(binary) = require_tool("prometheus") else {
+    let Some(backend) = MtlsBackend::start("old-password").await else {
         return;
     };
-    let pki = TestPki::generate().unwrap();
-    let prometheus = secure_prometheus(&binary, &full_web_config(&pki), &full_client(&pki)).await;
-    let scrape_url = serve_page().await;
-    let secrets = tempfile::tempdir().unwrap();
-    let password_file = secrets.path().join("password");
-    write_password(&password_file, "old-password");
-    let toml = remote_write_toml(
-        &scrape_url,
-        &prometheus.write_url(),
-        &format!(
-            "{}{}",
-            basic_auth_file_line(&password_file),
-            tls_config_line(&pki, None)
-        ),
-    );
-    let mut sidecar = Sidecar::spawn(&toml, &[], &[]);
+    let prometheus = &backend.prometheus;
+    let mut sidecar = backend.sidecar("");
 
-    let auth = sidecar
-        .wait_metric(
-            ERRORS,
-            &[("exporter", EXPORTER), ("reason", "auth")],
-            1.0,
-            deadline(20),
-        )
-        .await;
+    let auth = wait_reason(&sidecar, "auth", 20).await;
     assert!(auth.is_ok(), "{auth:?}");
     assert_no_app_series(|q| prometheus.query(q), "the old password is refused").await;
 
-    write_password(&password_file, PASSWORD);
+    write_password(&backend.password_file, PASSWORD);
     let arrived = wait_for_app_series(|q| prometheus.query(q), deadline(20)).await;
     assert!(
         arrived.is_ok(),
@@ -305,13 +292,7 @@ async fn a_rotated_password_file_is_picked_up_without_a_restart() {
         prometheus.log_tail()
     );
     assert!(sidecar.running(), "the same process, not a restart");
-    let status = sidecar.stop();
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        sidecar.output_tail()
-    );
+    sidecar.stop_cleanly();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,24 +312,11 @@ async fn a_server_certificate_of_an_unknown_ca_is_a_tls_error() {
     );
     let mut sidecar = Sidecar::spawn(&toml, &[], &[]);
 
-    let tls = sidecar
-        .wait_metric(
-            ERRORS,
-            &[("exporter", EXPORTER), ("reason", "tls")],
-            1.0,
-            deadline(20),
-        )
-        .await;
+    let tls = wait_reason(&sidecar, "tls", 20).await;
     assert!(tls.is_ok(), "{tls:?}");
     assert_no_app_series(|q| prometheus.query(q), "the sidecar must not trust it").await;
     assert!(sidecar.running());
-    let status = sidecar.stop();
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        sidecar.output_tail()
-    );
+    sidecar.stop_cleanly();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,23 +340,10 @@ async fn server_name_verifies_a_certificate_that_does_not_name_the_address() {
         &[],
         &[],
     );
-    let tls = without
-        .wait_metric(
-            ERRORS,
-            &[("exporter", EXPORTER), ("reason", "tls")],
-            1.0,
-            deadline(20),
-        )
-        .await;
+    let tls = wait_reason(&without, "tls", 20).await;
     assert!(tls.is_ok(), "without server_name: {tls:?}");
     assert_no_app_series(|q| prometheus.query(q), "without server_name").await;
-    let status = without.stop();
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        without.output_tail()
-    );
+    without.stop_cleanly();
 
     let mut with = Sidecar::spawn(
         &remote_write_toml(
@@ -410,13 +365,7 @@ async fn server_name_verifies_a_certificate_that_does_not_name_the_address() {
         .metric(ERRORS, &[("exporter", EXPORTER), ("reason", "tls")])
         .await;
     assert_eq!(tls, Some(0.0), "with server_name");
-    let status = with.stop();
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        with.output_tail()
-    );
+    with.stop_cleanly();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,13 +429,7 @@ async fn otlp_over_https_is_configured_by_the_environment_alone() {
         "{:?}",
         receiver.stats().failures()
     );
-    let status = sidecar.stop();
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        sidecar.output_tail()
-    );
+    sidecar.stop_cleanly();
 }
 
 fn path_text(path: &Path) -> String {
@@ -532,13 +475,7 @@ async fn otel_metrics_exporter_none_disables_otlp_but_not_remote_write() {
         "OTEL_METRICS_EXPORTER=none: nothing may reach the OTLP endpoint"
     );
     assert!(receiver.requests().is_empty());
-    let status = sidecar.stop();
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        sidecar.output_tail()
-    );
+    sidecar.stop_cleanly();
 }
 
 /// Three remote-write exporters holding four secrets between them (password, bearer token, a

@@ -378,6 +378,17 @@ impl Sidecar {
         let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
         wait_bounded(&mut self.child, Duration::from_secs(15))
     }
+
+    /// [`Sidecar::stop`], and fails unless it exited with 0.
+    pub fn stop_cleanly(&mut self) {
+        let status = self.stop();
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "{}",
+            self.output_tail()
+        );
+    }
 }
 
 impl Drop for Sidecar {
