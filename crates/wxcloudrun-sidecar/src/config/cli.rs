@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 /// The command line. Options without a value here fall back to the file, then to the defaults.
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(
     name = "wxcloudrun-sidecar",
     version,
@@ -106,4 +106,44 @@ pub struct Cli {
     /// The app to run (wrapper mode)
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+/// By hand: header values may be credentials and URLs may carry userinfo.
+impl std::fmt::Debug for Cli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use wxcloudrun_connect::secret::{REDACTED, is_sensitive_header, redact_url};
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if is_sensitive_header(name.trim()) => format!("{name}={REDACTED}"),
+                Some(_) => pair.clone(),
+                None => REDACTED.to_owned(),
+            })
+            .collect();
+        let urls: Vec<String> = self
+            .remote_write_url
+            .iter()
+            .map(|u| redact_url(u))
+            .collect();
+        f.debug_struct("Cli")
+            .field("scrape_url", &self.scrape_url.as_deref().map(redact_url))
+            .field("scrape_interval", &self.scrape_interval)
+            .field("scrape_timeout", &self.scrape_timeout)
+            .field("remote_write_url", &urls)
+            .field(
+                "otlp_endpoint",
+                &self.otlp_endpoint.as_deref().map(redact_url),
+            )
+            .field("otlp_protocol", &self.otlp_protocol)
+            .field("headers", &headers)
+            .field("labels", &self.labels)
+            .field("queue_max_bytes", &self.queue_max_bytes)
+            .field("shutdown_budget", &self.shutdown_budget)
+            .field("admin_addr", &self.admin_addr)
+            .field("config", &self.config)
+            .field("check_config", &self.check_config)
+            .field("command", &self.command)
+            .finish()
+    }
 }

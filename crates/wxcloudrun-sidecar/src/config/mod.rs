@@ -1303,6 +1303,24 @@ resource_attributes = { token = "apm-SECRET-6" }
             printed.contains("# env OTEL_EXPORTER_OTLP_HEADERS") || printed.contains("headers ="),
             "{printed}"
         );
+        // Secrets given by flag (or the flags' variables) are hidden too.
+        let argv = [
+            "wxcloudrun-sidecar",
+            "--header",
+            "Authorization=Bearer flag-SECRET-7",
+            "--remote-write-url",
+            "https://u:pw-SECRET-8@prom.example/api/v1/write",
+        ];
+        let cli = Cli::try_parse_from(argv).unwrap();
+        assert!(!format!("{cli:?}").contains("SECRET"), "{cli:?}");
+        let from_flags = Config::load(cli, |_| None).unwrap();
+        let printed_flags = print::render(&from_flags);
+        assert!(!printed_flags.contains("SECRET"), "{printed_flags}");
+        assert!(
+            !format!("{from_flags:?}").contains("SECRET"),
+            "{from_flags:?}"
+        );
+        assert!(printed_flags.contains("prom.example"), "{printed_flags}");
         // What it prints is a file the sidecar accepts (comments and all), secrets aside.
         let reparsed: toml::Table =
             toml::from_str(&printed).unwrap_or_else(|err| panic!("{err}\n{printed}"));
