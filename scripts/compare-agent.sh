@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-sidecar=target/release/wxcloudrun-sidecar
+sidecar=${SIDECAR:-target/release/wxcloudrun-sidecar}
 [ -x "$sidecar" ] || cargo build --release -p wxcloudrun-sidecar
 command -v prometheus >/dev/null || { echo "prometheus not found (apt-get install -y prometheus)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 not found" >&2; exit 1; }
