@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
-use crate::WxContext;
+use crate::context::WxContext;
 
 /// The rejection of the [`WxContext`] extractor: the layer is not installed on this route.
 #[derive(Debug, Clone, Copy)]

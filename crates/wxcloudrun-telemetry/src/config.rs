@@ -1,16 +1,17 @@
 //! The layer's builder: every knob with its default, validated once in [`WxTelemetryBuilder::build`].
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::HeaderName;
-use ipnet::IpNet;
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::Tracer;
 use prometheus::Registry;
 
-use crate::{DEFAULT_TRACE_ID_HEADER, IdentityPolicy, TrustMode};
+use crate::context::TrustMode;
+use crate::env;
+use crate::labels::{AccessNodeError, AccessNodeTable, LabelCaps, MetricLabel};
+use crate::trace::{DEFAULT_TRACE_ID_HEADER, IdentityPolicy};
 
 /// Bucket bounds of `http_server_request_duration_seconds`: the OpenTelemetry semconv advice, plus
 /// 15 s (the callContainer limit) and 30 s so calls past the limit stay visible.
@@ -35,41 +36,6 @@ pub const DEFAULT_BODY_SIZE_BUCKETS: [f64; 10] = [
 
 /// callContainer gives up after 15 seconds; a larger client `timeout` is silently ignored.
 pub const DEFAULT_CALL_DEADLINE: Duration = Duration::from_secs(15);
-
-/// The optional labels of `http_server_request_duration_seconds`.
-///
-/// `http_request_method`, `http_route`, `http_response_status_code` and `wx_service` are always
-/// present; each of these can be left off to cut the series count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MetricLabel {
-    /// `error_type`: empty on success, else `500`-style, `cancelled`, `panic`, `body_error`, …
-    ErrorType,
-    /// `wx_appid`: the Mini Program's AppID (capped).
-    AppId,
-    /// `wx_source`: the first element of `X-WX-SOURCE` (capped).
-    Source,
-    /// `wx_access_node`: the delivering hop, named through the CIDR table (capped).
-    AccessNode,
-}
-
-impl MetricLabel {
-    pub(crate) const ALL: [MetricLabel; 4] = [
-        MetricLabel::ErrorType,
-        MetricLabel::AppId,
-        MetricLabel::Source,
-        MetricLabel::AccessNode,
-    ];
-
-    /// The Prometheus label name.
-    pub fn name(self) -> &'static str {
-        match self {
-            MetricLabel::ErrorType => "error_type",
-            MetricLabel::AppId => "wx_appid",
-            MetricLabel::Source => "wx_source",
-            MetricLabel::AccessNode => "wx_access_node",
-        }
-    }
-}
 
 /// An invalid layer configuration, returned by [`WxTelemetryBuilder::build`].
 #[derive(Debug, thiserror::Error)]
@@ -108,17 +74,9 @@ pub enum ConfigError {
     Registry(#[from] prometheus::Error),
 }
 
-/// Per-label caps on distinct values; past a cap, values fold into `_other`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct LabelCaps {
-    pub(crate) routes: usize,
-    pub(crate) appids: usize,
-    pub(crate) sources: usize,
-    pub(crate) access_nodes: usize,
-}
-
 /// Builds a [`WxTelemetryLayer`](crate::WxTelemetryLayer). Start from
-/// [`WxTelemetryLayer::builder`](crate::WxTelemetryLayer::builder).
+/// [`WxTelemetryLayer::builder`](crate::WxTelemetryLayer::builder); `build` validates the
+/// configuration and registers the metrics.
 ///
 /// ```
 /// use std::time::Duration;
@@ -185,12 +143,7 @@ impl Default for WxTelemetryBuilder {
             call_deadline: DEFAULT_CALL_DEADLINE,
             duration_buckets: DEFAULT_DURATION_BUCKETS.to_vec(),
             body_size_buckets: DEFAULT_BODY_SIZE_BUCKETS.to_vec(),
-            caps: LabelCaps {
-                routes: 256,
-                appids: 32,
-                sources: 16,
-                access_nodes: 32,
-            },
+            caps: LabelCaps::default(),
             histogram_labels: MetricLabel::ALL.to_vec(),
             access_nodes: Vec::new(),
             process_metrics: true,
@@ -233,7 +186,7 @@ impl WxTelemetryBuilder {
     /// Calls through the gateway that take longer than this are counted in
     /// `wxcloudrun_call_deadline_exceeded_total`: the client already got error 102002.
     ///
-    /// Defaults to 15 seconds, the callContainer limit.
+    /// Defaults to [`DEFAULT_CALL_DEADLINE`], the callContainer limit of 15 seconds.
     pub fn call_deadline(mut self, deadline: Duration) -> Self {
         self.call_deadline = deadline;
         self
@@ -253,25 +206,29 @@ impl WxTelemetryBuilder {
         self
     }
 
-    /// Cap on distinct `http_route` values. Defaults to 256.
+    /// Cap on distinct `http_route` values. Defaults to
+    /// [`DEFAULT_MAX_ROUTES`](crate::DEFAULT_MAX_ROUTES).
     pub fn max_routes(mut self, cap: usize) -> Self {
         self.caps.routes = cap;
         self
     }
 
-    /// Cap on distinct `wx_appid` values. Defaults to 32.
+    /// Cap on distinct `wx_appid` values. Defaults to
+    /// [`DEFAULT_MAX_APPIDS`](crate::DEFAULT_MAX_APPIDS).
     pub fn max_appids(mut self, cap: usize) -> Self {
         self.caps.appids = cap;
         self
     }
 
-    /// Cap on distinct `wx_source` values. Defaults to 16.
+    /// Cap on distinct `wx_source` values. Defaults to
+    /// [`DEFAULT_MAX_SOURCES`](crate::DEFAULT_MAX_SOURCES).
     pub fn max_sources(mut self, cap: usize) -> Self {
         self.caps.sources = cap;
         self
     }
 
-    /// Cap on distinct `wx_access_node` values. Defaults to 32.
+    /// Cap on distinct `wx_access_node` values. Defaults to
+    /// [`DEFAULT_MAX_ACCESS_NODES`](crate::DEFAULT_MAX_ACCESS_NODES).
     pub fn max_access_nodes(mut self, cap: usize) -> Self {
         self.caps.access_nodes = cap;
         self
@@ -302,9 +259,10 @@ impl WxTelemetryBuilder {
     }
 
     /// Turns a panic in the service into a `500` response recorded with `error_type="panic"`,
-    /// instead of letting it unwind into the server (which drops the connection).
+    /// instead of letting it unwind into the server (which drops the connection). With `false`
+    /// the panic is still recorded as it unwinds.
     ///
-    /// Defaults to `true`. With `false` the panic is still recorded as it unwinds.
+    /// Defaults to `true`.
     pub fn catch_panic(mut self, enabled: bool) -> Self {
         self.catch_panic = enabled;
         self
@@ -319,7 +277,7 @@ impl WxTelemetryBuilder {
     }
 
     /// Records an OpenTelemetry server span per request with `tracer`, e.g.
-    /// `provider.tracer("my-service")` or `opentelemetry::global::tracer("…")`. [`crate::init`]'s
+    /// `provider.tracer("my-service")` or `opentelemetry::global::tracer("…")`. [`crate::init()`]'s
     /// [`Telemetry::layer`](crate::Telemetry::layer) sets this for you.
     ///
     /// Defaults to no spans (metrics only).
@@ -350,7 +308,7 @@ impl WxTelemetryBuilder {
     /// The response header that carries the trace id, so a user reporting a failed call can hand
     /// it over; `None` sends none. Only set when spans are recorded.
     ///
-    /// Defaults to `x-trace-id`.
+    /// Defaults to [`DEFAULT_TRACE_ID_HEADER`], `x-trace-id`.
     pub fn trace_id_header(mut self, header: Option<HeaderName>) -> Self {
         self.trace_id_header = header;
         self
@@ -364,17 +322,12 @@ impl WxTelemetryBuilder {
     }
 
     pub(crate) fn resolved_identity_key(&self) -> Option<Vec<u8>> {
-        self.identity_key.clone().or_else(|| {
-            std::env::var("WXCLOUDRUN_TELEMETRY_ID_KEY")
-                .ok()
-                .filter(|key| !key.is_empty())
-                .map(String::into_bytes)
-        })
+        self.identity_key.clone().or_else(env::identity_key)
     }
 
-    /// Validates the configuration and registers the metrics.
-    pub fn build(self) -> Result<crate::WxTelemetryLayer, ConfigError> {
-        crate::WxTelemetryLayer::from_builder(self)
+    /// The access-node table of the configured entries.
+    pub(crate) fn access_node_table(&self) -> Result<AccessNodeTable, ConfigError> {
+        Ok(AccessNodeTable::parse(&self.access_nodes)?)
     }
 
     pub(crate) fn resolved_service_name(&self) -> Result<Arc<str>, ConfigError> {
@@ -387,31 +340,21 @@ impl WxTelemetryBuilder {
         if self.call_deadline.is_zero() {
             return Err(ConfigError::ZeroDeadline);
         }
-        for (label, cap) in [
-            ("http_route", self.caps.routes),
-            ("wx_appid", self.caps.appids),
-            ("wx_source", self.caps.sources),
-            ("wx_access_node", self.caps.access_nodes),
-        ] {
-            if cap == 0 {
-                return Err(ConfigError::ZeroCap { label });
-            }
+        match self.caps.zero() {
+            Some(label) => Err(ConfigError::ZeroCap { label }),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
 /// Builder > `WXCLOUDRUN_SERVICE` > `OTEL_SERVICE_NAME` > `unknown_service`; blank values skip.
 fn resolve_service_name(
     explicit: Option<&str>,
-    env: impl Fn(&str) -> Option<String>,
+    lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Arc<str>, ConfigError> {
-    let from_env = |key| env(key).filter(|value| !value.trim().is_empty());
     let name = match explicit {
         Some(name) => name.to_owned(),
-        None => from_env("WXCLOUDRUN_SERVICE")
-            .or_else(|| from_env("OTEL_SERVICE_NAME"))
-            .unwrap_or_else(|| "unknown_service".to_owned()),
+        None => env::service_name(lookup).unwrap_or_else(|| env::UNKNOWN_SERVICE.to_owned()),
     };
     match name.trim() {
         "" => Err(ConfigError::EmptyServiceName),
@@ -436,86 +379,18 @@ fn check_buckets(histogram: &'static str, bounds: &[f64]) -> Result<(), ConfigEr
     Ok(())
 }
 
-/// CIDR → access-node name, most specific prefix first.
-#[derive(Debug, Default)]
-pub(crate) struct AccessNodeTable {
-    entries: Vec<(IpNet, Arc<str>)>,
-}
-
-impl AccessNodeTable {
-    pub(crate) fn parse(entries: &[(String, String)]) -> Result<Self, ConfigError> {
-        let mut parsed = Vec::with_capacity(entries.len());
-        for (cidr, name) in entries {
-            let invalid = |reason: String| ConfigError::InvalidAccessNode {
-                entry: format!("{cidr}={name}"),
-                reason,
-            };
-            let net = match cidr.trim().parse::<IpNet>() {
-                Ok(net) => net.trunc(),
-                Err(_) => cidr
-                    .trim()
-                    .parse::<IpAddr>()
-                    .map(IpNet::from)
-                    .map_err(|err| invalid(format!("not a CIDR or address: {err}")))?,
-            };
-            let name = name.trim();
-            if name.is_empty() {
-                return Err(invalid("the name is empty".to_owned()));
-            }
-            parsed.push((net, Arc::from(name)));
+impl From<AccessNodeError> for ConfigError {
+    fn from(err: AccessNodeError) -> Self {
+        ConfigError::InvalidAccessNode {
+            entry: err.entry,
+            reason: err.reason,
         }
-        parsed.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
-        Ok(AccessNodeTable { entries: parsed })
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    pub(crate) fn lookup(&self, addr: IpAddr) -> Option<&str> {
-        let addr = match addr {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-            v4 => v4,
-        };
-        self.entries
-            .iter()
-            .find(|(net, _)| net.contains(&addr))
-            .map(|(_, name)| &**name)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn access_node_table_prefers_the_most_specific_entry() {
-        let table = AccessNodeTable::parse(&[
-            ("10.0.0.0/8".into(), "intranet".into()),
-            ("10.8.0.0/16".into(), "shanghai-edge".into()),
-            ("192.0.2.1".into(), "single".into()),
-        ])
-        .unwrap();
-        assert_eq!(
-            table.lookup("10.8.1.2".parse().unwrap()),
-            Some("shanghai-edge")
-        );
-        assert_eq!(table.lookup("10.9.1.2".parse().unwrap()), Some("intranet"));
-        assert_eq!(table.lookup("192.0.2.1".parse().unwrap()), Some("single"));
-        assert_eq!(
-            table.lookup("::ffff:10.8.0.1".parse().unwrap()),
-            Some("shanghai-edge")
-        );
-        assert_eq!(table.lookup("203.0.113.1".parse().unwrap()), None);
-    }
-
-    #[test]
-    fn bad_access_node_entries_are_named() {
-        let err = AccessNodeTable::parse(&[("10.0.0.0/40".into(), "x".into())]).unwrap_err();
-        assert!(err.to_string().contains("10.0.0.0/40=x"), "{err}");
-        let err = AccessNodeTable::parse(&[("10.0.0.0/8".into(), " ".into())]).unwrap_err();
-        assert!(err.to_string().contains("name is empty"), "{err}");
-    }
 
     #[test]
     fn buckets_are_validated() {

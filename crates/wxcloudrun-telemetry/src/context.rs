@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::redact::REDACTED;
+
 /// Longest header value the context accepts; a longer identity value is treated as absent.
 ///
 /// OpenIDs and AppIDs are under 40 bytes; anything this long is not from the gateway.
@@ -78,7 +80,7 @@ impl WxHeader {
 
 /// A single-valued header as the one pass over the request's headers finds it.
 #[derive(Default)]
-enum Slot<'a> {
+enum HeaderSlot<'a> {
     #[default]
     Absent,
     Once(&'a HeaderValue),
@@ -86,17 +88,17 @@ enum Slot<'a> {
     Repeated,
 }
 
-impl<'a> Slot<'a> {
+impl<'a> HeaderSlot<'a> {
     fn see(&mut self, value: &'a HeaderValue) {
         *self = match self {
-            Slot::Absent => Slot::Once(value),
-            _ => Slot::Repeated,
+            HeaderSlot::Absent => HeaderSlot::Once(value),
+            _ => HeaderSlot::Repeated,
         };
     }
 
     /// The value if it was sent once and is non-empty UTF-8 of at most `max_len` bytes.
     fn accept(&self, max_len: usize) -> Option<WxHeader> {
-        let Slot::Once(value) = self else {
+        let HeaderSlot::Once(value) = self else {
             return None;
         };
         let bytes = value.as_bytes();
@@ -111,17 +113,17 @@ impl<'a> Slot<'a> {
 /// separate lookups would hash a dozen names per request).
 #[derive(Default)]
 struct Found<'a> {
-    openid: Slot<'a>,
-    appid: Slot<'a>,
-    unionid: Slot<'a>,
-    from_openid: Slot<'a>,
-    from_appid: Slot<'a>,
-    from_unionid: Slot<'a>,
-    env: Slot<'a>,
-    source: Slot<'a>,
-    call_id: Slot<'a>,
-    local_debug: Slot<'a>,
-    original_forwarded_for: Slot<'a>,
+    openid: HeaderSlot<'a>,
+    appid: HeaderSlot<'a>,
+    unionid: HeaderSlot<'a>,
+    from_openid: HeaderSlot<'a>,
+    from_appid: HeaderSlot<'a>,
+    from_unionid: HeaderSlot<'a>,
+    env: HeaderSlot<'a>,
+    source: HeaderSlot<'a>,
+    call_id: HeaderSlot<'a>,
+    local_debug: HeaderSlot<'a>,
+    original_forwarded_for: HeaderSlot<'a>,
     forwarded_for_first: Option<&'a HeaderValue>,
     forwarded_for_last: Option<&'a HeaderValue>,
 }
@@ -240,7 +242,7 @@ impl WxContext {
     /// Parses the gateway headers under `trust`. `peer` is the TCP peer, when the server knows it.
     pub fn from_headers(headers: &HeaderMap, trust: TrustMode, peer: Option<IpAddr>) -> Self {
         let found = Found::scan(headers);
-        let gateway = |slot: &Slot<'_>| match trust {
+        let gateway = |slot: &HeaderSlot<'_>| match trust {
             TrustMode::Strip => None,
             _ => slot.accept(MAX_HEADER_BYTES),
         };
@@ -250,7 +252,7 @@ impl WxContext {
             TrustMode::WhenSourcePresent => source.is_some(),
             TrustMode::Strip => false,
         };
-        let identity = |slot: &Slot<'_>| {
+        let identity = |slot: &HeaderSlot<'_>| {
             identity_trusted
                 .then(|| slot.accept(MAX_HEADER_BYTES))
                 .flatten()
@@ -396,7 +398,7 @@ impl WxContext {
 
 impl fmt::Debug for WxContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let redacted = |value: &Option<WxHeader>| value.as_ref().map(|_| "<redacted>");
+        let redacted = |value: &Option<WxHeader>| value.as_ref().map(|_| REDACTED);
         f.debug_struct("WxContext")
             .field("openid", &redacted(&self.openid))
             .field("appid", &self.appid())
@@ -414,36 +416,6 @@ impl fmt::Debug for WxContext {
             .finish()
     }
 }
-
-/// Whether a header carries a credential that must never be recorded: `authorization`, cookies,
-/// `x-cloudbase-*`, and any `*-access-token` (the gateway's `X-WX-CLOUDBASE-ACCESS-TOKEN` and
-/// `X-WX-FROM-CLOUDBASE-ACCESS-TOKEN`).
-///
-/// The layer records no header it does not name, so this is for code that logs headers itself,
-/// e.g. with tower-http's `SetSensitiveRequestHeadersLayer` (see [`SENSITIVE_HEADERS`]).
-pub fn is_sensitive_header(name: &HeaderName) -> bool {
-    let name = name.as_str();
-    matches!(
-        name,
-        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
-    ) || name.starts_with("x-cloudbase-")
-        || name.ends_with("-access-token")
-}
-
-/// The fixed-name credential headers of WeChat Cloud Run and CloudBase, for tower-http's
-/// `SetSensitiveRequestHeadersLayer`. Prefer [`is_sensitive_header`], which also covers the
-/// `x-cloudbase-*` and `*-access-token` families.
-pub const SENSITIVE_HEADERS: [HeaderName; 9] = [
-    http::header::AUTHORIZATION,
-    http::header::PROXY_AUTHORIZATION,
-    http::header::COOKIE,
-    http::header::SET_COOKIE,
-    HeaderName::from_static("x-wx-cloudbase-access-token"),
-    HeaderName::from_static("x-wx-from-cloudbase-access-token"),
-    HeaderName::from_static("x-cloudbase-context"),
-    HeaderName::from_static("x-cloudbase-credentials"),
-    HeaderName::from_static("x-cloudbase-authorization"),
-];
 
 #[cfg(test)]
 mod tests {
@@ -639,24 +611,5 @@ mod tests {
         assert!(!debug.contains("oUser123"), "{debug}");
         assert!(!debug.contains("uUnion456"), "{debug}");
         assert!(debug.contains("wx0123456789abcdef"), "{debug}");
-    }
-
-    #[test]
-    fn sensitive_headers_are_recognised() {
-        for name in [
-            "authorization",
-            "cookie",
-            "x-wx-cloudbase-access-token",
-            "x-wx-from-cloudbase-access-token",
-            "x-cloudbase-context",
-            "x-cloudbase-sessiontoken",
-        ] {
-            assert!(
-                is_sensitive_header(&HeaderName::from_static(name)),
-                "{name}"
-            );
-        }
-        assert!(!is_sensitive_header(&HeaderName::from_static("x-wx-appid")));
-        assert!(SENSITIVE_HEADERS.iter().all(is_sensitive_header));
     }
 }

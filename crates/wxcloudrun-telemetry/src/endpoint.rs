@@ -77,28 +77,26 @@ impl<B> Service<Request<B>> for MetricsService {
     }
 }
 
-impl crate::WxTelemetryLayer {
-    /// Serves `/metrics` on its own listener at `addr` (usually [`DEFAULT_METRICS_ADDR`]), in a
-    /// task on the current Tokio runtime, and returns the bound address.
-    ///
-    /// This is the recommended production set-up: the service's own port is reachable by every
-    /// caller through the gateway, and metrics name routes, apps and volumes. So `addr` must be a
-    /// loopback address; anything else is refused with [`io::ErrorKind::InvalidInput`].
-    pub async fn spawn_metrics_server(&self, addr: SocketAddr) -> io::Result<SocketAddr> {
-        if !addr.ip().is_loopback() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "refusing to serve metrics on {addr}: not a loopback address \
-                     (the service port is public through the gateway; scrape from inside the container)"
-                ),
-            ));
-        }
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let local_addr = listener.local_addr()?;
-        tokio::spawn(serve(listener, self.metrics_service()));
-        Ok(local_addr)
+/// Serves `/metrics` from `service` on a loopback listener at `addr`, in a task on the current
+/// Tokio runtime, and returns the bound address. A non-loopback `addr` is refused with
+/// [`io::ErrorKind::InvalidInput`].
+pub(crate) async fn spawn_metrics_server(
+    addr: SocketAddr,
+    service: MetricsService,
+) -> io::Result<SocketAddr> {
+    if !addr.ip().is_loopback() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "refusing to serve metrics on {addr}: not a loopback address \
+                 (the service port is public through the gateway; scrape from inside the container)"
+            ),
+        ));
     }
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local_addr = listener.local_addr()?;
+    tokio::spawn(serve(listener, service));
+    Ok(local_addr)
 }
 
 async fn serve(listener: tokio::net::TcpListener, service: MetricsService) {

@@ -1,3 +1,4 @@
+#![warn(missing_docs, unreachable_pub)]
 //! Observability for services on WeChat Cloud Run (微信云托管).
 //!
 //! Mini Programs call these services through `wx.cloud.callContainer`, and the gateway hands every
@@ -36,37 +37,43 @@
 
 #[cfg(feature = "axum")]
 mod axum;
+mod cache;
 mod config;
 mod context;
 mod endpoint;
-mod histogram;
+mod env;
 #[cfg(feature = "init")]
 mod init;
+mod labels;
 mod layer;
 #[cfg(feature = "init")]
 mod logs;
 mod metrics;
+mod redact;
 mod trace;
 
 #[cfg(feature = "axum")]
 pub use crate::axum::MissingWxContext;
 pub use crate::config::{
     ConfigError, DEFAULT_BODY_SIZE_BUCKETS, DEFAULT_CALL_DEADLINE, DEFAULT_DURATION_BUCKETS,
-    MetricLabel, WxTelemetryBuilder,
+    WxTelemetryBuilder,
 };
-pub use crate::context::{
-    MAX_HEADER_BYTES, SENSITIVE_HEADERS, TrustMode, WxContext, is_sensitive_header,
-};
+pub use crate::context::{MAX_HEADER_BYTES, TrustMode, WxContext};
 pub use crate::endpoint::{DEFAULT_METRICS_ADDR, MetricsService, TEXT_CONTENT_TYPE, render};
 #[cfg(feature = "init")]
 pub use crate::init::{
     InitError, OtlpProtocol, Telemetry, TelemetryConfig, TraceExport, TraceSampler, init, init_with,
+};
+pub use crate::labels::{
+    DEFAULT_MAX_ACCESS_NODES, DEFAULT_MAX_APPIDS, DEFAULT_MAX_ROUTES, DEFAULT_MAX_SOURCES,
+    MetricLabel,
 };
 pub use crate::layer::{
     HttpRoute, RequestBody, ResponseBody, ResponseFuture, WxTelemetry, WxTelemetryLayer,
 };
 #[cfg(feature = "init")]
 pub use crate::logs::JsonLogLayer;
+pub use crate::redact::{SENSITIVE_HEADERS, is_sensitive_header};
 pub use crate::trace::{
     DEFAULT_TRACE_ID_HEADER, IdentityPolicy, extract_trace_context, inject_trace_context,
     traceparent,

@@ -10,6 +10,8 @@ use wxcloudrun_connect::otlp_env::{self, Compression, OtlpEnv, Signal};
 use wxcloudrun_connect::secret::{REDACTED, is_sensitive_header, redact_url};
 use wxcloudrun_connect::{Secret, TlsConfig};
 
+use crate::env;
+
 /// The OTLP transport, from `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`: `Grpc` (`TraceService/Export`,
 /// usually on port 4317) or `HttpProtobuf` (`POST /v1/traces`, usually on port 4318, the spec's
 /// default). The same type the sidecar reads its variables into.
@@ -281,14 +283,14 @@ impl TelemetryConfig {
         );
         let (resource_attributes, attribute_warnings) = otlp_env::resource_attributes(&lookup);
         warnings.extend(attribute_warnings);
-        let service_name = otlp_env::service_name(&lookup)
+        let service_name = env::service_name(&lookup)
             .or_else(|| {
                 resource_attributes
                     .iter()
                     .find(|(key, _)| key == "service.name")
                     .map(|(_, value)| value.clone())
             })
-            .unwrap_or_else(|| "unknown_service".to_owned());
+            .unwrap_or_else(|| env::UNKNOWN_SERVICE.to_owned());
         TelemetryConfig {
             service_name,
             service_version: None,

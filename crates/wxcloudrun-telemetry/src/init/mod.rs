@@ -21,11 +21,10 @@ use wxcloudrun_connect::secret::redact_url;
 
 use self::config::EXPORT_TIMEOUT;
 pub use self::config::{OtlpProtocol, TelemetryConfig, TraceExport, TraceSampler};
-use crate::{JsonLogLayer, WxTelemetryBuilder, WxTelemetryLayer};
-
-/// The `tracing` target of the layer's own `request` span. It is kept out of the
-/// tracing → OpenTelemetry bridge: the layer records the server span itself.
-pub(crate) const REQUEST_SPAN_TARGET: &str = "wxcloudrun_telemetry::request";
+use crate::config::WxTelemetryBuilder;
+use crate::layer::WxTelemetryLayer;
+use crate::logs::JsonLogLayer;
+use crate::trace::REQUEST_SPAN_TARGET;
 
 /// A failure to set up telemetry.
 #[derive(Debug, thiserror::Error)]

@@ -121,6 +121,19 @@ impl HistogramFamily {
         })))
     }
 
+    /// A family as [`new`](Self::new) makes it, registered in `registry`.
+    pub(crate) fn register(
+        registry: &prometheus::Registry,
+        (name, help): (&str, &str),
+        label_names: &[&str],
+        bounds: &[f64],
+        units_per_exposed: f64,
+    ) -> prometheus::Result<Self> {
+        let family = Self::new(name, help, label_names, bounds, units_per_exposed)?;
+        registry.register(Box::new(family.clone()))?;
+        Ok(family)
+    }
+
     /// The series with these label values, one per label name and in the same order, created on
     /// first use. Callers keep the handle: this takes a lock and allocates.
     pub(crate) fn with_label_values(&self, values: &[&str]) -> Histogram {
@@ -199,7 +212,7 @@ mod tests {
     fn render(family: &HistogramFamily) -> String {
         let registry = prometheus::Registry::new();
         registry.register(Box::new(family.clone())).unwrap();
-        crate::render(&registry)
+        crate::endpoint::render(&registry)
     }
 
     #[test]

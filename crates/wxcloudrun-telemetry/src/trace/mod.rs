@@ -1,0 +1,349 @@
+//! The OpenTelemetry server span of a request, and the `tracing` span around it.
+//!
+//! The span is built with the OpenTelemetry API directly rather than through `tracing`: the span
+//! contract (kind, parent, status, end instant) is then exact, and a request that is not sampled
+//! costs no attribute work. A `tracing` span named `request` is entered alongside it, so handler
+//! logs are attributed to the request, and the OpenTelemetry context is attached while the service
+//! and its response body run, so log lines and outgoing calls see the trace.
+//!
+//! [`propagation`] reads and writes W3C Trace Context; [`pseudonym`] decides what a span shows of
+//! an OpenID or UnionID.
+
+mod propagation;
+mod pseudonym;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Version};
+use opentelemetry::global::BoxedTracer;
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanKind, Status, TraceContextExt, Tracer as _,
+};
+use opentelemetry::{Context, KeyValue};
+
+pub use self::propagation::{
+    DEFAULT_TRACE_ID_HEADER, extract_trace_context, inject_trace_context, traceparent,
+};
+pub use self::pseudonym::IdentityPolicy;
+use self::pseudonym::Pseudonyms;
+use crate::cache::ReadMostlyMap;
+use crate::context::WxContext;
+use crate::labels::{ErrorKind, LabelId, MethodLabel, RequestLabels, SpanValues};
+
+/// The `tracing` target of the layer's own `request` span. It is kept out of the
+/// tracing → OpenTelemetry bridge: the layer records the server span itself.
+pub(crate) const REQUEST_SPAN_TARGET: &str = "wxcloudrun_telemetry::request";
+
+/// The attribute keys of the span contract (OpenTelemetry semantic conventions, then `wx.*`).
+mod key {
+    pub(super) const HTTP_REQUEST_METHOD: &str = "http.request.method";
+    pub(super) const HTTP_REQUEST_METHOD_ORIGINAL: &str = "http.request.method_original";
+    pub(super) const HTTP_ROUTE: &str = "http.route";
+    pub(super) const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
+    pub(super) const URL_PATH: &str = "url.path";
+    pub(super) const URL_SCHEME: &str = "url.scheme";
+    pub(super) const NETWORK_PROTOCOL_VERSION: &str = "network.protocol.version";
+    pub(super) const USER_AGENT_ORIGINAL: &str = "user_agent.original";
+    pub(super) const CLIENT_ADDRESS: &str = "client.address";
+    pub(super) const ERROR_TYPE: &str = "error.type";
+    pub(super) const ENDUSER_PSEUDO_ID: &str = "enduser.pseudo.id";
+    pub(super) const WX_UNIONID_HASH: &str = "wx.unionid_hash";
+    pub(super) const WX_APPID: &str = "wx.appid";
+    pub(super) const WX_FROM_APPID: &str = "wx.from_appid";
+    pub(super) const WX_ENV: &str = "wx.env";
+    pub(super) const WX_SOURCE: &str = "wx.source";
+    pub(super) const WX_CALL_ID: &str = "wx.call_id";
+    pub(super) const WX_SERVICE: &str = "wx.service";
+    pub(super) const WX_ACCESS_NODE: &str = "wx.access_node";
+    pub(super) const WX_COLD_START: &str = "wx.cold_start";
+}
+
+/// Longest `http.request.method_original` recorded.
+const MAX_METHOD_BYTES: usize = 64;
+/// Longest `user_agent.original` recorded.
+const MAX_USER_AGENT_BYTES: usize = 512;
+
+/// The layer's tracing configuration, shared by every request.
+pub(crate) struct Tracing {
+    tracer: Arc<BoxedTracer>,
+    pseudonyms: Pseudonyms,
+    trace_id_header: Option<HeaderName>,
+    response_traceparent: bool,
+    /// `{method} {route}` span names, made `'static` once per (method, route) pair. Both are
+    /// capped, so this holds at most 10 × the route cap names.
+    names: ReadMostlyMap<(MethodLabel, LabelId), &'static str>,
+}
+
+impl std::fmt::Debug for Tracing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracing")
+            .field("identity", &self.pseudonyms.policy())
+            .field("keyed", &self.pseudonyms.is_keyed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request's OpenTelemetry span, in the context that is current while the service runs.
+pub(crate) struct RequestSpan {
+    pub(crate) cx: Context,
+    start: SystemTime,
+}
+
+impl RequestSpan {
+    pub(crate) fn span_context(&self) -> SpanContext {
+        self.cx.span().span_context().clone()
+    }
+
+    /// Ends the span `elapsed` after it started: the instant the duration histogram uses.
+    pub(crate) fn finish(&self, status: u16, error: ErrorKind, elapsed: Duration) {
+        let span = self.cx.span();
+        if span.is_recording() {
+            if status != 0 {
+                span.set_attribute(KeyValue::new(
+                    key::HTTP_RESPONSE_STATUS_CODE,
+                    i64::from(status),
+                ));
+            }
+            if error != ErrorKind::None {
+                span.set_attribute(KeyValue::new(
+                    key::ERROR_TYPE,
+                    error.label(status).into_owned(),
+                ));
+                span.set_status(Status::error(""));
+            }
+        }
+        span.end_with_timestamp(self.start + elapsed);
+    }
+}
+
+/// The `tracing` span handler logs are attributed to, carrying the trace id of `span` when there
+/// is one (disabled when nobody listens).
+pub(crate) fn log_span(
+    method: MethodLabel,
+    route: Option<&str>,
+    span: Option<&RequestSpan>,
+) -> tracing::Span {
+    let log_span = tracing::info_span!(
+        target: REQUEST_SPAN_TARGET,
+        "request",
+        http.request.method = method.as_str(),
+        http.route = route,
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(span) = span.filter(|_| !log_span.is_disabled()) {
+        let span_context = span.span_context();
+        if span_context.is_valid() {
+            log_span.record("trace_id", tracing::field::display(span_context.trace_id()));
+        }
+    }
+    log_span
+}
+
+impl Tracing {
+    pub(crate) fn new(
+        tracer: Arc<BoxedTracer>,
+        identity: IdentityPolicy,
+        identity_key: Option<Vec<u8>>,
+        trace_id_header: Option<HeaderName>,
+        response_traceparent: bool,
+    ) -> Self {
+        Tracing {
+            tracer,
+            pseudonyms: Pseudonyms::new(identity, identity_key.as_deref()),
+            trace_id_header,
+            response_traceparent,
+            names: ReadMostlyMap::default(),
+        }
+    }
+
+    fn span_name(&self, labels: &RequestLabels, route: Option<&str>) -> Cow<'static, str> {
+        let method = labels.method;
+        let prefix = if method.is_other() {
+            "HTTP"
+        } else {
+            method.as_str()
+        };
+        let Some(route) = route else {
+            return Cow::Borrowed(prefix);
+        };
+        if !labels.has_named_route() {
+            // Past the route cap: don't mint a new name per value.
+            return Cow::Borrowed(prefix);
+        }
+        Cow::Borrowed(self.names.get_or_insert_with((method, labels.route), || {
+            Box::leak(format!("{prefix} {route}").into_boxed_str())
+        }))
+    }
+
+    /// Starts the server span of a request; `cold` when it is the process's first.
+    pub(crate) fn start<B>(
+        &self,
+        req: &Request<B>,
+        ctx: &WxContext,
+        labels: &RequestLabels,
+        (route, values): (Option<&str>, SpanValues),
+        cold: bool,
+    ) -> RequestSpan {
+        let parent = match extract_trace_context(req.headers()) {
+            Some(remote) => Context::new().with_remote_span_context(remote),
+            None => Context::new(),
+        };
+        let start = SystemTime::now();
+        let mut span = self
+            .tracer
+            .span_builder(self.span_name(labels, route))
+            .with_kind(SpanKind::Server)
+            .with_start_time(start)
+            .start_with_context(&*self.tracer, &parent);
+        if span.is_recording() {
+            span.set_attributes(self.attributes(req, ctx, labels.method, values, cold));
+        }
+        RequestSpan {
+            cx: parent.with_span(span),
+            start,
+        }
+    }
+
+    fn attributes<B>(
+        &self,
+        req: &Request<B>,
+        ctx: &WxContext,
+        method: MethodLabel,
+        values: SpanValues,
+        cold: bool,
+    ) -> Vec<KeyValue> {
+        let mut attributes = Vec::with_capacity(20);
+        attributes.push(KeyValue::new(key::HTTP_REQUEST_METHOD, method.as_str()));
+        if method.is_other() {
+            attributes.push(KeyValue::new(
+                key::HTTP_REQUEST_METHOD_ORIGINAL,
+                truncate(req.method().as_str(), MAX_METHOD_BYTES).to_owned(),
+            ));
+        }
+        if let Some(route) = values.route {
+            attributes.push(KeyValue::new(key::HTTP_ROUTE, route));
+        }
+        attributes.push(KeyValue::new(key::URL_PATH, req.uri().path().to_owned()));
+        attributes.push(KeyValue::new(key::URL_SCHEME, scheme(req)));
+        if let Some(version) = protocol_version(req.version()) {
+            attributes.push(KeyValue::new(key::NETWORK_PROTOCOL_VERSION, version));
+        }
+        if let Some(agent) = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+        {
+            attributes.push(KeyValue::new(
+                key::USER_AGENT_ORIGINAL,
+                truncate(agent, MAX_USER_AGENT_BYTES).to_owned(),
+            ));
+        }
+        if let Some(client) = ctx.client_addr() {
+            attributes.push(KeyValue::new(key::CLIENT_ADDRESS, client.to_string()));
+        }
+        self.identity_attributes(ctx, &mut attributes);
+        if let Some(appid) = values.appid {
+            attributes.push(KeyValue::new(key::WX_APPID, appid));
+        }
+        let optional = [
+            (key::WX_FROM_APPID, ctx.from_appid()),
+            (key::WX_ENV, ctx.env()),
+            (key::WX_SOURCE, ctx.source()),
+            (key::WX_CALL_ID, ctx.call_id()),
+        ];
+        for (key, value) in optional {
+            if let Some(value) = value {
+                attributes.push(KeyValue::new(key, value.to_owned()));
+            }
+        }
+        attributes.push(KeyValue::new(key::WX_SERVICE, values.service));
+        if !values.access_node.is_empty() {
+            attributes.push(KeyValue::new(key::WX_ACCESS_NODE, values.access_node));
+        }
+        attributes.push(KeyValue::new(key::WX_COLD_START, cold));
+        attributes
+    }
+
+    /// `enduser.pseudo.id` and `wx.unionid_hash`, as the identity policy allows.
+    fn identity_attributes(&self, ctx: &WxContext, attributes: &mut Vec<KeyValue>) {
+        if let Some(user) = ctx.user_openid().and_then(|id| self.pseudonyms.of(id)) {
+            attributes.push(KeyValue::new(key::ENDUSER_PSEUDO_ID, user));
+        }
+        let unionid = ctx.unionid().or_else(|| ctx.from_unionid());
+        if let Some(union) = unionid.and_then(|id| self.pseudonyms.of(id)) {
+            attributes.push(KeyValue::new(key::WX_UNIONID_HASH, union));
+        }
+    }
+
+    /// Adds the trace id (and, if configured, `traceparent`) of `span` to the response headers.
+    pub(crate) fn tag_response(&self, span: &RequestSpan, headers: &mut HeaderMap) {
+        let span_context = span.span_context();
+        if !span_context.is_valid() {
+            return;
+        }
+        if let Some(name) = &self.trace_id_header
+            && let Ok(value) = HeaderValue::from_str(&span_context.trace_id().to_string())
+        {
+            headers.insert(name.clone(), value);
+        }
+        if self.response_traceparent
+            && let Ok(value) = HeaderValue::from_str(&traceparent(&span_context))
+        {
+            headers.insert(propagation::TRACEPARENT.clone(), value);
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// `url.scheme`: what the client used, per `X-Forwarded-Proto`, else plain HTTP (the gateway
+/// reaches the container over HTTP).
+fn scheme<B>(req: &Request<B>) -> &'static str {
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim);
+    match forwarded {
+        Some(proto) if proto.eq_ignore_ascii_case("https") => "https",
+        Some(proto) if proto.eq_ignore_ascii_case("http") => "http",
+        _ => match req.uri().scheme_str() {
+            Some("https") => "https",
+            _ => "http",
+        },
+    }
+}
+
+fn protocol_version(version: Version) -> Option<&'static str> {
+    Some(match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_11 => "1.1",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate("日本語", 4), "日");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+}

@@ -1,0 +1,160 @@
+//! W3C Trace Context: `traceparent`/`tracestate` in, the same out, and the trace id for the
+//! client.
+
+use std::str::FromStr;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::Context;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+
+pub(super) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// The response header that carries the trace id by default.
+pub const DEFAULT_TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
+
+/// Reads a W3C `traceparent` (and `tracestate`) into a remote span context.
+///
+/// Follows Trace Context level 1: lowercase hex, all-zero ids and version `ff` are invalid, and a
+/// future version may append fields after the flags.
+pub fn extract_trace_context(headers: &HeaderMap) -> Option<SpanContext> {
+    let mut values = headers.get_all(&TRACEPARENT).iter();
+    let traceparent = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let text = traceparent.to_str().ok()?.trim();
+    let mut parts = text.split('-');
+    let (version, trace_id, span_id, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let is_hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if !is_hex(version, 2) || version == "ff" || (version == "00" && parts.next().is_some()) {
+        return None;
+    }
+    if !is_hex(trace_id, 32) || !is_hex(span_id, 16) || !is_hex(flags, 2) {
+        return None;
+    }
+    let trace_id = TraceId::from_hex(trace_id).ok()?;
+    let span_id = SpanId::from_hex(span_id).ok()?;
+    if trace_id == TraceId::INVALID || span_id == SpanId::INVALID {
+        return None;
+    }
+    let flags = u8::from_str_radix(flags, 16).ok()? & TraceFlags::SAMPLED.to_u8();
+    let trace_state = tracestate(headers).unwrap_or_default();
+    Some(SpanContext::new(
+        trace_id,
+        span_id,
+        TraceFlags::new(flags),
+        true,
+        trace_state,
+    ))
+}
+
+fn tracestate(headers: &HeaderMap) -> Option<TraceState> {
+    let mut joined = String::new();
+    for value in headers.get_all(&TRACESTATE) {
+        if !joined.is_empty() {
+            joined.push(',');
+        }
+        joined.push_str(value.to_str().ok()?);
+    }
+    if joined.is_empty() {
+        return None;
+    }
+    TraceState::from_str(&joined).ok()
+}
+
+/// The `traceparent` value of a span context: `00-{trace id}-{span id}-{flags}`.
+pub fn traceparent(span_context: &SpanContext) -> String {
+    format!(
+        "00-{}-{}-{:02x}",
+        span_context.trace_id(),
+        span_context.span_id(),
+        span_context.trace_flags().to_u8()
+    )
+}
+
+/// Writes the current OpenTelemetry context as W3C `traceparent`/`tracestate` headers, for calls
+/// the service makes while handling a request (the layer attaches the request's context).
+/// Does nothing outside a trace.
+pub fn inject_trace_context(headers: &mut HeaderMap) {
+    let cx = Context::current();
+    let span = cx.span();
+    let span_context = span.span_context();
+    if !span_context.is_valid() {
+        return;
+    }
+    if let Ok(value) = HeaderValue::from_str(&traceparent(span_context)) {
+        headers.insert(TRACEPARENT.clone(), value);
+    }
+    let state = span_context.trace_state().header();
+    if let Ok(value) = HeaderValue::from_str(&state)
+        && !state.is_empty()
+    {
+        headers.insert(TRACESTATE.clone(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_traceparent(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("traceparent", HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn extracts_a_valid_traceparent() {
+        let mut headers =
+            with_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        headers.insert("tracestate", HeaderValue::from_static("congo=t61rcWkgMzE"));
+        let parent = extract_trace_context(&headers).unwrap();
+        assert_eq!(
+            parent.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(parent.span_id().to_string(), "00f067aa0ba902b7");
+        assert!(parent.is_sampled());
+        assert!(parent.is_remote());
+        assert_eq!(parent.trace_state().get("congo"), Some("t61rcWkgMzE"));
+        assert_eq!(
+            traceparent(&parent),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+    }
+
+    #[test]
+    fn rejects_invalid_traceparents() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+        ] {
+            assert!(
+                extract_trace_context(&with_traceparent(bad)).is_none(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn future_versions_may_append_fields() {
+        let headers =
+            with_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-what");
+        let parent = extract_trace_context(&headers).unwrap();
+        assert!(!parent.is_sampled());
+    }
+}
