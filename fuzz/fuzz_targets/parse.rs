@@ -1,5 +1,6 @@
-//! Any bytes: decode (gzip or not), parse in both formats, group histograms and summaries,
-//! convert to OTLP buckets. The only failure is a panic (or a sanitizer finding).
+//! Any bytes: decode (gzip or not; invalid UTF-8 in comments repaired), parse in both formats,
+//! group histograms and summaries, list the samples without a bound, convert to OTLP buckets.
+//! The only failure is a panic (or a sanitizer finding).
 
 #![no_main]
 
@@ -16,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
         max_exemplar_label_chars: 128,
         max_body_bytes: 1 << 20,
     };
-    let _ = decode_body(data, limits.max_body_bytes);
+    if let Ok(decoded) = decode_body(data, limits.max_body_bytes) {
+        // What decoding returns is what the sidecar parses.
+        let _ = parse_with_limits(&decoded, Format::PrometheusText, &limits);
+    }
     let text = String::from_utf8_lossy(data);
     for format in [Format::PrometheusText, Format::OpenMetrics] {
         let Ok(exposition) = parse_with_limits(&text, format, &limits) else {
@@ -29,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             let _ = family.summary_points();
+            let _ = family.samples_without_bound().count();
         }
         let _ = exposition.into_owned();
     }

@@ -30,42 +30,13 @@ pub enum ErrorKind {
     /// (OpenMetrics), or does not fit in an `i64` of milliseconds.
     #[error("invalid timestamp {0:?}")]
     InvalidTimestamp(Snippet),
-    /// The same label name twice in one label set.
+    /// The same label name twice in one label set, or `__name__` in a sample's label set (the
+    /// metric name is one already).
     #[error("duplicate label name {0:?}")]
     DuplicateLabel(Snippet),
     /// `# TYPE` with a type no format defines.
     #[error("unknown metric type {0:?}")]
     UnknownType(Snippet),
-    /// A second `# HELP`, `# TYPE` or `# UNIT` for one family.
-    #[error("second {what} line for metric family {family:?}")]
-    DuplicateMetadata {
-        /// `HELP`, `TYPE` or `UNIT`.
-        what: &'static str,
-        /// The family.
-        family: Snippet,
-    },
-    /// Metadata after the family's first sample.
-    #[error("{what} line for metric family {family:?} after its samples")]
-    MetadataAfterSamples {
-        /// `HELP`, `TYPE` or `UNIT`.
-        what: &'static str,
-        /// The family.
-        family: Snippet,
-    },
-    /// OpenMetrics: a family's lines are not contiguous (OpenMetrics forbids interleaving).
-    #[error(
-        "metric family {0:?} continues after another family started (OpenMetrics forbids interleaving)"
-    )]
-    NonContiguousFamily(Snippet),
-    /// A sample named like a family whose type has no sample of that name (`foo` under
-    /// `# TYPE foo histogram`).
-    #[error("sample {sample:?} does not belong to the {metric_type} family of the same name")]
-    SampleNameNotInFamily {
-        /// The sample name.
-        sample: Snippet,
-        /// The family's type.
-        metric_type: &'static str,
-    },
     /// OpenMetrics: the page does not end with `# EOF`, so it was truncated.
     #[error("missing \"# EOF\": the OpenMetrics page is truncated")]
     MissingEof,
@@ -157,7 +128,7 @@ pub enum DecodeError {
     /// The body starts like gzip but does not decompress.
     #[error("invalid gzip body: {0}")]
     Gzip(#[source] std::io::Error),
-    /// The page is not UTF-8.
+    /// The page is not UTF-8 (outside comment lines, where invalid sequences are replaced).
     #[error("page is not valid UTF-8 (first bad byte at offset {offset})")]
     InvalidUtf8 {
         /// Byte offset of the first invalid sequence in the (decompressed) page.

@@ -76,6 +76,9 @@ pub struct OtlpHistogram {
 }
 
 /// Why a family could not be grouped into points.
+///
+/// A bucket or quantile without a usable bound is no error: it is left out of the points and
+/// listed by [`MetricFamily::samples_without_bound`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GroupError {
@@ -86,24 +89,6 @@ pub enum GroupError {
         family: String,
         /// `histogram` or `summary`.
         expected: &'static str,
-    },
-    /// A `_bucket` without `le`, or a summary sample without `quantile`.
-    #[error("sample {sample:?} has no {label:?} label")]
-    MissingLabel {
-        /// The sample name.
-        sample: String,
-        /// `le` or `quantile`.
-        label: &'static str,
-    },
-    /// An `le` or `quantile` that is not a number (or is NaN).
-    #[error("sample {sample:?} has an invalid {label:?} value {value:?}")]
-    InvalidLabelValue {
-        /// The sample name.
-        sample: String,
-        /// `le` or `quantile`.
-        label: &'static str,
-        /// The value (cut to 64 characters).
-        value: String,
     },
 }
 
@@ -159,6 +144,14 @@ impl<'a> MetricFamily<'a> {
         let mut index = PointIndex::new("le");
         for sample in &self.samples {
             let suffix = sample.name.strip_prefix(self.name.as_ref()).unwrap_or("");
+            let upper_bound = if suffix == "_bucket" {
+                match bound(sample, "le") {
+                    Some(upper_bound) => Some(upper_bound),
+                    None => continue, // listed by `samples_without_bound`
+                }
+            } else {
+                None
+            };
             let slot = index.slot(sample, || {
                 points.push(HistogramPoint {
                     labels: labels_without(sample, "le"),
@@ -175,9 +168,9 @@ impl<'a> MetricFamily<'a> {
             };
             point.timestamp_ms = point.timestamp_ms.or(sample.timestamp_ms);
             point.created_ms = point.created_ms.or(sample.created_ms);
-            if suffix == "_bucket" {
+            if let Some(upper_bound) = upper_bound {
                 point.buckets.push(Bucket {
-                    upper_bound: float_label(sample, "le")?,
+                    upper_bound,
                     cumulative_count: sample.value,
                     exemplar: sample.exemplar.as_deref().cloned(),
                 });
@@ -204,6 +197,14 @@ impl<'a> MetricFamily<'a> {
         let mut index = PointIndex::new("quantile");
         for sample in &self.samples {
             let suffix = sample.name.strip_prefix(self.name.as_ref()).unwrap_or("");
+            let quantile = if suffix.is_empty() {
+                match bound(sample, "quantile") {
+                    Some(quantile) => Some(quantile),
+                    None => continue, // listed by `samples_without_bound`
+                }
+            } else {
+                None
+            };
             let slot = index.slot(sample, || {
                 points.push(SummaryPoint {
                     labels: labels_without(sample, "quantile"),
@@ -220,13 +221,13 @@ impl<'a> MetricFamily<'a> {
             };
             point.timestamp_ms = point.timestamp_ms.or(sample.timestamp_ms);
             point.created_ms = point.created_ms.or(sample.created_ms);
-            match suffix {
-                "" => point.quantiles.push(Quantile {
-                    quantile: float_label(sample, "quantile")?,
+            match (quantile, suffix) {
+                (Some(quantile), _) => point.quantiles.push(Quantile {
+                    quantile,
                     value: sample.value,
                 }),
-                "_sum" => point.sum = Some(sample.value),
-                "_count" => point.count = Some(sample.value),
+                (None, "_sum") => point.sum = Some(sample.value),
+                (None, "_count") => point.count = Some(sample.value),
                 _ => {}
             }
         }
@@ -236,6 +237,39 @@ impl<'a> MetricFamily<'a> {
                 .sort_by(|a, b| a.quantile.total_cmp(&b.quantile));
         }
         Ok(points)
+    }
+
+    /// The samples [`histogram_points`](Self::histogram_points) and
+    /// [`summary_points`](Self::summary_points) leave out: a histogram's `_bucket` (or a gauge
+    /// histogram's) or a summary's quantile sample whose `le` / `quantile` is missing or not a
+    /// number. Prometheus stores them as written (`h_bucket{le="fast"}`); no point can hold them.
+    /// Empty for other types.
+    ///
+    /// ```
+    /// use wxcloudrun_exposition::{Format, parse};
+    ///
+    /// let page = "# TYPE h histogram\n\
+    ///     h_bucket{le=\"fast\"} 1\n\
+    ///     h_bucket{le=\"+Inf\"} 2\n\
+    ///     h_count 2\n";
+    /// let exposition = parse(page, Format::PrometheusText)?;
+    /// let family = &exposition.families[0];
+    /// assert_eq!(family.histogram_points()?[0].buckets.len(), 1);
+    /// let left_out: Vec<_> = family.samples_without_bound().collect();
+    /// assert_eq!(left_out[0].label("le"), Some("fast"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn samples_without_bound(&self) -> impl Iterator<Item = &Sample<'a>> + '_ {
+        let (suffix, label) = match self.metric_type {
+            MetricType::Histogram | MetricType::GaugeHistogram => ("_bucket", "le"),
+            MetricType::Summary => ("", "quantile"),
+            _ => ("", ""),
+        };
+        self.samples.iter().filter(move |sample| {
+            !label.is_empty()
+                && sample.name.strip_prefix(self.name.as_ref()) == Some(suffix)
+                && bound(sample, label).is_none()
+        })
     }
 
     fn wrong_type(&self, expected: &'static str) -> GroupError {
@@ -354,19 +388,8 @@ fn labels_without<'a>(sample: &Sample<'a>, excluded: &str) -> Vec<Label<'a>> {
         .collect()
 }
 
-fn float_label(sample: &Sample<'_>, label: &'static str) -> Result<f64, GroupError> {
-    let Some(text) = sample.label(label) else {
-        return Err(GroupError::MissingLabel {
-            sample: sample.name.to_string(),
-            label,
-        });
-    };
-    match parse_float(text) {
-        Some(value) if !value.is_nan() => Ok(value),
-        _ => Err(GroupError::InvalidLabelValue {
-            sample: sample.name.to_string(),
-            label,
-            value: crate::error::Snippet::new(text).as_str().to_owned(),
-        }),
-    }
+/// The sample's `label` (`le`, `quantile`) as a number, if it is one (Go `ParseFloat` syntax,
+/// NaN and infinities included: what Prometheus 3 normalises).
+fn bound(sample: &Sample<'_>, label: &str) -> Option<f64> {
+    parse_float(sample.label(label)?)
 }

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use crate::error::ErrorKind;
+use crate::error::{ErrorKind, Snippet};
 use crate::model::Label;
 
 /// An error inside one line: the byte offset where it was found and why.
@@ -16,6 +16,17 @@ pub(crate) struct LineError {
 }
 
 pub(crate) type LineResult<T> = Result<T, LineError>;
+
+/// Whose labels a label set holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LabelSet {
+    /// A sample's, after its metric name.
+    Named,
+    /// A sample's without a name before the `{`: the name is quoted inside.
+    Unnamed,
+    /// An exemplar's.
+    Exemplar,
+}
 
 /// A position in one line.
 pub(crate) struct Cursor<'a> {
@@ -135,6 +146,18 @@ impl<'a> Cursor<'a> {
         self.pos > start
     }
 
+    /// Skips spaces and tabs only if `byte` follows them; says whether it does (cursor unmoved
+    /// otherwise).
+    pub(crate) fn skip_blanks_before(&mut self, byte: u8) -> bool {
+        let start = self.pos;
+        self.skip_blanks();
+        if self.peek() == Some(byte) {
+            return true;
+        }
+        self.pos = start;
+        false
+    }
+
     /// The bytes up to the next blank or the end of the line.
     pub(crate) fn token(&mut self) -> LineResult<&'a str> {
         let start = self.pos;
@@ -234,15 +257,20 @@ impl<'a> Cursor<'a> {
 
     /// A label set after its `{`, through the closing `}`. Labels are appended to `labels`.
     ///
-    /// Accepts blanks around tokens, a trailing comma, quoted (UTF-8) label names, and — when
-    /// `allow_name` — one quoted metric name without `=` (Prometheus 3:
-    /// `{"my.metric", a="b"}`), which is returned.
+    /// Accepts blanks around tokens, a trailing comma, quoted (UTF-8) label names, and — in a
+    /// sample's set without a name before it — one quoted metric name without `=` (Prometheus 3:
+    /// `{"my.metric", a="b"}`), which is returned. With `commas_optional` (the text format, as
+    /// Prometheus's text parser reads it) a label may follow a value without a comma. A quoted
+    /// name must not be empty, and `__name__` is not a label name in a sample's set: Prometheus
+    /// fails the scrape on both.
     pub(crate) fn label_set(
         &mut self,
         labels: &mut Vec<Label<'a>>,
-        allow_name: bool,
+        set: LabelSet,
+        commas_optional: bool,
         max_labels: usize,
     ) -> LineResult<Option<Cow<'a, str>>> {
+        let allow_name = set == LabelSet::Unnamed;
         let mut metric_name = None;
         let mut count = 0usize;
         loop {
@@ -256,6 +284,12 @@ impl<'a> Cursor<'a> {
                 None => return Err(self.syntax("unterminated label set: expected '}'")),
                 Some(b'"') => {
                     let quoted = self.quoted()?;
+                    if quoted.is_empty() {
+                        return Err(LineError {
+                            offset: name_at,
+                            kind: ErrorKind::Syntax("empty quoted name"),
+                        });
+                    }
                     self.skip_blanks();
                     if self.peek() != Some(b'=') {
                         // A quoted name without a value is the metric name.
@@ -268,7 +302,8 @@ impl<'a> Cursor<'a> {
                             });
                         }
                         metric_name = Some(quoted);
-                        if self.end_of_label()? {
+                        // Prometheus, too, needs `,` or `}` after a quoted metric name.
+                        if self.end_of_label(false)? {
                             return Ok(metric_name);
                         }
                         continue;
@@ -280,6 +315,12 @@ impl<'a> Cursor<'a> {
                     None => return Err(self.syntax("invalid label name")),
                 },
             };
+            if set != LabelSet::Exemplar && name == "__name__" {
+                return Err(LineError {
+                    offset: name_at,
+                    kind: ErrorKind::DuplicateLabel(Snippet::new("__name__")),
+                });
+            }
             self.skip_blanks();
             if self.peek() != Some(b'=') {
                 return Err(self.syntax("expected '=' after label name"));
@@ -298,14 +339,15 @@ impl<'a> Cursor<'a> {
                 });
             }
             labels.push(Label { name, value });
-            if self.end_of_label()? {
+            if self.end_of_label(commas_optional)? {
                 return Ok(metric_name);
             }
         }
     }
 
-    /// After one label: blanks, then `,` or `}` (consumed). True when the set is closed.
-    fn end_of_label(&mut self) -> LineResult<bool> {
+    /// After one label: blanks, then `,` or `}` (consumed). True when the set is closed. With
+    /// `comma_optional`, the start of the next label name (left unconsumed) also ends the label.
+    fn end_of_label(&mut self, comma_optional: bool) -> LineResult<bool> {
         self.skip_blanks();
         match self.peek() {
             Some(b',') => {
@@ -315,6 +357,9 @@ impl<'a> Cursor<'a> {
             Some(b'}') => {
                 self.pos += 1;
                 Ok(true)
+            }
+            Some(b) if comma_optional && (b == b'"' || b == b'_' || b.is_ascii_alphabetic()) => {
+                Ok(false)
             }
             _ => Err(self.syntax("expected ',' or '}' after a label")),
         }

@@ -32,22 +32,95 @@
 //!
 //! # What it handles
 //!
-//! Escapes in label values (`\\`, `\"`, `\n`; `,` `}` `=` `#` and any UTF-8 inside quotes), `:` in
-//! metric names, quoted UTF-8 names (`{"my.metric", "a.b"="c"} 1`, Prometheus 3), trailing commas
-//! in label sets, `NaN`/`+Inf`/`-Inf` (and OpenMetrics' case-insensitive spellings), optional
-//! timestamps (milliseconds in the text format, seconds in OpenMetrics — both returned in ms),
-//! untyped families without `# TYPE`, OpenMetrics `_created` (returned as
-//! [`Sample::created_ms`]), exemplars (the `#` after a sample is not a comment), `# EOF`
-//! (mandatory in OpenMetrics: a page without it was truncated), CRLF line endings, blank lines
-//! and duplicate series (the first is kept, the rest counted in [`Exposition::duplicates`]).
+//! Every page the Prometheus server's own text and OpenMetrics parsers accept
+//! (`model/textparse`), with the samples Prometheus reads from it: a page a direct scrape keeps
+//! must not cost the sidecar its scrape. `tests/prometheus_accepts.rs` holds a page for each
+//! item, the leniencies and the strictness below.
+//!
+//! - **Names and labels**: `:` in metric names; quoted UTF-8 names anywhere in the braces
+//!   (`{"my.metric", "a.b"="c"} 1`, Prometheus 3); escapes in label values (`\\`, `\"`, `\n`;
+//!   any other backslash is kept as written) and `,` `}` `=` `#`, NUL and any UTF-8 inside
+//!   quotes; a trailing comma; empty label values (kept as written, but `m{a=""}` is the series
+//!   `m`, as in Prometheus).
+//! - **Blanks**: runs of spaces and tabs between any two tokens — before the name, between the
+//!   name and `{`, around `=` and `,`, around the value and timestamp, at the end of the line —
+//!   and none between `}` and the value (`m{a="b"}1`). In the text format, labels without a comma
+//!   between them (`{a="x" b="y"}`): Prometheus's own tests call that acceptance "unintended";
+//!   it is unambiguous (values are quoted), so it is accepted too. OpenMetrics needs the comma,
+//!   as in Prometheus.
+//! - **Values and times**: Go `ParseFloat` syntax (`1`, `.5`, `5.`, `1E3`, `+Inf`, `inf`,
+//!   `Infinity`, `NaN`, `nan`, …); optional timestamps (milliseconds in the text format, seconds
+//!   in OpenMetrics — both returned in ms; OpenMetrics decimals are converted exactly, where
+//!   Prometheus multiplies a float and may land a millisecond lower); OpenMetrics `_created`
+//!   (returned as [`Sample::created_ms`]; one that is no time gives none, and Prometheus does not
+//!   fail the page for it either); exemplars (the `#` after a sample is not a comment); `# EOF`
+//!   (mandatory in OpenMetrics: a page without it was truncated).
+//! - **Comments and metadata**: any comment, with invalid UTF-8 too ([`decode_body`]: Prometheus
+//!   never reads comments); `# HELP` / `# TYPE` are metadata only with a blank after the keyword
+//!   (`# HELP` alone is a comment, as for Prometheus); the one character after the name separates
+//!   it from the text, whatever it is, and the rest is the text: `# HELP name` has an empty help,
+//!   `# HELP name  x` the help ` x`, `# HELP name-x y` is `name`'s help `x y` (all as Prometheus
+//!   reads them).
+//! - **Families laid out any way**: families without `# TYPE` (each name its own untyped
+//!   family); metadata repeated, late, or between another family's samples; a family's samples
+//!   interleaved with another's — in both formats, as Prometheus's OpenMetrics parser does not
+//!   check either. Two concatenated registries give one family per name and type, samples in page
+//!   order. A later `# TYPE` with another type applies to what follows it (a new family of the
+//!   same name), as Prometheus applies the last `# TYPE` line; samples before it keep their
+//!   family. A repeated `# HELP` or `# UNIT`: the last one counts. A sample whose name its
+//!   family's type has no place for (`foo` under `# TYPE foo histogram`) is its own untyped
+//!   family: Prometheus stores it as written.
+//! - **Duplicate series**: the first is kept, the rest counted in [`Exposition::duplicates`]. A
+//!   histogram's `le` and a summary's `quantile` count by their number: `le="1"` and `le="1.0"`
+//!   are one series, as Prometheus 3 normalises them (and as the sidecar writes them).
+//! - **The end of a text page at a NUL byte** where a line starts: Prometheus's lexer reads it as
+//!   the end of its input, so the page so far is kept and the rest is not read.
+//! - CRLF line endings and blank lines.
+//!
 //! [`decode_body`] undoes gzip with a bound on the decompressed size.
 //! [`MetricFamily::histogram_points`] and [`MetricFamily::summary_points`] merge a family's
 //! samples per label set, and [`HistogramPoint::to_otlp`] converts cumulative buckets to OTLP's
-//! per-bucket counts.
+//! per-bucket counts. A bucket or quantile whose `le` / `quantile` is missing or not a number
+//! cannot be part of a point: it is left out of them (the rest of the family is not) and listed
+//! by [`MetricFamily::samples_without_bound`], for the caller to keep as written or count.
 //!
 //! Real NaN values are always the canonical quiet NaN, never the remote-write stale marker
 //! (`0x7ff0000000000002`). Labels stay in page order and empty values are kept; remote write needs
 //! them sorted and without empty values.
+//!
+//! # Leniencies: accepted here, rejected by Prometheus
+//!
+//! None can change what a page Prometheus accepts yields; each only keeps a scrape that a direct
+//! scrape would lose.
+//!
+//! - Both formats: CRLF line endings (Prometheus reads `1\r` as the value); `+NaN` / `-NaN` and
+//!   out-of-range numbers (`1e400` is `+Inf`), which Go's `ParseFloat` rejects; blanks around a
+//!   `# TYPE`'s type token; either format's type names (`untyped` and `unknown`, `info`, …).
+//! - The text format: exemplars; timestamps with a sign.
+//! - OpenMetrics: runs of blanks, tabs, blanks inside label sets and before `{`; blank lines and
+//!   plain comments before `# EOF`, blanks and blank lines after it; `# HELP name` without the
+//!   blank; a `# UNIT` that is not a suffix of the name.
+//!
+//! # Strictness
+//!
+//! A failed parse loses a whole scrape, so only what Prometheus rejects too, or what would make
+//! the data ambiguous or unbounded, is an error: bad syntax inside a sample line (an unquoted or
+//! unterminated value, `{,`, `,,`, a missing `=`, a second quoted metric name, a quoted metric
+//! name not followed by `,` or `}`), a value that is no number (hex floats, `_` in numbers), a
+//! fractional text timestamp or a non-finite OpenMetrics one, text after the timestamp other than
+//! an exemplar, a label named twice or `__name__` in a label set, an empty quoted name, `# TYPE`
+//! with an unknown type, `# HELP ` / `# TYPE ` with a blank but no name, a missing `# EOF` or
+//! text after it in OpenMetrics, invalid UTF-8 outside comments, and an exceeded [`Limits`] bound.
+//!
+//! Chosen where Prometheus accepts:
+//! - A raw line break inside a quoted string fails the page: Prometheus's text lexer accepts one
+//!   (its OpenMetrics lexer does not); no client writes one unescaped, and lines are the unit of
+//!   this parser.
+//! - The type that normalises `le` / `quantile` is the sample's own family's. Prometheus applies
+//!   the last `# TYPE` line seen, whoever's it was: after a histogram's, an untyped
+//!   `wind_speed{le="5"}` would be stored as `le="5.0"`, and a histogram's bucket that follows
+//!   another family's `# TYPE` would not be normalised. Its tests call the first "knowingly
+//!   broken"; here neither happens.
 //!
 //! # Guarantees
 //!
@@ -62,16 +135,6 @@
 //!   least 2 million lines per second per core.
 //! - **Clear failures**: a page that cannot be parsed fails with the line, the column and the
 //!   reason (`line 3, column 17: expected '=' after label name`).
-//!
-//! # Strict where data is at stake, lenient elsewhere
-//!
-//! A failed parse loses a whole scrape, so only what makes the data ambiguous or truncated is an
-//! error: bad syntax inside a sample line, a label named twice, metadata given twice, `# TYPE`
-//! (and in OpenMetrics any metadata) after the family's samples, interleaved OpenMetrics
-//! families, a missing `# EOF`, an exceeded [`Limits`] bound. Tolerated in both formats: blank
-//! lines, comments other than `# HELP`/`# TYPE`/`# UNIT`, runs of spaces or tabs, blanks inside
-//! label sets, `untyped` and `unknown` alike, counters declared with or without `_total`,
-//! exemplars in the text format, and unknown escapes (kept as written).
 //!
 //! # Why not an existing crate
 //!

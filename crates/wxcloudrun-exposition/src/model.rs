@@ -227,7 +227,8 @@ impl Sample<'_> {
     }
 }
 
-/// A metric family: the samples that share a `# TYPE`/`# HELP` (or, without `# TYPE`, one name).
+/// A metric family: the samples of one name and type — those after its `# TYPE` (wherever they
+/// are in the page: a family may be reopened), or, without `# TYPE`, those of one name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricFamily<'a> {
     /// The family name as declared (`http_requests_total` in text, `http_requests` in OpenMetrics),
@@ -235,9 +236,9 @@ pub struct MetricFamily<'a> {
     pub name: Cow<'a, str>,
     /// The declared type; [`MetricType::Unknown`] without `# TYPE`.
     pub metric_type: MetricType,
-    /// The unescaped `# HELP` text.
+    /// The unescaped `# HELP` text (the last one given).
     pub help: Option<Cow<'a, str>>,
-    /// The OpenMetrics `# UNIT`.
+    /// The OpenMetrics `# UNIT` (the last one given).
     pub unit: Option<Cow<'a, str>>,
     /// The samples in page order, duplicates removed. OpenMetrics `_created` samples are not here:
     /// they are folded into [`Sample::created_ms`].
@@ -260,10 +261,12 @@ impl MetricFamily<'_> {
 /// A parsed page.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Exposition<'a> {
-    /// The families in order of first appearance.
+    /// The families in order of first appearance. A name appears twice only when a later
+    /// `# TYPE` gave it another type.
     pub families: Vec<MetricFamily<'a>>,
     /// Samples dropped because the same series (name and label set, ignoring label order and
-    /// empty-valued labels) already appeared earlier in the page. The first one is kept.
+    /// empty-valued labels; a histogram's `le` and a summary's `quantile` by their number) already
+    /// appeared earlier in the page. The first one is kept.
     pub duplicates: usize,
 }
 

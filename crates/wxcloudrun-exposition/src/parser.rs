@@ -2,9 +2,16 @@
 //!
 //! One pass over the page: each line is a comment/metadata line or a sample line. Samples go to
 //! the current family when their name fits it (fast path), else to the family found by name
-//! (text format: families may be reopened; OpenMetrics: an error), else to a new untyped family.
-//! Duplicate series are found with one hash per sample. OpenMetrics `_created` samples are folded
-//! into the other samples' start times once the page is read.
+//! (families may be reopened, as Prometheus reads pages), else to a new untyped family.
+//! Duplicate series are found with one hash per sample. Once the page is read, the pieces of a
+//! reopened family are put together and OpenMetrics `_created` samples are folded into the other
+//! samples' start times.
+//!
+//! Like Prometheus's parsers, nothing about a family's layout fails a page: metadata may come
+//! twice, late, or between another family's lines. Metadata for a name whose family already has
+//! samples starts a new piece of that family; pieces of one name and type are merged at the end,
+//! so a family split over two concatenated registries comes back whole, while a later `# TYPE`
+//! with another type applies only to what follows it (as Prometheus applies the last `# TYPE`).
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -13,7 +20,7 @@ use std::collections::hash_map::Entry;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use crate::error::{ErrorKind, ParseError, Snippet};
-use crate::lexer::{Cursor, LineError, LineResult, parse_float, parse_ms, seconds_to_ms};
+use crate::lexer::{Cursor, LabelSet, LineError, LineResult, parse_float, parse_ms, seconds_to_ms};
 use crate::model::{Exemplar, Exposition, Format, Label, Limits, MetricFamily, MetricType, Sample};
 
 /// Every suffix a sample name can add to its family's name, over all types.
@@ -63,6 +70,9 @@ pub fn parse_with_limits<'a>(
             column: e.offset + 1,
             kind: e.kind,
         })?;
+        if parser.stopped {
+            break;
+        }
     }
     if format == Format::OpenMetrics && !parser.eof_seen {
         // A body ending in "\n" has an empty last piece; the missing line is that one.
@@ -82,21 +92,37 @@ pub fn parse_with_limits<'a>(
 
 struct FamilyState<'a> {
     family: MetricFamily<'a>,
+    /// A `# TYPE` line gave the type (else it is [`MetricType::Unknown`] by default).
     type_declared: bool,
     /// OpenMetrics `_created` samples are waiting in `family.samples` to be folded.
     has_created: bool,
 }
 
+/// What a `#` line declares.
+#[derive(Clone, Copy)]
+enum Metadata {
+    Help,
+    Type,
+    Unit,
+}
+
 struct Parser<'a, 'l> {
     format: Format,
     limits: &'l Limits,
+    /// The families as pieces, in order of appearance (merged in `finish`).
     families: Vec<FamilyState<'a>>,
+    /// Each name's latest piece (pieces of samples that fit no family of their name are not
+    /// here).
     by_name: HashMap<Cow<'a, str>, usize>,
     current: Option<usize>,
+    /// A name has more than one piece: `finish` merges them.
+    pieces: bool,
     series: SeriesSet,
     duplicates: usize,
     samples_seen: usize,
     eof_seen: bool,
+    /// Text format: a line starting with a NUL byte ended the page, as it ends Prometheus's.
+    stopped: bool,
     /// Labels of the line being parsed, moved into an exact-size `Vec` once the line is read.
     label_scratch: Vec<Label<'a>>,
 }
@@ -109,10 +135,12 @@ impl<'a, 'l> Parser<'a, 'l> {
             families: Vec::new(),
             by_name: HashMap::new(),
             current: None,
+            pieces: false,
             series: SeriesSet::new(),
             duplicates: 0,
             samples_seen: 0,
             eof_seen: false,
+            stopped: false,
             label_scratch: Vec::new(),
         }
     }
@@ -140,6 +168,11 @@ impl<'a, 'l> Parser<'a, 'l> {
             // Blank lines are tolerated in both formats.
             None => Ok(()),
             Some(b'#') => self.comment_line(cur),
+            // Prometheus's text lexer reads a NUL where a line starts as the end of the input.
+            Some(0) if self.format == Format::PrometheusText => {
+                self.stopped = true;
+                Ok(())
+            }
             Some(_) => self.sample_line(cur),
         }
     }
@@ -154,9 +187,9 @@ impl<'a, 'l> Parser<'a, 'l> {
         let keyword = cur.token()?;
         let om = self.format == Format::OpenMetrics;
         let what = match keyword {
-            "HELP" => "HELP",
-            "TYPE" => "TYPE",
-            "UNIT" if om => "UNIT",
+            "HELP" => Metadata::Help,
+            "TYPE" => Metadata::Type,
+            "UNIT" if om => Metadata::Unit,
             "EOF" if om => {
                 cur.skip_blanks();
                 if !cur.at_end() {
@@ -169,6 +202,10 @@ impl<'a, 'l> Parser<'a, 'l> {
             _ => return Ok(()),
         };
         if !cur.skip_blanks() {
+            // `# HELP` alone: the keyword needs a blank after it, else it is a comment.
+            return Ok(());
+        }
+        if cur.at_end() {
             return Err(cur.syntax("expected a metric name after the keyword"));
         }
         let name_at = cur.pos();
@@ -180,91 +217,80 @@ impl<'a, 'l> Parser<'a, 'l> {
                 None => return Err(cur.syntax("invalid metric name")),
             }
         };
-        let had_blank = cur.skip_blanks();
-        if !had_blank && !cur.at_end() {
-            return Err(cur.syntax("invalid character in metric name"));
-        }
+        // The character after the name separates it from the text, whatever it is: Prometheus
+        // drops it unread (`# HELP name text`; `# HELP name` has an empty text).
+        let rest = cur.rest();
+        let separator = rest.chars().next().map_or(0, char::len_utf8);
+        let text = rest.get(separator..).unwrap_or("");
+        let text_at = cur.pos() + separator;
         let at = |kind| LineError {
             offset: name_at,
             kind,
         };
-        let index = self.family_for_metadata(&name).map_err(at)?;
         match what {
-            "TYPE" => {
-                let type_at = cur.pos();
-                let token = cur.token()?;
-                cur.skip_blanks();
-                if !cur.at_end() {
-                    return Err(cur.syntax("unexpected text after the type"));
-                }
+            Metadata::Type => {
+                let token = text.trim_matches([' ', '\t']);
+                let leading = text.len() - text.trim_start_matches([' ', '\t']).len();
                 let metric_type = MetricType::from_type_token(token).ok_or(LineError {
-                    offset: type_at,
+                    offset: text_at + leading,
                     kind: ErrorKind::UnknownType(Snippet::new(token)),
                 })?;
+                let index = self.family_for_metadata(name).map_err(at)?;
                 let state = self.family_mut(index).map_err(at)?;
-                if state.type_declared {
-                    return Err(at(duplicate("TYPE", &name)));
-                }
-                if !state.family.samples.is_empty() {
-                    return Err(at(after_samples("TYPE", &name)));
-                }
                 state.family.metric_type = metric_type;
                 state.type_declared = true;
             }
-            "HELP" => {
-                let text = unescape_help(cur.rest(), om);
-                let state = self.family_mut(index).map_err(at)?;
-                if state.family.help.is_some() {
-                    return Err(at(duplicate("HELP", &name)));
-                }
-                if om && !state.family.samples.is_empty() {
-                    return Err(at(after_samples("HELP", &name)));
-                }
-                state.family.help = Some(text);
+            Metadata::Help => {
+                let help = unescape_help(text, om);
+                let index = self.family_for_metadata(name).map_err(at)?;
+                self.family_mut(index).map_err(at)?.family.help = Some(help);
             }
-            _ => {
-                let unit = cur.rest().trim_end_matches([' ', '\t']);
-                let state = self.family_mut(index).map_err(at)?;
-                if state.family.unit.is_some() {
-                    return Err(at(duplicate("UNIT", &name)));
-                }
-                if !state.family.samples.is_empty() {
-                    return Err(at(after_samples("UNIT", &name)));
-                }
-                state.family.unit = Some(Cow::Borrowed(unit));
+            Metadata::Unit => {
+                let unit = text.trim_matches([' ', '\t']);
+                let index = self.family_for_metadata(name).map_err(at)?;
+                self.family_mut(index).map_err(at)?.family.unit = Some(Cow::Borrowed(unit));
             }
         }
         Ok(())
     }
 
-    /// The family a `# HELP`/`# TYPE`/`# UNIT` line is about, created if new; it becomes current.
-    #[allow(clippy::ptr_arg)] // a `Cow` so that a new family can take it without copying
-    fn family_for_metadata(&mut self, name: &Cow<'a, str>) -> Result<usize, ErrorKind> {
-        if let Some(current) = self.current {
-            if self.families.get(current).map(|s| &s.family.name) == Some(name) {
-                return Ok(current);
+    /// The family piece a `# HELP`/`# TYPE`/`# UNIT` line is about; it becomes current. The
+    /// name's latest piece while it has no samples (a later line of the same kind replaces an
+    /// earlier one, as the last `# TYPE` is the one Prometheus applies); else a new piece, of the
+    /// latest one's type until a `# TYPE` says otherwise (so that a late `# HELP` between a
+    /// counter's samples keeps the next ones in the counter).
+    fn family_for_metadata(&mut self, name: Cow<'a, str>) -> Result<usize, ErrorKind> {
+        let latest = match self.current {
+            Some(current) if self.families.get(current).map(|s| &s.family.name) == Some(&name) => {
+                Some(current)
             }
-        }
-        match self.by_name.get(name.as_ref()) {
-            Some(&index) => {
-                if self.format == Format::OpenMetrics {
-                    return Err(ErrorKind::NonContiguousFamily(Snippet::new(name)));
-                }
-                self.current = Some(index);
-                Ok(index)
+            _ => self.by_name.get(name.as_ref()).copied(),
+        };
+        let mut inherited = MetricType::Unknown;
+        if let Some(state) = latest.and_then(|index| self.families.get(index)) {
+            if state.family.samples.is_empty() {
+                self.current = latest;
+                return latest.ok_or_else(internal_error);
             }
-            None => self.new_family(name.clone()),
+            inherited = state.family.metric_type;
+            self.pieces = true;
         }
+        let index = self.new_family(name, true)?;
+        self.family_mut(index)?.family.metric_type = inherited;
+        Ok(index)
     }
 
-    fn new_family(&mut self, name: Cow<'a, str>) -> Result<usize, ErrorKind> {
+    /// A new family piece, current from now on; `register`: the name's latest piece.
+    fn new_family(&mut self, name: Cow<'a, str>, register: bool) -> Result<usize, ErrorKind> {
         if self.families.len() >= self.limits.max_families {
             return Err(ErrorKind::TooManyFamilies {
                 limit: self.limits.max_families,
             });
         }
         let index = self.families.len();
-        self.by_name.insert(name.clone(), index);
+        if register {
+            self.by_name.insert(name.clone(), index);
+        }
         self.families.push(FamilyState {
             family: MetricFamily {
                 name,
@@ -288,13 +314,24 @@ impl<'a, 'l> Parser<'a, 'l> {
 
     fn sample_line(&mut self, mut cur: Cursor<'a>) -> LineResult<()> {
         let line_start = cur.pos();
+        let text_format = self.format == Format::PrometheusText;
         let mut name: Option<Cow<'a, str>> = cur.metric_name()?.map(Cow::Borrowed);
+        if name.is_some() {
+            // Blanks between the name and `{` (`name {a="b"} 1`), as Prometheus allows.
+            cur.skip_blanks_before(b'{');
+        }
         self.label_scratch.clear();
         match cur.peek() {
             Some(b'{') => {
                 cur.bump();
                 let max = self.limits.max_labels_per_series;
-                if let Some(quoted) = cur.label_set(&mut self.label_scratch, name.is_none(), max)? {
+                let set = if name.is_some() {
+                    LabelSet::Named
+                } else {
+                    LabelSet::Unnamed
+                };
+                let quoted = cur.label_set(&mut self.label_scratch, set, text_format, max)?;
+                if let Some(quoted) = quoted {
                     name = Some(quoted);
                 }
             }
@@ -308,13 +345,9 @@ impl<'a, 'l> Parser<'a, 'l> {
                 kind: ErrorKind::Syntax("missing metric name"),
             });
         };
-        if !cur.skip_blanks() {
-            return Err(if cur.at_end() {
-                cur.syntax("missing sample value")
-            } else {
-                cur.syntax("expected a blank after the label set")
-            });
-        }
+        // After `}` the value may follow without a blank (`name{a="b"}1`), as Prometheus allows;
+        // after a bare name a blank is there (checked above).
+        cur.skip_blanks();
         if cur.at_end() {
             return Err(cur.syntax("missing sample value"));
         }
@@ -366,12 +399,11 @@ impl<'a, 'l> Parser<'a, 'l> {
         let is_created = self.format == Format::OpenMetrics
             && family.metric_type.has_created()
             && name.strip_prefix(family.name.as_ref()) == Some("_created");
-        // A `_created` sample's start time, parked on the sample until `finish` folds it.
+        // A `_created` sample's start time, parked on the sample until `finish` folds it. One
+        // that is no time (NaN, ±Inf, out of range) gives no start time; Prometheus does not
+        // fail the page for it either.
         let created_ms = if is_created {
-            Some(seconds_to_ms(value_token).ok_or(LineError {
-                offset: value_at,
-                kind: ErrorKind::InvalidTimestamp(Snippet::new(value_token)),
-            })?)
+            seconds_to_ms(value_token)
         } else {
             None
         };
@@ -383,7 +415,7 @@ impl<'a, 'l> Parser<'a, 'l> {
             created_ms,
             exemplar,
         };
-        self.add_sample(index, sample).map_err(at_line)
+        self.add_sample(index, sample, is_created).map_err(at_line)
     }
 
     /// ` # {labels} value [timestamp]` at the `#`.
@@ -398,7 +430,13 @@ impl<'a, 'l> Parser<'a, 'l> {
         let set_at = cur.pos();
         cur.bump();
         let mut labels = Vec::new();
-        cur.label_set(&mut labels, false, self.limits.max_labels_per_series)?;
+        let text_format = self.format == Format::PrometheusText;
+        cur.label_set(
+            &mut labels,
+            LabelSet::Exemplar,
+            text_format,
+            self.limits.max_labels_per_series,
+        )?;
         let chars: usize = labels
             .iter()
             .map(|l| l.name.chars().count() + l.value.chars().count())
@@ -442,13 +480,19 @@ impl<'a, 'l> Parser<'a, 'l> {
     }
 
     /// Stores a sample in family `index` unless its series was seen before.
-    fn add_sample(&mut self, index: usize, sample: Sample<'a>) -> Result<(), ErrorKind> {
+    fn add_sample(
+        &mut self,
+        index: usize,
+        sample: Sample<'a>,
+        is_created: bool,
+    ) -> Result<(), ErrorKind> {
         let state = self.families.get(index).ok_or_else(internal_error)?;
         let position = SeriesRef {
             family: index,
             sample: state.family.samples.len(),
         };
-        match self.series.insert(&sample, position, &self.families) {
+        let bound = bound_label(state.family.metric_type);
+        match self.series.insert(&sample, bound, position, &self.families) {
             Ok(true) => {}
             Ok(false) => {
                 self.duplicates += 1;
@@ -457,13 +501,15 @@ impl<'a, 'l> Parser<'a, 'l> {
             Err(label) => return Err(ErrorKind::DuplicateLabel(Snippet::new(&label))),
         }
         let state = self.family_mut(index)?;
-        state.has_created |= sample.created_ms.is_some();
+        state.has_created |= is_created;
         state.family.samples.push(sample);
         Ok(())
     }
 
     /// The family a sample belongs to: the current one if the name fits (the common case), else
-    /// one found by name, else a new untyped family.
+    /// the latest one found by name, else a new untyped family. A sample whose name is a family's
+    /// but not one its type has (`foo` under `# TYPE foo histogram`) is its own untyped family,
+    /// as Prometheus stores it.
     #[allow(clippy::ptr_arg)] // a `Cow` so that a new family can take it without copying
     fn family_for_sample(&mut self, name: &Cow<'a, str>) -> Result<usize, ErrorKind> {
         let format = self.format;
@@ -476,32 +522,13 @@ impl<'a, 'l> Parser<'a, 'l> {
                 return Ok(current);
             }
         }
-        let found = self.lookup_family(name);
-        match found {
-            Some(index) => {
-                if format == Format::OpenMetrics {
-                    let family = self.families.get(index).map_or("", |s| &s.family.name);
-                    return Err(ErrorKind::NonContiguousFamily(Snippet::new(family)));
-                }
-                self.current = Some(index);
-                Ok(index)
-            }
-            None => {
-                if let Some(&index) = self.by_name.get(name.as_ref()) {
-                    // A family of this exact name exists but its type has no bare-name samples
-                    // (e.g. `foo` under `# TYPE foo histogram`).
-                    let metric_type = self
-                        .families
-                        .get(index)
-                        .map_or(MetricType::Unknown, |s| s.family.metric_type);
-                    return Err(ErrorKind::SampleNameNotInFamily {
-                        sample: Snippet::new(name),
-                        metric_type: metric_type.as_str(format),
-                    });
-                }
-                self.new_family(name.clone())
-            }
+        if let Some(index) = self.lookup_family(name) {
+            self.current = Some(index);
+            return Ok(index);
         }
+        let taken = self.by_name.contains_key(name.as_ref());
+        self.pieces |= taken;
+        self.new_family(name.clone(), !taken)
     }
 
     fn lookup_family(&self, name: &str) -> Option<usize> {
@@ -526,8 +553,12 @@ impl<'a, 'l> Parser<'a, 'l> {
 
     fn finish(self) -> Exposition<'a> {
         let format = self.format;
-        let families = self
-            .families
+        let pieces = if self.pieces {
+            merge_pieces(self.families)
+        } else {
+            self.families
+        };
+        let families = pieces
             .into_iter()
             .map(|state| {
                 let mut family = state.family;
@@ -544,24 +575,74 @@ impl<'a, 'l> Parser<'a, 'l> {
     }
 }
 
+/// Puts the pieces of each family together: pieces of one name and type become one family at
+/// the place of the first, samples in page order, the last `# HELP` and `# UNIT` given. A piece
+/// of late `# HELP` / `# UNIT` lines alone (no type, no samples) belongs to the piece of that name
+/// before it. A piece without samples is left out when its name has samples elsewhere (a late
+/// `# TYPE` with another type, say).
+fn merge_pieces(pieces: Vec<FamilyState<'_>>) -> Vec<FamilyState<'_>> {
+    let mut merged: Vec<FamilyState<'_>> = Vec::with_capacity(pieces.len());
+    let mut by_key: HashMap<(Cow<'_, str>, MetricType), usize> = HashMap::new();
+    let mut latest: HashMap<Cow<'_, str>, usize> = HashMap::new();
+    for piece in pieces {
+        let metadata_only = !piece.type_declared && piece.family.samples.is_empty();
+        let name = piece.family.name.clone();
+        let into = match latest.get(&name) {
+            Some(&at) if metadata_only => Some(at),
+            _ => by_key
+                .get(&(name.clone(), piece.family.metric_type))
+                .copied(),
+        };
+        match into.and_then(|at| merged.get_mut(at).map(|into| (at, into))) {
+            Some((at, into)) => {
+                let FamilyState {
+                    family,
+                    has_created,
+                    ..
+                } = piece;
+                into.family.samples.extend(family.samples);
+                into.family.help = family.help.or(into.family.help.take());
+                into.family.unit = family.unit.or(into.family.unit.take());
+                into.has_created |= has_created;
+                latest.insert(name, at);
+            }
+            None => {
+                let at = merged.len();
+                by_key.insert((name.clone(), piece.family.metric_type), at);
+                latest.insert(name, at);
+                merged.push(piece);
+            }
+        }
+    }
+    let with_samples: std::collections::HashSet<&str> = merged
+        .iter()
+        .filter(|s| !s.family.samples.is_empty())
+        .map(|s| s.family.name.as_ref())
+        .collect();
+    let keep: Vec<bool> = merged
+        .iter()
+        .map(|s| !s.family.samples.is_empty() || !with_samples.contains(s.family.name.as_ref()))
+        .collect();
+    drop(with_samples);
+    let mut keep = keep.into_iter();
+    merged.retain(|_| keep.next().unwrap_or(true));
+    merged
+}
+
+/// The label Prometheus 3 normalises in a family of this type (`le` of a histogram, `quantile`
+/// of a summary): two spellings of one bound are one series.
+fn bound_label(metric_type: MetricType) -> Option<&'static str> {
+    match metric_type {
+        MetricType::Histogram => Some("le"),
+        MetricType::Summary => Some("quantile"),
+        _ => None,
+    }
+}
+
 /// Family indices come only from `new_family` and `by_name`, both in range; this error would be
 /// a bug in this file, not something input can cause. It exists so that no indexing can panic.
 fn internal_error() -> ErrorKind {
     ErrorKind::Syntax("internal error: metric family index out of range")
-}
-
-fn duplicate(what: &'static str, family: &str) -> ErrorKind {
-    ErrorKind::DuplicateMetadata {
-        what,
-        family: Snippet::new(family),
-    }
-}
-
-fn after_samples(what: &'static str, family: &str) -> ErrorKind {
-    ErrorKind::MetadataAfterSamples {
-        what,
-        family: Snippet::new(family),
-    }
 }
 
 /// Whether `name` is a sample name of `family` (family name plus a suffix its type allows).
@@ -611,6 +692,13 @@ fn fold_created(family: &mut MetricFamily<'_>) {
             && s.name.starts_with(family.name.as_ref())
             && s.name.ends_with("_created")
     };
+    // Only a histogram's `le` and a summary's `quantile` are not part of the series its
+    // `_created` belongs to; on any other type they are labels like the others.
+    let ignored: &[&str] = match family.metric_type {
+        MetricType::Histogram | MetricType::GaugeHistogram => &["le"],
+        MetricType::Summary => &["quantile"],
+        _ => &[],
+    };
     let (created, mut rest): (Vec<_>, Vec<_>) = std::mem::take(&mut family.samples)
         .into_iter()
         .partition(is_created);
@@ -620,11 +708,7 @@ fn fold_created(family: &mut MetricFamily<'_>) {
         .collect();
     let found: Vec<Option<i64>> = rest
         .iter()
-        .map(|s| {
-            starts
-                .get(&series_key(&s.labels, &["le", "quantile"]))
-                .copied()
-        })
+        .map(|s| starts.get(&series_key(&s.labels, ignored)).copied())
         .collect();
     for (sample, start) in rest.iter_mut().zip(found) {
         sample.created_ms = start;
@@ -666,6 +750,41 @@ fn name_cmp(a: &str, b: &str) -> Ordering {
     }
 }
 
+/// The bits of a `bound` label's value when it is a number (`-0` as `0`, every NaN alike), the
+/// form two spellings of one bound share.
+fn bound_number(label: &Label<'_>, bound: Option<&str>) -> Option<u64> {
+    if bound != Some(label.name.as_ref()) {
+        return None;
+    }
+    let value = parse_float(&label.value)?;
+    Some(if value == 0.0 { 0 } else { value.to_bits() })
+}
+
+/// A label value in a series' identity: as written, or a bound's number.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum IdentityValue<'s> {
+    Text(&'s str),
+    Number(u64),
+}
+
+/// A series' labels as [`SeriesSet`] compares them: sorted, empty values left out, a bound by
+/// its number.
+fn identity<'s>(labels: &'s [Label<'_>], bound: Option<&str>) -> Vec<(&'s str, IdentityValue<'s>)> {
+    let mut key: Vec<(&str, IdentityValue<'_>)> = labels
+        .iter()
+        .filter(|l| !l.value.is_empty())
+        .map(|l| {
+            let value = match bound_number(l, bound) {
+                Some(bits) => IdentityValue::Number(bits),
+                None => IdentityValue::Text(l.value.as_ref()),
+            };
+            (l.name.as_ref(), value)
+        })
+        .collect();
+    key.sort_unstable();
+    key
+}
+
 #[derive(Clone, Copy)]
 struct SeriesRef {
     family: usize,
@@ -701,15 +820,20 @@ impl SeriesSet {
     }
 
     /// Records the series of `sample` (to be stored at `position`). `Ok(false)` if it was seen
-    /// before; `Err(label)` if the label set names a label twice.
+    /// before; `Err(label)` if the label set names a label twice. The value of the `bound` label
+    /// (`le` in a histogram, `quantile` in a summary) counts by its number when it is one:
+    /// `le="1"` and `le="1.0"` are one series, as Prometheus 3 stores them (and as the sidecar
+    /// writes them, in either spelling).
     fn insert(
         &mut self,
         sample: &Sample<'_>,
+        bound: Option<&str>,
         position: SeriesRef,
         families: &[FamilyState<'_>],
     ) -> Result<bool, String> {
         // The canonical bytes of the series: name, then the non-empty labels sorted by name,
-        // each string closed by 0xff (a byte UTF-8 never contains), hashed in one `write`.
+        // each string closed by 0xff (a byte UTF-8 never contains), hashed in one `write`. A
+        // bound that is a number is 0xfe (never in UTF-8 either) and its eight bytes instead.
         let labels = &sample.labels;
         self.key.clear();
         self.key.extend_from_slice(sample.name.as_bytes());
@@ -718,7 +842,13 @@ impl SeriesSet {
             if !label.value.is_empty() {
                 self.key.extend_from_slice(label.name.as_bytes());
                 self.key.push(0xff);
-                self.key.extend_from_slice(label.value.as_bytes());
+                match bound_number(label, bound) {
+                    Some(bits) => {
+                        self.key.push(0xfe);
+                        self.key.extend_from_slice(&bits.to_le_bytes());
+                    }
+                    None => self.key.extend_from_slice(label.value.as_bytes()),
+                }
                 self.key.push(0xff);
             }
         };
@@ -764,7 +894,7 @@ impl SeriesSet {
                 .and_then(|f| f.family.samples.get(seen.sample))
                 .is_some_and(|other| {
                     other.name == sample.name
-                        && series_key(&other.labels, &[]) == series_key(labels, &[])
+                        && identity(&other.labels, bound) == identity(labels, bound)
                 })
         };
         let seen = match self.first.entry(hash) {

@@ -1,8 +1,10 @@
 //! Property tests.
 //!
 //! - Round trip: random valid families (every type, escapes, UTF-8, quoted names, NaN/±Inf,
-//!   timestamps, `_created`, exemplars, CRLF, blanks, trailing commas) are rendered as a page in
-//!   either format and parsed back; the result must equal what was generated, bit for bit.
+//!   timestamps, `_created`, exemplars, CRLF, blanks, trailing commas, a blank before `{`, no
+//!   blank after `}`, families split in two and reopened after the others, with or without their
+//!   metadata again) are rendered as a page in either format and parsed back; the result must
+//!   equal what was generated, bit for bit.
 //! - Never panic: random bytes, a soup of syntax fragments, and random edits of valid pages are
 //!   parsed (and grouped, and decoded); any outcome but a panic is fine, and an error must point at
 //!   a line that exists.
@@ -121,11 +123,10 @@ fn label_name() -> impl Strategy<Value = String> {
     })
 }
 
-/// HELP text: no leading blank (the parser skips blanks before it) and no `\r` (a line ending).
+/// HELP text, leading blanks included (only the one blank after the name separates), without
+/// a `\r` (a line ending) or a trailing blank before one in CRLF pages.
 fn help() -> impl Strategy<Value = Option<String>> {
-    proptest::option::of(
-        "[a-zA-Z0-9\\\\\"\n#{}=,.微 ]{0,12}".prop_filter("leading blank", |h| !h.starts_with(' ')),
-    )
+    proptest::option::of("[a-zA-Z0-9\\\\\"\n#{}=,.微 \t]{0,12}")
 }
 
 fn series(kind: Kind, format: Format, id: usize) -> impl Strategy<Value = GenSeries> {
@@ -242,18 +243,34 @@ struct Layout {
     trailing_comma: bool,
     wide_blanks: bool,
     blank_lines: bool,
+    /// `name {…}` instead of `name{…}`.
+    blank_before_brace: bool,
+    /// `name{…}1` instead of `name{…} 1`.
+    value_after_brace: bool,
+    /// Each family's second half comes after every family's first half (interleaved).
+    split: bool,
+    /// The second halves repeat their family's `# HELP` and `# TYPE` (concatenated registries).
+    repeat_metadata: bool,
 }
 
 fn layout(format: Format) -> impl Strategy<Value = Layout> {
     let text = format == Format::PrometheusText;
-    (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-        move |(crlf, trailing_comma, wide, blank)| Layout {
-            crlf,
-            trailing_comma,
-            wide_blanks: wide && text,
-            blank_lines: blank,
-        },
+    (
+        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
+        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
     )
+        .prop_map(
+            move |((crlf, trailing_comma, wide, blank), (brace, tight, split, repeat))| Layout {
+                crlf,
+                trailing_comma,
+                wide_blanks: wide && text,
+                blank_lines: blank,
+                blank_before_brace: brace,
+                value_after_brace: tight,
+                split,
+                repeat_metadata: repeat,
+            },
+        )
 }
 
 // ---- rendering ---------------------------------------------------------------------------------
@@ -343,7 +360,12 @@ impl Renderer<'_> {
             ""
         };
         let head = if name.contains('.') { "" } else { name };
-        format!("{head}{{{}{comma}}}", parts.join(","))
+        let blank = if self.layout.blank_before_brace && !head.is_empty() {
+            " "
+        } else {
+            ""
+        };
+        format!("{head}{blank}{{{}{comma}}}", parts.join(","))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -358,8 +380,13 @@ impl Renderer<'_> {
         exemplar: Option<&GenExemplar>,
     ) {
         let sep = self.sep();
+        let first = if self.layout.value_after_brace {
+            ""
+        } else {
+            sep
+        };
         let mut line = format!(
-            "{}{sep}{}",
+            "{}{first}{}",
             self.series(name, labels),
             number(value, s.style, self.format)
         );
@@ -406,7 +433,14 @@ impl Renderer<'_> {
         }
     }
 
-    fn family(&mut self, f: &GenFamily) -> Vec<Expected> {
+    /// The family's metadata lines and its series `range` (all of them unless the layout splits
+    /// families).
+    fn family(
+        &mut self,
+        f: &GenFamily,
+        range: std::ops::Range<usize>,
+        metadata: bool,
+    ) -> Vec<Expected> {
         let format = self.format;
         let om = format == Format::OpenMetrics;
         let type_token = match f.kind {
@@ -423,16 +457,16 @@ impl Renderer<'_> {
             Kind::Summary => "summary",
         };
         let quoted = Self::metric_name(&f.name);
-        if let Some(help) = &f.help {
+        if let Some(help) = f.help.as_ref().filter(|_| metadata) {
             let line = format!("# HELP {quoted} {}", escape_help(help, format));
             self.line(&line);
         }
-        if f.kind != Kind::Untyped {
+        if f.kind != Kind::Untyped && metadata {
             self.line(&format!("# TYPE {quoted} {type_token}"));
         }
         let mut expected = Vec::new();
         let name = f.name.as_str();
-        for s in &f.series {
+        for s in f.series.get(range).unwrap_or_default() {
             match f.kind {
                 Kind::Gauge | Kind::Untyped => {
                     self.sample(
@@ -544,7 +578,29 @@ fn render(families: &[GenFamily], layout: &Layout, format: Format) -> (String, V
         layout,
         out: String::new(),
     };
-    let expected = families.iter().map(|f| renderer.family(f)).collect();
+    let halves: Vec<usize> = families
+        .iter()
+        .map(|f| {
+            if layout.split {
+                // At least one series first: an untyped family without HELP has no other line
+                // that would place it.
+                f.series.len().div_ceil(2)
+            } else {
+                f.series.len()
+            }
+        })
+        .collect();
+    let mut expected: Vec<Vec<Expected>> = families
+        .iter()
+        .zip(&halves)
+        .map(|(f, &half)| renderer.family(f, 0..half, true))
+        .collect();
+    for ((f, &half), expected) in families.iter().zip(&halves).zip(&mut expected) {
+        if half < f.series.len() {
+            let rest = renderer.family(f, half..f.series.len(), layout.repeat_metadata);
+            expected.extend(rest);
+        }
+    }
     if format == Format::OpenMetrics {
         renderer.out.push_str("# EOF\n");
     }

@@ -90,6 +90,16 @@ pub struct Cli {
     )]
     pub shutdown_budget: Option<String>,
 
+    /// How remote write spells `le` and `quantile`: prometheus3 (`le="1.0"`, as Prometheus 3
+    /// stores any scrape) or prometheus2 (`le="1"`, as Prometheus 2 stored the Go client's text
+    /// format; for series already stored that way) [default: prometheus3]
+    #[arg(
+        long,
+        env = "WXCLOUDRUN_SIDECAR_BOUND_SPELLING",
+        value_name = "SPELLING"
+    )]
+    pub bound_spelling: Option<String>,
+
     /// Admin listener (/healthz, /readyz, /metrics); keep it on loopback [default: 127.0.0.1:9465]
     #[arg(long, env = "WXCLOUDRUN_SIDECAR_ADMIN_ADDR", value_name = "ADDR")]
     pub admin_addr: Option<String>,
@@ -140,6 +150,7 @@ impl std::fmt::Debug for Cli {
             .field("labels", &self.labels)
             .field("queue_max_bytes", &self.queue_max_bytes)
             .field("shutdown_budget", &self.shutdown_budget)
+            .field("bound_spelling", &self.bound_spelling)
             .field("admin_addr", &self.admin_addr)
             .field("config", &self.config)
             .field("check_config", &self.check_config)

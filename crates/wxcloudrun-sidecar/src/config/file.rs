@@ -31,6 +31,8 @@ pub(crate) struct FileConfig {
     pub(crate) label: Option<BTreeMap<String, String>>,
     pub(crate) queue_max_bytes: Option<String>,
     pub(crate) shutdown_budget: Option<String>,
+    /// `prometheus3` or `prometheus2` (`--bound-spelling`).
+    pub(crate) bound_spelling: Option<String>,
     pub(crate) admin_addr: Option<String>,
 }
 

@@ -28,7 +28,7 @@ pub use cli::Cli;
 pub use units::{parse_bytes, parse_duration};
 
 use crate::export::auth::{Auth, SecretSource};
-use crate::export::remote_write::{Relabel, RelabelRule};
+use crate::export::remote_write::{BoundSpelling, Relabel, RelabelRule};
 use crate::export::{DEFAULT_QUEUE_MAX_BYTES, ExportConfig, OtlpConfig, RemoteWriteConfig};
 use file::{AuthorizationFile, BasicAuthFile, FileConfig, OtlpFile, RemoteWriteFile};
 
@@ -108,6 +108,9 @@ pub struct Config {
     pub labels: Vec<(String, String)>,
     /// Budget for the whole shutdown.
     pub shutdown_budget: Duration,
+    /// How remote write spells `le` and `quantile` (every backend's
+    /// [`RemoteWriteConfig::bound_spelling`]).
+    pub bound_spelling: BoundSpelling,
     /// Admin listener.
     pub admin_addr: SocketAddr,
     /// The app to run, if any.
@@ -281,6 +284,21 @@ impl Config {
             },
             DEFAULT_QUEUE_MAX_BYTES,
         )?;
+        let bound_spelling = loader.pick(
+            "bound_spelling",
+            from_cli(
+                cli.bound_spelling,
+                "--bound-spelling",
+                "WXCLOUDRUN_SIDECAR_BOUND_SPELLING",
+                env,
+            ),
+            file.bound_spelling.clone(),
+            |text| {
+                BoundSpelling::parse(text)
+                    .ok_or_else(|| format!("{text:?} is not prometheus3 or prometheus2"))
+            },
+            BoundSpelling::default(),
+        )?;
         let admin_addr = loader.pick(
             "admin_addr",
             from_cli(
@@ -318,6 +336,7 @@ impl Config {
         let mut remote_write = remote_write_backends(&mut loader, &cli.remote_write_url, &file)?;
         for backend in &mut remote_write {
             backend.headers = merge_headers(&common_headers, &backend.headers);
+            backend.bound_spelling = bound_spelling;
         }
         let otlp = otlp_backend(
             &mut loader,
@@ -342,6 +361,7 @@ impl Config {
             },
             labels,
             shutdown_budget,
+            bound_spelling,
             admin_addr,
             command: cli.command,
             check_only: cli.check_config,
@@ -899,6 +919,76 @@ mod tests {
         assert!(config.command.is_empty());
         assert!(config.export.remote_write.is_empty() && config.export.otlp.is_none());
         assert_eq!(config.origins["scrape_url"], Origin::Default);
+    }
+
+    #[test]
+    fn bound_spelling_is_one_setting_for_every_remote_write_backend() {
+        let urls = ["--remote-write-url", "http://a/w,http://b/w"];
+        let default = load(&urls, &[]).unwrap();
+        assert_eq!(default.bound_spelling, BoundSpelling::Prometheus3);
+        assert_eq!(default.origins["bound_spelling"], Origin::Default);
+        assert!(
+            default
+                .export
+                .remote_write
+                .iter()
+                .all(|b| b.bound_spelling == BoundSpelling::Prometheus3)
+        );
+
+        let mut args = urls.to_vec();
+        args.extend(["--bound-spelling", "prometheus2"]);
+        let flag = load(&args, &[]).unwrap();
+        assert_eq!(
+            flag.origins["bound_spelling"],
+            Origin::Flag("--bound-spelling")
+        );
+        assert_eq!(flag.export.remote_write.len(), 2);
+        assert!(
+            flag.export
+                .remote_write
+                .iter()
+                .all(|b| b.bound_spelling == BoundSpelling::Prometheus2)
+        );
+
+        // clap fills the field from the variable (the binary's tests set it for real); the
+        // origin is the variable when it holds that same value.
+        let var = "WXCLOUDRUN_SIDECAR_BOUND_SPELLING";
+        let mut args = urls.to_vec();
+        args.extend(["--bound-spelling", "Prometheus2"]);
+        let env = load(&args, &[(var, "Prometheus2")]).unwrap();
+        assert_eq!(env.bound_spelling, BoundSpelling::Prometheus2);
+        assert_eq!(env.origins["bound_spelling"], Origin::Env(var.to_owned()));
+
+        let file = with_file(
+            "bound_spelling = \"prometheus2\"\n[[remote_write]]\nurl = \"http://c/w\"\n",
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(file.origins["bound_spelling"], Origin::File);
+        assert_eq!(
+            file.export.remote_write[0].bound_spelling,
+            BoundSpelling::Prometheus2
+        );
+        let printed = print::render(&file);
+        assert!(
+            printed.contains("bound_spelling = \"prometheus2\"  # file"),
+            "{printed}"
+        );
+        // The flag wins over the file.
+        let both = with_file(
+            "bound_spelling = \"prometheus2\"\n",
+            &["--bound-spelling", "prometheus3"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(both.bound_spelling, BoundSpelling::Prometheus3);
+
+        let err = load(&["--bound-spelling", "go"], &[]).unwrap_err();
+        assert_eq!(err.key, "--bound-spelling");
+        assert_eq!(err.reason, "\"go\" is not prometheus3 or prometheus2");
+        let err = with_file("bound_spelling = \"p3\"\n", &[], &[]).unwrap_err();
+        assert_eq!(err.key, "bound_spelling");
     }
 
     #[test]

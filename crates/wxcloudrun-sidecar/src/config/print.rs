@@ -55,6 +55,11 @@ pub fn render(config: &Config) -> String {
         origin("queue_max_bytes"),
     );
     line(
+        "bound_spelling",
+        quote(config.bound_spelling.as_str()),
+        origin("bound_spelling"),
+    );
+    line(
         "admin_addr",
         quote(&config.admin_addr.to_string()),
         origin("admin_addr"),

@@ -1,13 +1,78 @@
 //! Prometheus remote write 1.0: a [`Batch`] becomes snappy-compressed `WriteRequest`s.
 //!
-//! Series are named and labelled exactly as a direct scrape would store them (`_bucket{le}`,
-//! `_sum`, `_count`, `{quantile}`, with `le`/`quantile` formatted like Go's
-//! `strconv.FormatFloat(v, 'g', -1, 64)`), so a backend cannot tell the sidecar from a scrape.
+//! Series are named and labelled as a direct scrape by Prometheus 3 stores them (`_bucket{le}`,
+//! `_sum`, `_count`, `{quantile}`), so a backend cannot tell the sidecar from a scrape. The one
+//! thing Prometheus versions disagree on is how `le` and `quantile` are spelled: Prometheus 3
+//! normalises every bound, whatever the client wrote, to `le="1.0"`, `quantile="0.0"`, `le="0.25"`,
+//! `le="1e+06"`, `le="+Inf"`; Prometheus 2 stored what the client wrote, which for the Go
+//! client's text format is `le="1"`, `quantile="0"`. [`BoundSpelling`] picks one
+//! (`--bound-spelling`, default Prometheus 3); mixing them splits a series in two.
 
 use prost::encoding::{encode_varint, encoded_len_varint};
 
 use super::relabel::Relabel;
 use crate::model::{Batch, Labels, Point, Value, normalize_nan, stale_nan};
+
+/// How remote write spells `le` and `quantile` values (`--bound-spelling`).
+///
+/// The two differ only for integral bounds: `1` / `1.0`, `0` / `0.0`, `100000` / `100000.0`.
+/// Every other bound is spelled alike: `0.25`, `1e+06`, `1e-05`, `+Inf`, `-Inf`, `NaN`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum BoundSpelling {
+    /// As Prometheus 3 stores a scraped bound whatever its client wrote (`FormatOpenMetricsFloat`):
+    /// Go's shortest form with `.0` added when it has neither `.` nor `e` (`le="1.0"`,
+    /// `quantile="0.0"`; `-0` is `0.0`).
+    #[default]
+    Prometheus3,
+    /// As the Go client writes bounds in the text format and Prometheus 2 stored them from such a
+    /// page (`strconv.FormatFloat(v, 'g', -1, 64)`: `le="1"`, `quantile="0"`), for series already
+    /// stored that way.
+    Prometheus2,
+}
+
+impl BoundSpelling {
+    /// Both spellings, as [`BoundSpelling::as_str`] names them.
+    pub const ALL: [BoundSpelling; 2] = [BoundSpelling::Prometheus3, BoundSpelling::Prometheus2];
+
+    /// `prometheus3` or `prometheus2`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BoundSpelling::Prometheus3 => "prometheus3",
+            BoundSpelling::Prometheus2 => "prometheus2",
+        }
+    }
+
+    /// The setting's value: `prometheus3` or `prometheus2` (any case).
+    pub fn parse(text: &str) -> Option<BoundSpelling> {
+        BoundSpelling::ALL
+            .into_iter()
+            .find(|spelling| spelling.as_str().eq_ignore_ascii_case(text.trim()))
+    }
+
+    /// `bound` as this spelling writes it.
+    ///
+    /// ```
+    /// use wxcloudrun_sidecar::export::remote_write::BoundSpelling;
+    /// assert_eq!(BoundSpelling::Prometheus3.format(1.0), "1.0");
+    /// assert_eq!(BoundSpelling::Prometheus2.format(1.0), "1");
+    /// assert_eq!(BoundSpelling::Prometheus3.format(0.25), "0.25");
+    /// assert_eq!(BoundSpelling::Prometheus3.format(1e6), "1e+06");
+    /// assert_eq!(BoundSpelling::Prometheus3.format(f64::INFINITY), "+Inf");
+    /// ```
+    pub fn format(self, bound: f64) -> String {
+        match self {
+            BoundSpelling::Prometheus2 => format_float(bound),
+            BoundSpelling::Prometheus3 if bound == 0.0 => "0.0".to_owned(),
+            BoundSpelling::Prometheus3 => {
+                let mut text = format_float(bound);
+                if bound.is_finite() && !text.contains(['.', 'e']) {
+                    text.push_str(".0");
+                }
+                text
+            }
+        }
+    }
+}
 
 /// Series per request: small enough for any receiver's limits, large enough to keep requests few.
 pub const MAX_SERIES_PER_REQUEST: usize = 2_000;
@@ -122,17 +187,23 @@ fn suffixes(base: &str) -> [String; 3] {
     ]
 }
 
-/// Every series of `batch` as `prost` messages, one sample each, in exposition order.
+/// Every series of `batch` as `prost` messages, one sample each, in exposition order, bounds in
+/// the default spelling ([`timeseries_spelled`] for the other).
 ///
 /// The readable model of what [`encode`] writes: the tests hold the two to identical bytes.
 pub fn timeseries(batch: &Batch) -> Vec<TimeSeries> {
+    timeseries_spelled(batch, BoundSpelling::default())
+}
+
+/// [`timeseries`] with `le` and `quantile` in `spelling`.
+pub fn timeseries_spelled(batch: &Batch, spelling: BoundSpelling) -> Vec<TimeSeries> {
     let mut out = Vec::with_capacity(batch.sample_count());
     for_each_series(batch, |point, name, extra, value| {
         out.push(TimeSeries {
             labels: series_labels(
                 name,
                 &point.labels,
-                extra.map(|(label, bound)| (label, format_float(bound))),
+                extra.map(|(label, bound)| (label, spelling.format(bound))),
             ),
             samples: vec![Sample {
                 value,
@@ -172,7 +243,8 @@ pub fn series_labels(
     out
 }
 
-/// The batch as compressed requests of at most [`MAX_SERIES_PER_REQUEST`] series each.
+/// The batch as compressed requests of at most [`MAX_SERIES_PER_REQUEST`] series each, bounds
+/// in the default spelling ([`encode_spelled`] for the other).
 ///
 /// The protobuf is written straight from the batch, byte for byte what `prost` would write for
 /// [`timeseries`]: building those messages first cost one owned `String` per label per series
@@ -181,7 +253,15 @@ pub fn series_labels(
 /// With `relabel` rules, each series' labels are gathered (borrowed, not copied), run through
 /// the rules, and written as they came out; series a rule drops are left out.
 pub fn encode(batch: &Batch, relabel: &Relabel) -> Vec<Encoded> {
-    let mut writer = RequestWriter::default();
+    encode_spelled(batch, relabel, BoundSpelling::default())
+}
+
+/// [`encode`] with `le` and `quantile` in `spelling`; byte for byte [`timeseries_spelled`].
+pub fn encode_spelled(batch: &Batch, relabel: &Relabel, spelling: BoundSpelling) -> Vec<Encoded> {
+    let mut writer = RequestWriter {
+        spelling,
+        ..RequestWriter::default()
+    };
     if relabel.is_empty() {
         for_each_series(batch, |point, name, extra, value| {
             writer.series(point, name, extra, value, batch.timestamp_ms);
@@ -192,7 +272,7 @@ pub fn encode(batch: &Batch, relabel: &Relabel) -> Vec<Encoded> {
         for_each_series(batch, |point, name, extra, value| {
             bound.clear();
             if let Some((_, le)) = extra {
-                bound.push_str(formatted(&mut writer.bounds, le));
+                bound.push_str(formatted(&mut writer.bounds, le, writer.spelling));
             }
             let mut labels: Vec<(&str, &str)> = Vec::with_capacity(point.labels.len() + 2);
             labels.push(("__name__", name));
@@ -224,6 +304,8 @@ struct RequestWriter {
     /// Where in `labels` the `__name__` label goes, and where the extra label goes.
     name_at: usize,
     extra_at: usize,
+    /// How `le` and `quantile` are spelled.
+    spelling: BoundSpelling,
     /// `le` and `quantile` values already formatted, by the bound's bits.
     bounds: Vec<(u64, String)>,
     /// The `WriteRequest` being written, and how many series it holds.
@@ -249,6 +331,7 @@ impl Default for RequestWriter {
             labels: Vec::new(),
             name_at: 0,
             extra_at: 0,
+            spelling: BoundSpelling::default(),
             bounds: Vec::new(),
             request: Vec::new(),
             series: 0,
@@ -275,7 +358,7 @@ impl RequestWriter {
             self.prepared_for = Some(key);
         }
         let (extra_label, extra_value) = match extra {
-            Some((label, bound)) => (label, formatted(&mut self.bounds, bound)),
+            Some((label, bound)) => (label, formatted(&mut self.bounds, bound, self.spelling)),
             None => ("", ""),
         };
 
@@ -427,8 +510,9 @@ fn put_sample(out: &mut Vec<u8>, sample_len: usize, value: f64, timestamp_ms: i6
     }
 }
 
-/// `bound` formatted like Go, from `cache` when an earlier point had the same bound.
-fn formatted(cache: &mut Vec<(u64, String)>, bound: f64) -> &str {
+/// `bound` in `spelling`, from `cache` when an earlier point had the same bound (a writer has
+/// one spelling, so the cache holds that one's).
+fn formatted(cache: &mut Vec<(u64, String)>, bound: f64, spelling: BoundSpelling) -> &str {
     let bits = bound.to_bits();
     let at = match cache.iter().position(|(cached, _)| *cached == bits) {
         Some(at) => at,
@@ -437,7 +521,7 @@ fn formatted(cache: &mut Vec<(u64, String)>, bound: f64) -> &str {
             if cache.len() == 64 {
                 cache.clear();
             }
-            cache.push((bits, format_float(bound)));
+            cache.push((bits, spelling.format(bound)));
             cache.len() - 1
         }
     };
@@ -629,6 +713,125 @@ mod tests {
         for (value, expected) in cases {
             assert_eq!(format_float(value), expected, "{value:e}");
         }
+    }
+
+    #[test]
+    fn bounds_are_spelled_as_prometheus_3_or_2() {
+        // (bound, Prometheus 3 as it stores a scrape, the Go client's text format)
+        let cases = [
+            (1.0, "1.0", "1"),
+            (0.0, "0.0", "0"),
+            (-0.0, "0.0", "-0"),
+            (-1.0, "-1.0", "-1"),
+            (10.0, "10.0", "10"),
+            (100_000.0, "100000.0", "100000"),
+            (123_456.0, "123456.0", "123456"),
+            (1e6, "1e+06", "1e+06"),
+            (1e21, "1e+21", "1e+21"),
+            (0.25, "0.25", "0.25"),
+            (0.005, "0.005", "0.005"),
+            (1e-5, "1e-05", "1e-05"),
+            (2.5, "2.5", "2.5"),
+            (0.99, "0.99", "0.99"),
+            (f64::INFINITY, "+Inf", "+Inf"),
+            (f64::NEG_INFINITY, "-Inf", "-Inf"),
+            (f64::NAN, "NaN", "NaN"),
+        ];
+        for (bound, p3, p2) in cases {
+            assert_eq!(BoundSpelling::Prometheus3.format(bound), p3, "{bound:e}");
+            assert_eq!(BoundSpelling::Prometheus2.format(bound), p2, "{bound:e}");
+        }
+        assert_eq!(BoundSpelling::default(), BoundSpelling::Prometheus3);
+        for spelling in BoundSpelling::ALL {
+            assert_eq!(BoundSpelling::parse(spelling.as_str()), Some(spelling));
+        }
+        assert_eq!(
+            BoundSpelling::parse(" Prometheus2 "),
+            Some(BoundSpelling::Prometheus2)
+        );
+        assert_eq!(BoundSpelling::parse("go"), None);
+    }
+
+    #[test]
+    fn both_spellings_reach_every_le_and_quantile_on_both_paths() {
+        let batch = Batch {
+            timestamp_ms: 5,
+            families: vec![
+                family(
+                    "h",
+                    Kind::Histogram,
+                    vec![Point {
+                        labels: labels(&[("a", "1")]),
+                        start_ms: None,
+                        value: Value::Histogram {
+                            count: 3.0,
+                            sum: Some(1.0),
+                            buckets: vec![
+                                (0.5, 1.0),
+                                (1.0, 2.0),
+                                (10.0, 3.0),
+                                (f64::INFINITY, 3.0),
+                            ],
+                            stale: false,
+                        },
+                    }],
+                ),
+                family(
+                    "s",
+                    Kind::Summary,
+                    vec![Point {
+                        labels: Vec::new(),
+                        start_ms: None,
+                        value: Value::Summary {
+                            count: 1.0,
+                            sum: None,
+                            quantiles: vec![(0.0, 1.0), (0.5, 1.0), (1.0, 2.0)],
+                            stale: false,
+                        },
+                    }],
+                ),
+            ],
+        };
+        let keep_all = Relabel::new(vec![
+            RelabelRule::new(Some("labeldrop"), vec![], None, Some("no_such_label")).unwrap(),
+        ]);
+        for (spelling, bounds) in [
+            (
+                BoundSpelling::Prometheus3,
+                ["0.5", "1.0", "10.0", "+Inf", "0.0", "0.5", "1.0"],
+            ),
+            (
+                BoundSpelling::Prometheus2,
+                ["0.5", "1", "10", "+Inf", "0", "0.5", "1"],
+            ),
+        ] {
+            let model = timeseries_spelled(&batch, spelling);
+            let written: Vec<&str> = model
+                .iter()
+                .flat_map(|series| &series.labels)
+                .filter(|l| l.name == "le" || l.name == "quantile")
+                .map(|l| l.value.as_str())
+                .collect();
+            assert_eq!(written, bounds, "{spelling:?}");
+            let expected = vec![WriteRequest { timeseries: model }.encode_to_vec()];
+            for relabel in [&Relabel::default(), &keep_all] {
+                let raw: Vec<Vec<u8>> = encode_spelled(&batch, relabel, spelling)
+                    .iter()
+                    .map(|e| snap::raw::Decoder::new().decompress_vec(&e.body).unwrap())
+                    .collect();
+                assert_eq!(
+                    raw,
+                    expected,
+                    "{spelling:?}, relabelled: {}",
+                    !relabel.is_empty()
+                );
+            }
+        }
+        // The default is Prometheus 3's.
+        assert_eq!(
+            timeseries(&batch),
+            timeseries_spelled(&batch, BoundSpelling::Prometheus3)
+        );
     }
 
     #[test]

@@ -16,8 +16,8 @@ use wxcloudrun_connect::secret::{REDACTED, is_sensitive_header, redact_url};
 use wxcloudrun_connect::tls::TlsConfig;
 
 pub use encode::{
-    Encoded, Label, MAX_SERIES_PER_REQUEST, Sample, TimeSeries, WriteRequest, compress, encode,
-    format_float, series_labels, timeseries,
+    BoundSpelling, Encoded, Label, MAX_SERIES_PER_REQUEST, Sample, TimeSeries, WriteRequest,
+    compress, encode, encode_spelled, format_float, series_labels, timeseries, timeseries_spelled,
 };
 pub use relabel::{Relabel, RelabelRule};
 
@@ -47,6 +47,9 @@ pub struct RemoteWriteConfig {
     pub tls: TlsConfig,
     /// `write_relabel_configs`.
     pub relabel: Relabel,
+    /// How `le` and `quantile` are spelled: the sidecar's `bound_spelling` setting, the same for
+    /// every backend. Defaults to Prometheus 3's.
+    pub bound_spelling: BoundSpelling,
 }
 
 impl RemoteWriteConfig {
@@ -60,6 +63,7 @@ impl RemoteWriteConfig {
             auth: Auth::None,
             tls: TlsConfig::default(),
             relabel: Relabel::default(),
+            bound_spelling: BoundSpelling::default(),
         }
     }
 
@@ -113,6 +117,7 @@ impl std::fmt::Debug for RemoteWriteConfig {
             .field("auth", &self.auth)
             .field("tls", &self.tls)
             .field("relabel", &self.relabel)
+            .field("bound_spelling", &self.bound_spelling)
             .finish()
     }
 }
