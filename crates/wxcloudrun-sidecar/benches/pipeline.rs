@@ -1,6 +1,8 @@
 //! One scrape's work in the sidecar on a 10,000-series page: parse, convert (labels, start
 //! times, staleness), and encode for remote write (protobuf + snappy) and OTLP (protobuf); and the
-//! same scrape replayed (the page's shape learned, only its values read).
+//! same scrape replayed (the page's shape learned, only its values read); and a replayed scrape
+//! with the sidecar's self-metrics and `up`, taken straight from the registry beside the text
+//! round trip they used to make (rendered, parsed back), in the same run.
 //!
 //! Run with `cargo bench -p wxcloudrun-sidecar --bench pipeline`. The whole pipeline runs on one
 //! thread, so its time is the sidecar's CPU time per scrape.
@@ -8,11 +10,13 @@
 mod page;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use prometheus::Encoder;
 use prost::Message;
 use wxcloudrun_exposition::{Format, Limits, parse};
-use wxcloudrun_sidecar::convert::Converter;
 use wxcloudrun_sidecar::export::{otlp, remote_write};
-use wxcloudrun_sidecar::replay::Replay;
+use wxcloudrun_sidecar::metrics::SelfMetrics;
+use wxcloudrun_sidecar::pipeline::convert::{Converter, Source};
+use wxcloudrun_sidecar::pipeline::replay::{Read, Replay};
 
 fn labels() -> Vec<(String, String)> {
     vec![
@@ -38,16 +42,15 @@ fn pipeline(c: &mut Criterion) {
         b.iter(|| {
             timestamp += 1000;
             let page = parse(&text, Format::PrometheusText).expect("valid page");
-            converter.convert(&[&page], timestamp)
+            converter.convert([Source::Page(&page)], timestamp)
         })
     });
 
     // The encoders alone, on one converted batch: the direct writer beside the prost messages it
     // replaced (`timeseries` + `encode_to_vec` + snappy), measured in the same run.
-    let batch = converter.convert(
-        &[&parse(&text, Format::PrometheusText).expect("valid page")],
-        timestamp,
-    );
+    let page = parse(&text, Format::PrometheusText).expect("valid page");
+    let batch = converter.convert([Source::Page(&page)], timestamp);
+    drop(page);
     group.bench_function("remote_write_encode", |b| {
         b.iter(|| remote_write::encode(&batch, &remote_write::Relabel::default()))
     });
@@ -71,7 +74,7 @@ fn pipeline(c: &mut Criterion) {
             timestamp += 1000;
             let page = parse(&text, Format::PrometheusText).expect("valid page");
             remote_write::encode(
-                &converter.convert(&[&page], timestamp),
+                &converter.convert([Source::Page(&page)], timestamp),
                 &remote_write::Relabel::default(),
             )
         })
@@ -80,35 +83,101 @@ fn pipeline(c: &mut Criterion) {
         b.iter(|| {
             timestamp += 1000;
             let page = parse(&text, Format::PrometheusText).expect("valid page");
-            otlp::encode(&converter.convert(&[&page], timestamp), &resource)
-                .into_iter()
-                .map(|encoded| encoded.request.encode_to_vec().len())
-                .sum::<usize>()
+            otlp::encode(
+                &converter.convert([Source::Page(&page)], timestamp),
+                &resource,
+            )
+            .into_iter()
+            .map(|encoded| encoded.request.encode_to_vec().len())
+            .sum::<usize>()
         })
     });
 
     // The same scrape once the page's shape is learned: values read, nothing parsed.
-    let mut replay = Replay::new(true);
-    let page = parse(&text, Format::PrometheusText).expect("valid page");
-    let (batch, app_families) = converter.convert_with(Vec::new(), &[&page], timestamp);
-    replay.learn(
-        &text,
-        Format::PrometheusText,
-        page,
-        &batch.families[..app_families],
-        &converter,
+    let mut replay = Replay::new();
+    let limits = Limits::default();
+    let read = |replay: &mut Replay, converter: &mut Converter| {
+        replay
+            .read(&text, Format::PrometheusText, &limits, converter)
+            .expect("valid page")
+    };
+    let learned = read(&mut replay, &mut converter);
+    assert!(
+        matches!(learned, Read::Learned(_)),
+        "the bench page is learned"
     );
-    assert!(replay.has_shape(), "the bench page is learned");
+    drop(learned);
     group.bench_function("replay_convert_remote_write", |b| {
         b.iter(|| {
             timestamp += 1000;
-            let replayed = replay
-                .replay(&text, Format::PrometheusText, &Limits::default())
-                .expect("same shape");
-            let (batch, _) = converter.convert_with(replayed.families, &[], timestamp);
+            let mut replayed = read(&mut replay, &mut converter);
+            assert!(matches!(replayed, Read::Replayed(_)), "same shape");
+            let batch = converter.convert([replayed.source()], timestamp);
             remote_write::encode(&batch, &remote_write::Relabel::default())
         })
     });
+
+    // A whole replayed scrape as the sidecar makes it: the app's families with the self-metrics
+    // (an exporter's series and the process collector included) and `up`.
+    let metrics = SelfMetrics::new();
+    let exporter = metrics.exporter("remote_write", 64 << 20);
+    metrics.scrape("success", 0.004, Some(10_000));
+    exporter.success.inc();
+    group.bench_function("replay_scrape_self_metrics_via_text", |b| {
+        b.iter(|| {
+            timestamp += 1000;
+            let mut replayed = read(&mut replay, &mut converter);
+            // What the sidecar did before: render the registry, parse it and a text `up` back.
+            let mut rendered = Vec::new();
+            prometheus::TextEncoder::new()
+                .encode(&metrics.registry().gather(), &mut rendered)
+                .expect("renders");
+            let own_text = String::from_utf8_lossy(&rendered).into_owned();
+            let own = parse(&own_text, Format::PrometheusText).expect("valid page");
+            let up_text = format!("# TYPE up gauge\nup {}\n", 1);
+            let up = parse(&up_text, Format::PrometheusText).expect("valid page");
+            let sources = [replayed.source(), Source::Page(&own), Source::Page(&up)];
+            let batch = converter.convert(sources, timestamp);
+            remote_write::encode(&batch, &remote_write::Relabel::default())
+        })
+    });
+    group.bench_function("replay_scrape_self_metrics_direct", |b| {
+        b.iter(|| {
+            timestamp += 1000;
+            let mut replayed = read(&mut replay, &mut converter);
+            let own = metrics.registry().gather();
+            let sources = [replayed.source(), Source::Gathered(&own), Source::Up(true)];
+            let batch = converter.convert(sources, timestamp);
+            remote_write::encode(&batch, &remote_write::Relabel::default())
+        })
+    });
+    group.finish();
+
+    // The self-metrics and `up` alone, both ways, on a converter that knows them.
+    let mut group = c.benchmark_group("self_metrics");
+    let mut own_converter = Converter::new(&labels(), Some(1_700_000_000_000));
+    group.bench_function("via_text", |b| {
+        b.iter(|| {
+            timestamp += 1000;
+            let mut rendered = Vec::new();
+            prometheus::TextEncoder::new()
+                .encode(&metrics.registry().gather(), &mut rendered)
+                .expect("renders");
+            let own_text = String::from_utf8_lossy(&rendered).into_owned();
+            let own = parse(&own_text, Format::PrometheusText).expect("valid page");
+            let up_text = format!("# TYPE up gauge\nup {}\n", 1);
+            let up = parse(&up_text, Format::PrometheusText).expect("valid page");
+            own_converter.convert([Source::Page(&own), Source::Page(&up)], timestamp)
+        })
+    });
+    group.bench_function("direct", |b| {
+        b.iter(|| {
+            timestamp += 1000;
+            let own = metrics.registry().gather();
+            own_converter.convert([Source::Gathered(&own), Source::Up(true)], timestamp)
+        })
+    });
+    group.bench_function("gather_only", |b| b.iter(|| metrics.registry().gather()));
     group.finish();
 }
 

@@ -6,9 +6,9 @@
 mod page;
 
 use wxcloudrun_exposition::{Format, Limits, parse};
-use wxcloudrun_sidecar::convert::Converter;
 use wxcloudrun_sidecar::export::{otlp, remote_write};
-use wxcloudrun_sidecar::replay::Replay;
+use wxcloudrun_sidecar::pipeline::convert::{Converter, Source};
+use wxcloudrun_sidecar::pipeline::replay::{Read, Replay};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -28,7 +28,7 @@ fn main() {
     let mut converter = Converter::new(&labels, Some(1_700_000_000_000));
     // A first scrape fills the converter's memory of the series.
     let page = parse(&text, Format::PrometheusText).expect("valid page");
-    drop(converter.convert(&[&page], 1_700_000_001_000));
+    drop(converter.convert([Source::Page(&page)], 1_700_000_001_000));
     drop(page);
 
     let before = dhat::HeapStats::get();
@@ -39,7 +39,7 @@ fn main() {
         let start = dhat::HeapStats::get().curr_bytes;
         let page = parse(&text, Format::PrometheusText).expect("valid page");
         parsed_bytes = dhat::HeapStats::get().curr_bytes - start;
-        let batch = converter.convert(&[&page], 1_700_000_002_000 + round * 1000);
+        let batch = converter.convert([Source::Page(&page)], 1_700_000_002_000 + round * 1000);
         batch_bytes = dhat::HeapStats::get().curr_bytes - start - parsed_bytes;
         drop(page);
         let encoded = remote_write::encode(&batch, &remote_write::Relabel::default());
@@ -69,38 +69,47 @@ fn main() {
     );
 
     // The same page replayed: learned once on a parsed scrape, then only its values are read.
-    let mut replay = Replay::new(true);
-    let page = parse(&text, Format::PrometheusText).expect("valid page");
-    let (batch, app_families) = converter.convert_with(Vec::new(), &[&page], 1_700_000_010_000);
+    let mut replay = Replay::new();
+    let limits = Limits::default();
     let learn_start = dhat::HeapStats::get();
-    replay.learn(
-        &text,
-        Format::PrometheusText,
-        page,
-        &batch.families[..app_families],
-        &converter,
+    let mut learned = replay
+        .read(&text, Format::PrometheusText, &limits, &mut converter)
+        .expect("valid page");
+    assert!(
+        matches!(learned, Read::Learned(_)),
+        "the bench page is learned"
     );
-    let learned = dhat::HeapStats::get();
-    drop(batch);
-    assert!(replay.has_shape(), "the bench page is learned");
+    // Learning happens on a parsed scrape: what it costs beyond the parsed page, if the scrape
+    // set a new peak (dhat keeps one peak for the whole run).
+    let learned_stats = dhat::HeapStats::get();
+    let learning = (learned_stats.max_bytes > learn_start.max_bytes).then(|| {
+        learned_stats
+            .max_bytes
+            .saturating_sub(learn_start.curr_bytes + parsed_bytes)
+    });
+    let batch = converter.convert([learned.source()], 1_700_000_010_000);
+    drop((learned, batch));
     let kept = dhat::HeapStats::get().curr_bytes;
     // dhat's peak is for the whole run, so the fullest moment of a replayed scrape is sampled:
     // with the batch converted and encoded, everything of the scrape is alive at once.
     let mut replay_fullest = 0;
     for round in 0..3 {
-        let replayed = replay
-            .replay(&text, Format::PrometheusText, &Limits::default())
-            .expect("same shape");
-        let (batch, _) =
-            converter.convert_with(replayed.families, &[], 1_700_000_020_000 + round * 1000);
+        let mut replayed = replay
+            .read(&text, Format::PrometheusText, &limits, &mut converter)
+            .expect("valid page");
+        assert!(matches!(replayed, Read::Replayed(_)), "same shape");
+        let batch = converter.convert([replayed.source()], 1_700_000_020_000 + round * 1000);
         let encoded = remote_write::encode(&batch, &remote_write::Relabel::default());
         replay_fullest = replay_fullest.max(dhat::HeapStats::get().curr_bytes);
         std::hint::black_box((batch, encoded));
     }
-    println!(
-        "learning the page's shape:  {:>7.2} MiB more at its peak",
-        mib(learned.max_bytes.saturating_sub(learn_start.curr_bytes))
-    );
+    match learning {
+        Some(bytes) => println!(
+            "learning the page's shape:  {:>7.2} MiB more than the parsed page at its peak",
+            mib(bytes)
+        ),
+        None => println!("learning the page's shape:  below the peak of a parsed scrape"),
+    }
     println!(
         "heap kept, shape learned:   {:>7.2} MiB",
         mib(kept - text.len())

@@ -1,10 +1,11 @@
-//! The admin listener: `/healthz` (the process runs), `/readyz` (a scrape has succeeded) and
-//! `/metrics` (the self-metrics). Loopback by default: it is for the platform's shell and tests.
+//! The admin listener: `/healthz` (the process runs), `/readyz` (a scrape has succeeded; until
+//! then, why not) and `/metrics` (the self-metrics). Loopback by default: it is for the platform's
+//! shell and tests.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -16,6 +17,8 @@ use prometheus::{Encoder, Registry, TextEncoder};
 #[derive(Clone, Debug, Default)]
 pub struct Health {
     ready: Arc<AtomicBool>,
+    /// Why the sidecar is not ready yet (the last scrape's failure); empty before any scrape.
+    waiting: Arc<Mutex<String>>,
 }
 
 impl Health {
@@ -28,10 +31,27 @@ impl Health {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
+
+    /// Records why no scrape has succeeded yet.
+    pub fn set_waiting(&self, reason: &str) {
+        if let Ok(mut waiting) = self.waiting.lock() {
+            reason.clone_into(&mut waiting);
+        }
+    }
+
+    /// The `/readyz` body while not ready.
+    fn not_ready(&self) -> String {
+        let waiting = self.waiting.lock().map(|w| w.clone()).unwrap_or_default();
+        if waiting.is_empty() {
+            "not ready: waiting for the first scrape of the app's metrics\n".to_owned()
+        } else {
+            format!("not ready: no scrape of the app's metrics has succeeded yet: {waiting}\n")
+        }
+    }
 }
 
 /// Renders a registry in the Prometheus text format.
-pub fn render(registry: &Registry) -> String {
+fn render(registry: &Registry) -> String {
     let mut buffer = Vec::new();
     if let Err(err) = TextEncoder::new().encode(&registry.gather(), &mut buffer) {
         tracing::warn!(error = %err, "self-metrics could not be rendered");
@@ -50,7 +70,7 @@ fn respond(
         "/readyz" => (
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
-            "waiting for the first successful scrape\n".to_owned(),
+            health.not_ready(),
         ),
         "/metrics" => (
             StatusCode::OK,

@@ -7,16 +7,20 @@
 //! ```
 //!
 //! On SIGTERM it scrapes one last time, passes the signal to the app, waits for it, sends stale
-//! markers and flushes every queue — all within `--shutdown-budget`.
+//! markers and flushes every queue — all within `--shutdown-budget`, counted from the signal.
+//!
+//! [`run`] keeps the loop and the signals, [`pipeline`] does each scrape (fetch → replay | parse
+//! → convert → batch), [`export`] delivers batches, `shutdown` ends it all inside the budget.
+
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod admin;
 pub mod allocator;
 pub mod config;
-pub mod convert;
 pub mod export;
 pub mod metrics;
 pub mod model;
-pub mod replay;
+pub mod pipeline;
 pub mod run;
-pub mod scrape;
+mod shutdown;
 pub mod supervisor;

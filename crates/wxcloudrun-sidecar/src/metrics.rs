@@ -73,20 +73,73 @@ impl ExporterMetrics {
     }
 }
 
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: C,
+) -> C {
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("registered once");
+    collector
+}
+
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    registry
-        .register(Box::new(vec.clone()))
-        .expect("registered once");
+    register(registry, vec)
+}
+
+/// A counter by outcome, every outcome created at zero.
+fn outcomes(registry: &Registry, name: &str, help: &str, outcomes: &[&str]) -> IntCounterVec {
+    let vec = counter_vec(registry, name, help, &["outcome"]);
+    for outcome in outcomes {
+        vec.with_label_values(&[outcome]);
+    }
     vec
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let vec = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    registry
-        .register(Box::new(vec.clone()))
-        .expect("registered once");
-    vec
+    register(registry, vec)
+}
+
+fn scrape_duration(registry: &Registry) -> Histogram {
+    let opts = HistogramOpts::new(
+        "wxcloudrun_sidecar_scrape_duration_seconds",
+        "Time per scrape, request to parsed page.",
+    )
+    .buckets(vec![
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ]);
+    register(
+        registry,
+        Histogram::with_opts(opts).expect("valid metric definition"),
+    )
+}
+
+fn last_export_success(registry: &Registry) -> prometheus::GaugeVec {
+    let opts = Opts::new(
+        "wxcloudrun_sidecar_last_export_success_timestamp_seconds",
+        "Unix time of the exporter's last successful request.",
+    );
+    let vec = prometheus::GaugeVec::new(opts, &["exporter"]).expect("valid metric definition");
+    register(registry, vec)
+}
+
+/// The sidecar's own process metrics (Linux), prefixed so that they do not collide with the
+/// app's `process_*` under one instance.
+fn register_process_collector(registry: &Registry) {
+    #[cfg(target_os = "linux")]
+    {
+        let process = prometheus::process_collector::ProcessCollector::new(
+            std::process::id() as i32,
+            "wxcloudrun_sidecar",
+        );
+        registry
+            .register(Box::new(process))
+            .expect("registered once");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = registry;
 }
 
 impl Default for SelfMetrics {
@@ -99,67 +152,29 @@ impl SelfMetrics {
     /// Registers every self-metric in a new registry, with every outcome at zero.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let scrapes = counter_vec(
+        let scrapes = outcomes(
             &registry,
             "wxcloudrun_sidecar_scrapes_total",
             "Scrapes of the app's metrics endpoint, by outcome.",
-            &["outcome"],
+            &SCRAPE_OUTCOMES,
         );
-        for outcome in SCRAPE_OUTCOMES {
-            scrapes.with_label_values(&[outcome]);
-        }
-        let scrape_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "wxcloudrun_sidecar_scrape_duration_seconds",
-                "Time per scrape, request to parsed page.",
+        let scrape_duration = scrape_duration(&registry);
+        let scrape_samples = register(
+            &registry,
+            IntGauge::new(
+                "wxcloudrun_sidecar_scrape_samples",
+                "Samples in the last successful scrape.",
             )
-            .buckets(vec![
-                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
-        )
-        .expect("valid metric definition");
-        registry
-            .register(Box::new(scrape_duration.clone()))
-            .expect("registered once");
-        let scrape_samples = IntGauge::new(
-            "wxcloudrun_sidecar_scrape_samples",
-            "Samples in the last successful scrape.",
-        )
-        .expect("valid metric definition");
-        registry
-            .register(Box::new(scrape_samples.clone()))
-            .expect("registered once");
-        let last_export_success = prometheus::GaugeVec::new(
-            Opts::new(
-                "wxcloudrun_sidecar_last_export_success_timestamp_seconds",
-                "Unix time of the exporter's last successful request.",
-            ),
-            &["exporter"],
-        )
-        .expect("valid metric definition");
-        registry
-            .register(Box::new(last_export_success.clone()))
-            .expect("registered once");
-        let shutdown_flushes = counter_vec(
+            .expect("valid metric definition"),
+        );
+        let last_export_success = last_export_success(&registry);
+        let shutdown_flushes = outcomes(
             &registry,
             "wxcloudrun_sidecar_shutdown_flushes_total",
             "Final flushes at shutdown, by outcome.",
-            &["outcome"],
+            &SHUTDOWN_OUTCOMES,
         );
-        for outcome in SHUTDOWN_OUTCOMES {
-            shutdown_flushes.with_label_values(&[outcome]);
-        }
-        #[cfg(target_os = "linux")]
-        {
-            // Prefixed so they do not collide with the app's own process_* under one instance.
-            let process = prometheus::process_collector::ProcessCollector::new(
-                std::process::id() as i32,
-                "wxcloudrun_sidecar",
-            );
-            registry
-                .register(Box::new(process))
-                .expect("registered once");
-        }
+        register_process_collector(&registry);
         SelfMetrics {
             scrapes,
             scrape_duration,

@@ -76,7 +76,7 @@ fn expected(requests: u32) -> BTreeMap<String, String> {
             "NaN".to_owned(),
         ),
         (r#"request_seconds_bucket{le="0.1","#, "1".to_owned()),
-        (r#"request_seconds_bucket{le="1","#, "3".to_owned()),
+        (r#"request_seconds_bucket{le="1.0","#, "3".to_owned()),
         (r#"request_seconds_bucket{le="+Inf","#, "4".to_owned()),
         (r#"request_seconds_sum{"#, "2.5".to_owned()),
         (r#"request_seconds_count{"#, "4".to_owned()),

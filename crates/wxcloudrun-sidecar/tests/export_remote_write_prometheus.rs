@@ -159,7 +159,7 @@ async fn remote_write_lands_in_prometheus_like_a_scrape() {
         series("rwtest_gone", &host, "1"),
         (bucket("0.005"), "1".to_owned()),
         (bucket("0.1"), "3".to_owned()),
-        (bucket("1"), "7".to_owned()),
+        (bucket("1.0"), "7".to_owned()),
         (bucket("2.5"), "8".to_owned()),
         (bucket("+Inf"), "10".to_owned()),
         series("rwtest_latency_seconds_sum", &host, "3.25"),

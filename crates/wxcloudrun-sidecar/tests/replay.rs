@@ -4,38 +4,57 @@
 //! too).
 
 use prost::Message;
-use wxcloudrun_exposition::{Exposition, Format, Limits, parse};
-use wxcloudrun_sidecar::convert::Converter;
+use wxcloudrun_exposition::{Format, Limits, parse};
 use wxcloudrun_sidecar::export::{otlp, remote_write};
 use wxcloudrun_sidecar::model::Batch;
-use wxcloudrun_sidecar::replay::Replay;
+use wxcloudrun_sidecar::pipeline::convert::{Converter, Source};
+use wxcloudrun_sidecar::pipeline::replay::{Read, Replay};
 
 const TEXT: Format = Format::PrometheusText;
 const OM: Format = Format::OpenMetrics;
 
-/// One scrape through the same steps as the sidecar's pipeline. Returns the batch and whether
-/// the page was replayed.
+/// How a scrape read the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Replayed,
+    Learned,
+    Parsed,
+    Unparsable,
+}
+
+/// One scrape through the sidecar's own steps (`Replay::read`, then the conversion). Returns the
+/// batch and how the page was read.
 fn scrape(
     converter: &mut Converter,
     replay: &mut Replay,
     text: &str,
     format: Format,
     timestamp_ms: i64,
-) -> (Batch, bool) {
-    let replayed = replay.replay(text, format, &Limits::default());
-    let was_replayed = replayed.is_some();
-    let page = match &replayed {
-        Some(_) => None,
-        None => parse(text, format).ok(),
-    };
-    let empty = Exposition::default();
-    let families = replayed.map_or_else(Vec::new, |r| r.families);
-    let (batch, leading) =
-        converter.convert_with(families, &[page.as_ref().unwrap_or(&empty)], timestamp_ms);
-    if let Some(page) = page {
-        replay.learn(text, format, page, &batch.families[..leading], converter);
+) -> (Batch, Path) {
+    match replay.read(text, format, &Limits::default(), converter) {
+        Ok(mut read) => {
+            let path = match read {
+                Read::Replayed(_) => Path::Replayed,
+                Read::Learned(_) => Path::Learned,
+                Read::Parsed(_) => Path::Parsed,
+            };
+            (converter.convert([read.source()], timestamp_ms), path)
+        }
+        Err(_) => (converter.convert([], timestamp_ms), Path::Unparsable),
     }
-    (batch, was_replayed)
+}
+
+/// The same scrape the long way: parsed and converted, nothing learned.
+fn parsed_scrape(
+    converter: &mut Converter,
+    text: &str,
+    format: Format,
+    timestamp_ms: i64,
+) -> Batch {
+    match parse(text, format) {
+        Ok(page) => converter.convert([Source::Page(&page)], timestamp_ms),
+        Err(_) => converter.convert([], timestamp_ms),
+    }
 }
 
 /// Stale markers come in the order of the converter's hash map, which is seeded per instance.
@@ -68,21 +87,19 @@ fn compare(pages: &[(String, Format)]) -> Vec<bool> {
     let added = [("instance".to_owned(), "pod-1".to_owned())];
     let mut fast = Converter::new(&added, Some(1_700_000_000_000));
     let mut slow = Converter::new(&added, Some(1_700_000_000_000));
-    let mut replay = Replay::new(true);
-    let mut off = Replay::new(false);
+    let mut replay = Replay::new();
     let mut replayed = Vec::new();
     for (i, (text, format)) in pages.iter().enumerate() {
         let timestamp_ms = 1_700_000_100_000 + 1000 * i as i64;
-        let (fast_batch, was_replayed) =
-            scrape(&mut fast, &mut replay, text, *format, timestamp_ms);
-        let (slow_batch, never) = scrape(&mut slow, &mut off, text, *format, timestamp_ms);
+        let (fast_batch, path) = scrape(&mut fast, &mut replay, text, *format, timestamp_ms);
+        let slow_batch = parsed_scrape(&mut slow, text, *format, timestamp_ms);
         let (fast_batch, slow_batch) = (canonical(&fast_batch), canonical(&slow_batch));
-        assert!(!never, "a disabled replay replayed");
+        let was_replayed = path == Path::Replayed;
         replayed.push(was_replayed);
         assert_eq!(
             wire(&fast_batch),
             wire(&slow_batch),
-            "scrape {i} (replayed: {was_replayed}) differs:\n{text}"
+            "scrape {i} ({path:?}) differs:\n{text}"
         );
         // The start times too, which only OTLP carries.
         let starts = |b: &Batch| -> Vec<Option<i64>> {
@@ -325,9 +342,9 @@ fn any_change_outside_the_values_is_not_replayed() {
     let v: Vec<f64> = (0..24).map(f64::from).collect();
     let base = page(&v, false, false);
     let mut converter = Converter::new(&[], None);
-    let mut replay = Replay::new(true);
-    scrape(&mut converter, &mut replay, &base, TEXT, 1);
-    assert!(replay.has_shape());
+    let mut replay = Replay::new();
+    let (_, path) = scrape(&mut converter, &mut replay, &base, TEXT, 1);
+    assert_eq!(path, Path::Learned);
     for changed in [
         base.replace("worker=\"w 1\"", "worker=\"w 2\""),
         base.replace("Jobs done.", "Jobs done!"),
@@ -339,30 +356,32 @@ fn any_change_outside_the_values_is_not_replayed() {
         format!("{base}extra 1\n"),
         base.trim_end().to_owned(),
     ] {
-        let mut fresh = Replay::new(true);
-        scrape(&mut Converter::new(&[], None), &mut fresh, &base, TEXT, 1);
-        assert!(fresh.has_shape());
-        assert!(
-            fresh.replay(&changed, TEXT, &Limits::default()).is_none(),
-            "replayed a changed page:\n{changed}"
-        );
-        assert!(!fresh.has_shape(), "kept a shape the page no longer has");
+        let mut fresh = Replay::new();
+        let mut converter = Converter::new(&[], None);
+        let (_, path) = scrape(&mut converter, &mut fresh, &base, TEXT, 1);
+        assert_eq!(path, Path::Learned);
+        let (_, path) = scrape(&mut converter, &mut fresh, &changed, TEXT, 2);
+        assert_ne!(path, Path::Replayed, "replayed a changed page:\n{changed}");
+        // The shape learned from `base` is gone: `base` is not replayed either.
+        let (_, path) = scrape(&mut converter, &mut fresh, &base, TEXT, 3);
+        assert_ne!(path, Path::Replayed, "kept a shape the page no longer has");
     }
     // The format is part of the shape.
-    assert!(replay.replay(&base, OM, &Limits::default()).is_none());
+    let (_, path) = scrape(&mut converter, &mut replay, &base, OM, 2);
+    assert_ne!(path, Path::Replayed);
 }
 
 #[test]
 fn a_page_that_changes_every_scrape_backs_off_from_learning() {
     let mut converter = Converter::new(&[], None);
-    let mut replay = Replay::new(true);
+    let mut replay = Replay::new();
     let mut learned = 0;
     for i in 0..200 {
         // A new label value every scrape: no shape lasts.
         let text = format!("# TYPE hits counter\nhits{{request=\"{i}\"}} 1\n");
-        scrape(&mut converter, &mut replay, &text, TEXT, i64::from(i));
-        learned += usize::from(replay.has_shape());
+        let (_, path) = scrape(&mut converter, &mut replay, &text, TEXT, i64::from(i));
+        learned += usize::from(path == Path::Learned);
     }
-    // Without the back-off every scrape would learn (and convert twice).
+    // Without the back-off every scrape would learn (a conversion into a template each time).
     assert!(learned < 20, "learned {learned} times in 200 scrapes");
 }

@@ -14,10 +14,10 @@ use super::auth::Auth;
 use super::retry::retry_after;
 
 /// How long a connection attempt may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an idle connection is kept for the next push. Defaults to 5 minutes: longer than any
 /// sensible scrape interval, so a push every 15 s reuses its TLS session.
-pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A keep-alive HTTP client with the exporter's TLS settings: the bundled webpki roots and the
 /// system store (when the image has one), or only `ca_file`; a client certificate for mTLS.

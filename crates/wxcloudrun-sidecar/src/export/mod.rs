@@ -168,8 +168,9 @@ impl Transport {
 /// How a worker's requests are encoded: exporters with the same encoding share one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Encoding {
-    /// Remote write; `Some(i)` for the `i`-th backend's own relabelled encoding.
-    RemoteWrite(Option<usize>),
+    /// Remote write with its bounds' spelling; `Some(i)` for the `i`-th backend's own relabelled
+    /// encoding.
+    RemoteWrite(Option<usize>, remote_write::BoundSpelling),
     OtlpHttp,
     OtlpGrpc,
 }
@@ -209,7 +210,10 @@ impl Exporters {
     ) -> Result<Self, ExportError> {
         let mut planned = Vec::new();
         for (index, backend) in config.remote_write.iter().enumerate() {
-            let encoding = Encoding::RemoteWrite((!backend.relabel.is_empty()).then_some(index));
+            let encoding = Encoding::RemoteWrite(
+                (!backend.relabel.is_empty()).then_some(index),
+                backend.bound_spelling,
+            );
             planned.push((
                 backend.name.clone(),
                 encoding,
@@ -313,12 +317,12 @@ impl Exporters {
 
     fn encode(&self, batch: &Batch, encoding: Encoding, queued_at: Instant) -> Vec<Payload> {
         match encoding {
-            Encoding::RemoteWrite(relabelled) => {
+            Encoding::RemoteWrite(relabelled, spelling) => {
                 let no_rules = remote_write::Relabel::default();
                 let relabel = relabelled
                     .and_then(|index| self.remote_write.get(index))
                     .map_or(&no_rules, |backend| &backend.relabel);
-                remote_write::encode::encode(batch, relabel)
+                remote_write::encode::encode_spelled(batch, relabel, spelling)
                     .into_iter()
                     .map(|encoded| Payload {
                         bytes: encoded.body.len() as u64,

@@ -36,13 +36,16 @@ pub enum ScrapeError {
     /// Any other transport failure.
     #[error("request failed: {0}")]
     Transport(String),
+    /// Given up on after this long: the shutdown budget left no more time.
+    #[error("cancelled after {0:?}: the shutdown budget leaves no more time")]
+    Cancelled(Duration),
 }
 
 impl ScrapeError {
     /// The `outcome` label of `wxcloudrun_sidecar_scrapes_total`.
     pub fn outcome(&self) -> &'static str {
         match self {
-            ScrapeError::Timeout(_) => "timeout",
+            ScrapeError::Timeout(_) | ScrapeError::Cancelled(_) => "timeout",
             _ => "error",
         }
     }
@@ -53,7 +56,6 @@ impl ScrapeError {
 pub struct Scraper {
     client: reqwest::Client,
     url: String,
-    timeout: Duration,
     max_body_bytes: usize,
     /// The `Accept-Encoding` sent: see [`accept_encoding`].
     accept_encoding: &'static str,
@@ -62,8 +64,8 @@ pub struct Scraper {
 }
 
 impl Scraper {
-    /// A scraper for `url` with a per-scrape `timeout`.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
+    /// A scraper for `url`.
+    pub fn new(url: &str) -> Result<Self, String> {
         // The same TLS rules as the exporters (an https:// target works in a slim image too).
         let tls =
             wxcloudrun_connect::http::reqwest_tls(&wxcloudrun_connect::tls::TlsConfig::default())
@@ -78,21 +80,19 @@ impl Scraper {
         Ok(Scraper {
             client,
             url: url.to_owned(),
-            timeout,
             max_body_bytes: Limits::default().max_body_bytes,
             accept_encoding: accept_encoding(url),
             last_body_len: Arc::default(),
         })
     }
 
-    /// Fetches the page once.
-    pub async fn fetch(&self) -> Result<Page, ScrapeError> {
-        self.fetch_into(Vec::new()).await
-    }
-
     /// Fetches the page once into `buffer` (the last page's, given back: a multi-megabyte body
-    /// then costs neither an allocation nor fresh pages every scrape).
-    pub async fn fetch_into(&self, mut buffer: Vec<u8>) -> Result<Page, ScrapeError> {
+    /// then costs neither an allocation nor fresh pages every scrape), within `timeout`.
+    pub async fn fetch_into(
+        &self,
+        mut buffer: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Page, ScrapeError> {
         let started = Instant::now();
         let request = self
             .client
@@ -101,11 +101,11 @@ impl Scraper {
             .header(http::header::ACCEPT_ENCODING, self.accept_encoding)
             .header(
                 "X-Prometheus-Scrape-Timeout-Seconds",
-                self.timeout.as_secs_f64().to_string(),
+                timeout.as_secs_f64().to_string(),
             )
             .send();
         let fetch = async {
-            let mut response = request.await.map_err(classify)?;
+            let mut response = request.await.map_err(transport_error)?;
             if response.status() != reqwest::StatusCode::OK {
                 return Err(ScrapeError::Status(response.status().as_u16()));
             }
@@ -130,7 +130,7 @@ impl Scraper {
             buffer.clear();
             buffer.reserve(expected);
             let mut body = buffer;
-            while let Some(chunk) = response.chunk().await.map_err(classify)? {
+            while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
                 if body.len() + chunk.len() > self.max_body_bytes {
                     return Err(ScrapeError::Body(format!(
                         "larger than {} bytes",
@@ -145,9 +145,9 @@ impl Scraper {
                 .map_err(|err| ScrapeError::Body(err.to_string()))?;
             Ok((text, format))
         };
-        let (text, format) = tokio::time::timeout(self.timeout, fetch)
+        let (text, format) = tokio::time::timeout(timeout, fetch)
             .await
-            .map_err(|_| ScrapeError::Timeout(self.timeout))??;
+            .map_err(|_| ScrapeError::Timeout(timeout))??;
         Ok(Page {
             text,
             format,
@@ -175,7 +175,7 @@ fn accept_encoding(url: &str) -> &'static str {
     if loopback { "identity" } else { "gzip" }
 }
 
-fn classify(err: reqwest::Error) -> ScrapeError {
+fn transport_error(err: reqwest::Error) -> ScrapeError {
     if err.is_timeout() {
         ScrapeError::Transport(err.to_string())
     } else if err.is_connect() {
@@ -234,9 +234,9 @@ mod tests {
     /// the target received.
     async fn scrape_once(answer: Vec<u8>) -> (String, String) {
         let (url, served) = one_shot_target(answer).await;
-        let page = Scraper::new(&url, Duration::from_secs(5))
+        let page = Scraper::new(&url)
             .unwrap()
-            .fetch()
+            .fetch_into(Vec::new(), Duration::from_secs(5))
             .await
             .unwrap();
         (page.text, served.await.unwrap())
@@ -277,8 +277,11 @@ mod tests {
             let answer = answer.clone();
             async move {
                 let (url, served) = one_shot_target(answer).await;
-                let scraper = Scraper::new(&url, Duration::from_secs(5)).unwrap();
-                let page = scraper.fetch_into(buffer).await.unwrap();
+                let scraper = Scraper::new(&url).unwrap();
+                let page = scraper
+                    .fetch_into(buffer, Duration::from_secs(5))
+                    .await
+                    .unwrap();
                 served.await.unwrap();
                 page.text
             }

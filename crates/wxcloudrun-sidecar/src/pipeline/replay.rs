@@ -6,35 +6,43 @@
 //! converted families — and while a new page has exactly that shape, it only reads the values:
 //! no labels lexed, no series hashed, no parsed page in memory.
 //!
+//! A shape is learned from a parsed page in one conversion: each kept sample's value is replaced
+//! by the number of its line, the page is converted into the template, and the numbers found in
+//! the template say where each line's value goes. That scrape's own families are the template
+//! filled with the page's values, as every replayed scrape's are.
+//!
 //! Correctness rests on three things:
 //! - a page is replayed only if every line is the learned line: byte for byte up to the value for
 //!   a line that holds a sample the parser kept, byte for byte whole for every other line (a
 //!   comment, a dropped duplicate, a folded `_created`: the parser may read more of those than a
 //!   value); checked with a 128-bit hash and the length of what is compared;
-//! - the parser's and converter's structure depends on everything but the values, so an equal
-//!   prefix means equal families, points and labels;
-//! - a shape is only kept after a self-check: the values of the page it was learned from, put
-//!   where the shape says, must give exactly the families the full path gave.
+//! - the parser's and converter's structure depends on everything but the values, and the
+//!   converter passes each value through as it is (NaN normalised), so an equal prefix means
+//!   equal families, points and labels, and a line number put in a value's place comes out where
+//!   that value would;
+//! - a shape is only learned when the value replay reads on each sample's line is, bit for bit,
+//!   the value the parser read there, and every number found in the template is a line number.
 //!
 //! Anything else — timestamps, exemplars, `_created`, a line that does not look like
 //! `<series> <value>`, a value that does not parse — is left to the full path.
 
 use std::hash::BuildHasher;
 
-use wxcloudrun_exposition::{Exposition, Format, Limits, parse_value};
+use wxcloudrun_exposition::{
+    Exposition, Format, Limits, ParseError, parse_value, parse_with_limits,
+};
 
-use crate::convert::Converter;
 use crate::model::{Family, Value, normalize_nan};
+use crate::pipeline::convert::{Converter, Source};
 
 /// Learning stops after this many scrapes in a row whose shape did not last one scrape; it is
 /// tried again after a pause that doubles each time, up to this many scrapes.
 const MAX_BACKOFF: u32 = 64;
 
 /// The learned shape of the last page, and when to try learning again.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Replay {
-    enabled: bool,
-    shape: Option<Shape>,
+    shape: Option<PageShape>,
     /// Scrapes to wait before learning again.
     pause: u32,
     /// The pause to take after the next failed shape.
@@ -44,7 +52,7 @@ pub struct Replay {
 }
 
 #[derive(Debug)]
-struct Shape {
+struct PageShape {
     format: Format,
     hashers: (
         foldhash::quality::RandomState,
@@ -53,7 +61,7 @@ struct Shape {
     lines: Vec<LineShape>,
     /// Where each sample line's value goes (a line may feed two places: a histogram's `+Inf`
     /// bucket is also its count when `_count` is missing).
-    slots: Vec<Slot>,
+    placements: Vec<Placement>,
     /// The converted families of the learned page; their values are overwritten on replay.
     families: Vec<Family>,
     /// Samples in the page, as the parser counts them (duplicates excluded).
@@ -70,8 +78,9 @@ struct LineShape {
     sample: bool,
 }
 
+/// Where one line's value goes in the families.
 #[derive(Debug, Clone, Copy)]
-struct Slot {
+struct Placement {
     line: u32,
     family: u32,
     point: u32,
@@ -87,13 +96,46 @@ enum Component {
     Entry(u32),
 }
 
-/// A replayed page: the app's families with this scrape's values (start times not yet set).
+/// A page read through its shape: the app's families with this scrape's values (start times not
+/// yet set: the converter sets them).
 #[derive(Debug)]
 pub struct Replayed {
-    /// The families, in page order, as the full path would have converted them.
+    /// The families, in page order, as converting the parsed page would give them.
     pub families: Vec<Family>,
     /// Samples in the page, as [`Exposition::sample_count`] counts them.
     pub sample_count: usize,
+}
+
+/// The app's page, read.
+#[derive(Debug)]
+pub enum Read<'t> {
+    /// The page had the learned shape: only its values were read.
+    Replayed(Replayed),
+    /// The page was parsed and its shape learned: its families came through the new shape.
+    Learned(Replayed),
+    /// The page was parsed; its shape was not learned (learning pauses, or the page has
+    /// something replay does not read).
+    Parsed(Exposition<'t>),
+}
+
+impl Read<'_> {
+    /// Samples in the page, as [`Exposition::sample_count`] counts them.
+    pub fn sample_count(&self) -> usize {
+        match self {
+            Read::Replayed(replayed) | Read::Learned(replayed) => replayed.sample_count,
+            Read::Parsed(page) => page.sample_count(),
+        }
+    }
+
+    /// The page as the converter takes it. Families read through a shape move out of `self`.
+    pub fn source(&mut self) -> Source<'_> {
+        match self {
+            Read::Replayed(replayed) | Read::Learned(replayed) => {
+                Source::Converted(std::mem::take(&mut replayed.families))
+            }
+            Read::Parsed(page) => Source::Page(page),
+        }
+    }
 }
 
 /// A line of the page as replay sees it.
@@ -107,7 +149,7 @@ enum Line<'t> {
     Unreadable,
 }
 
-fn classify(line: &str) -> Line<'_> {
+fn split_line(line: &str) -> Line<'_> {
     if line.is_empty() || line.starts_with('#') {
         return Line::Fixed;
     }
@@ -117,30 +159,32 @@ fn classify(line: &str) -> Line<'_> {
     }
 }
 
-impl Shape {
-    fn hash(&self, text: &str) -> (u64, u64) {
-        (
-            self.hashers.0.hash_one(text.as_bytes()),
-            self.hashers.1.hash_one(text.as_bytes()),
-        )
-    }
-}
-
 impl Replay {
-    /// `enabled: false` never learns: every page takes the full path.
-    pub fn new(enabled: bool) -> Self {
-        Replay {
-            enabled,
-            shape: None,
-            pause: 0,
-            next_pause: 0,
-            used: false,
+    /// No shape learned yet.
+    pub fn new() -> Self {
+        Replay::default()
+    }
+
+    /// Reads the app's page: through the learned shape if it still has it, else parsed (and its
+    /// shape learned, when it is time to). `converter` converts the page into the template of a
+    /// new shape; it remembers nothing from that.
+    pub fn read<'t>(
+        &mut self,
+        text: &'t str,
+        format: Format,
+        limits: &Limits,
+        converter: &mut Converter,
+    ) -> Result<Read<'t>, ParseError> {
+        if let Some(replayed) = self.replay(text, format, limits) {
+            return Ok(Read::Replayed(replayed));
         }
+        let page = parse_with_limits(text, format, limits)?;
+        Ok(self.learn(text, format, page, converter))
     }
 
     /// The page's families if it has the learned shape, else `None` (and the shape is dropped
     /// when the page no longer matches it).
-    pub fn replay(&mut self, text: &str, format: Format, limits: &Limits) -> Option<Replayed> {
+    fn replay(&mut self, text: &str, format: Format, limits: &Limits) -> Option<Replayed> {
         let shape = self.shape.as_ref()?;
         let replayed = shape.replay(text, format, limits);
         if replayed.is_some() {
@@ -148,7 +192,7 @@ impl Replay {
             self.next_pause = 0;
         } else {
             // A shape that did not last a single scrape: the page changes all the time, and
-            // learning it costs a second conversion; wait longer before the next try.
+            // learning it costs a conversion into a template; wait longer before the next try.
             if !self.used {
                 self.next_pause = (self.next_pause * 2).clamp(1, MAX_BACKOFF);
             }
@@ -158,46 +202,109 @@ impl Replay {
         replayed
     }
 
-    /// Learns the shape of `text`, which the full path parsed into `page` and converted into
-    /// `families` (the app's families only, in order). `converter` provides the sidecar's labels.
-    /// Takes the page: learning relabels its values, and drops it before keeping anything.
-    pub fn learn(
+    /// Learns the shape of `text`, which parsed into `page`, unless learning pauses: the page's
+    /// families through the new shape, or the page back as it was.
+    fn learn<'t>(
         &mut self,
         text: &str,
         format: Format,
-        page: Exposition<'_>,
-        families: &[Family],
-        converter: &Converter,
-    ) {
-        if !self.enabled {
-            return;
-        }
+        page: Exposition<'t>,
+        converter: &mut Converter,
+    ) -> Read<'t> {
         if self.pause > 0 {
             self.pause -= 1;
-            return;
+            return Read::Parsed(page);
         }
         self.used = false;
-        self.shape = Shape::learn(text, format, page, families, converter);
-        if self.shape.is_none() {
-            self.next_pause = (self.next_pause * 2).clamp(1, MAX_BACKOFF);
-            self.pause = self.next_pause;
+        match PageShape::learn(text, format, page, converter) {
+            Ok((shape, replayed)) => {
+                self.shape = Some(shape);
+                Read::Learned(replayed)
+            }
+            Err(page) => {
+                self.next_pause = (self.next_pause * 2).clamp(1, MAX_BACKOFF);
+                self.pause = self.next_pause;
+                Read::Parsed(page)
+            }
         }
-    }
-
-    /// Whether a shape is learned (for tests and benchmarks).
-    pub fn has_shape(&self) -> bool {
-        self.shape.is_some()
     }
 }
 
-impl Shape {
-    fn learn(
+/// Where each kept sample of a page sits: its line, and the line's value as replay reads it.
+struct Tagging {
+    /// The value replay reads on each line of a kept sample.
+    line_values: Vec<Option<f64>>,
+    /// The samples' own values, in page order, to put back when learning fails.
+    originals: Vec<f64>,
+}
+
+impl Tagging {
+    /// Replaces each kept sample's value by its line number. `None` (and the page as it was) if a
+    /// sample cannot be read back from its line exactly as the parser read it.
+    fn tag(text: &str, lines: &[&str], page: &mut Exposition<'_>) -> Option<Tagging> {
+        let mut line_starts = Vec::with_capacity(lines.len());
+        let mut start = 0;
+        for line in lines {
+            line_starts.push(start);
+            start += line.len() + 1;
+        }
+        let mut tagging = Tagging {
+            line_values: vec![None; lines.len()],
+            originals: Vec::with_capacity(page.sample_count()),
+        };
+        let base = text.as_ptr() as usize;
+        let samples = page.families.iter_mut().flat_map(|f| &mut f.samples);
+        for sample in samples {
+            // Found from where its name sits in the page: names borrow from it.
+            let line = (sample.name.as_ptr() as usize)
+                .checked_sub(base)
+                .filter(|offset| *offset < text.len()) // else an unescaped copy of a quoted name
+                .map(|offset| line_starts.partition_point(|&start| start <= offset) - 1);
+            let read = line.and_then(|line| match split_line(lines.get(line)?) {
+                Line::Sample(_, token) => parse_value(token),
+                // No `<series> <value>` line: replay could not read it.
+                Line::Fixed | Line::Unreadable => None,
+            });
+            let (Some(line), Some(read)) = (line, read) else {
+                tagging.restore(page);
+                return None;
+            };
+            if normalize_nan(read).to_bits() != normalize_nan(sample.value).to_bits() {
+                tagging.restore(page);
+                return None;
+            }
+            tagging.line_values[line] = Some(read);
+            tagging.originals.push(sample.value);
+            sample.value = line as f64;
+        }
+        Some(tagging)
+    }
+
+    /// Puts the samples' values back.
+    fn restore(&self, page: &mut Exposition<'_>) {
+        let samples = page.families.iter_mut().flat_map(|f| &mut f.samples);
+        for (sample, original) in samples.zip(&self.originals) {
+            sample.value = *original;
+        }
+    }
+}
+
+impl PageShape {
+    fn hash(&self, text: &str) -> (u64, u64) {
+        (
+            self.hashers.0.hash_one(text.as_bytes()),
+            self.hashers.1.hash_one(text.as_bytes()),
+        )
+    }
+
+    /// The shape of `text`, which parsed into `page`, and the page's families through it; the
+    /// page back as it was if it cannot be learned.
+    fn learn<'t>(
         text: &str,
         format: Format,
-        mut page: Exposition<'_>,
-        families: &[Family],
-        converter: &Converter,
-    ) -> Option<Shape> {
+        mut page: Exposition<'t>,
+        converter: &mut Converter,
+    ) -> Result<(PageShape, Replayed), Exposition<'t>> {
         // Only what depends on the series alone: no timestamps (their token follows the value),
         // no exemplars, no `_created` (a start time the converter reads).
         let plain =
@@ -205,73 +312,66 @@ impl Shape {
                 s.timestamp_ms.is_none() && s.exemplar.is_none() && s.created_ms.is_none()
             });
         if !plain {
-            return None;
+            return Err(page);
         }
-        let mut shape = Shape {
+        let lines: Vec<&str> = text.split('\n').collect();
+        let Some(tagging) = Tagging::tag(text, &lines, &mut page) else {
+            return Err(page);
+        };
+        let mut shape = PageShape {
             format,
             hashers: Default::default(),
-            lines: Vec::new(),
-            slots: Vec::new(),
+            lines: Vec::with_capacity(lines.len()),
+            placements: Vec::new(),
             families: Vec::new(),
             sample_count: page.sample_count(),
         };
-        let lines: Vec<&str> = text.split('\n').collect();
-        let mut line_starts = Vec::with_capacity(lines.len());
-        let mut start = 0;
-        for line in &lines {
-            line_starts.push(start);
-            start += line.len() + 1;
-        }
-        // Each kept sample's value becomes the number of its line (found from where its name
-        // sits in the page: names borrow from it); converted, these numbers show where each
-        // line's value lands. Only those lines are read by value later: every other line —
-        // comments, dropped duplicates, folded `_created` lines, whose last token the parser may
-        // still read — must come back byte for byte.
-        let mut line_values = vec![None; lines.len()];
-        let base = text.as_ptr() as usize;
-        for sample in page.families.iter_mut().flat_map(|f| &mut f.samples) {
-            let offset = (sample.name.as_ptr() as usize).checked_sub(base)?;
-            if offset >= text.len() {
-                return None; // an unescaped copy of a quoted name: not in the page
-            }
-            let line = line_starts.partition_point(|&start| start <= offset) - 1;
-            let Line::Sample(_, token) = classify(lines.get(line)?) else {
-                return None; // no `<series> <value>` line: replay could not read it
-            };
-            *line_values.get_mut(line)? = Some(parse_value(token)?);
-            sample.value = line as f64;
-        }
-        for (line, value) in lines.iter().zip(&line_values) {
-            let (compared, sample) = match (value, classify(line)) {
+        // Only the lines of kept samples are read by value later: every other line — comments,
+        // dropped duplicates, folded `_created` lines, whose last token the parser may still
+        // read — must come back byte for byte.
+        for (line, value) in lines.iter().zip(&tagging.line_values) {
+            let (compared, sample) = match (value, split_line(line)) {
                 (Some(_), Line::Sample(prefix, _)) => (prefix, true),
                 _ => (*line, false),
             };
+            let Ok(prefix_len) = u32::try_from(compared.len()) else {
+                tagging.restore(&mut page);
+                return Err(page);
+            };
             shape.lines.push(LineShape {
                 hash: shape.hash(compared),
-                prefix_len: u32::try_from(compared.len()).ok()?,
+                prefix_len,
                 sample,
             });
         }
         drop(lines);
-        let line_values: Vec<f64> = line_values
-            .into_iter()
+        let values: Vec<f64> = tagging
+            .line_values
+            .iter()
             .map(|value| value.unwrap_or(f64::NAN))
             .collect();
-        let template = converter.untracked().convert(&[&page], 0).families;
+        let template = converter.template(&page);
+        let mut families = template.clone();
+        let placed = placements(&template, shape.lines.len()).and_then(|placements| {
+            shape.placements = placements;
+            shape.fill(&mut families, &values)
+        });
+        if placed.is_none() {
+            // The tagging did not go as planned.
+            tagging.restore(&mut page);
+            return Err(page);
+        }
         drop(page);
-        shape.slots = slots(&template, shape.lines.len())?;
         // Copied now that the page is gone, so that what is kept lands in the space it freed
         // rather than above it, where it would keep the allocator from returning memory.
         shape.families = template.clone();
         drop(template);
-        drop(line_starts);
         shape.lines.shrink_to_fit();
-
-        // The self-check: this page's own values, put where the shape says, must give what the
-        // full path gave (start times aside: the converter sets them on every path).
-        let mut filled = shape.families.clone();
-        shape.fill(&mut filled, &line_values)?;
-        same_but_start_times(&filled, families).then_some(shape)
+        let replayed = Replayed {
+            families,
+            sample_count: shape.sample_count,
+        };
+        Ok((shape, replayed))
     }
 
     fn replay(&self, text: &str, format: Format, limits: &Limits) -> Option<Replayed> {
@@ -285,7 +385,7 @@ impl Shape {
             if line.len() > limits.max_line_bytes {
                 return None;
             }
-            let compared = match (expected.sample, classify(line)) {
+            let compared = match (expected.sample, split_line(line)) {
                 (true, Line::Sample(prefix, token)) => {
                     *value = normalize_nan(parse_value(token)?);
                     prefix
@@ -310,15 +410,15 @@ impl Shape {
         })
     }
 
-    /// Writes each slot's line value into `families`.
+    /// Writes each placement's line value into `families`.
     fn fill(&self, families: &mut [Family], values: &[f64]) -> Option<()> {
-        for slot in &self.slots {
-            let value = normalize_nan(*values.get(slot.line as usize)?);
+        for placement in &self.placements {
+            let value = normalize_nan(*values.get(placement.line as usize)?);
             let point = families
-                .get_mut(slot.family as usize)?
+                .get_mut(placement.family as usize)?
                 .points
-                .get_mut(slot.point as usize)?;
-            let target = match (&mut point.value, slot.component) {
+                .get_mut(placement.point as usize)?;
+            let target = match (&mut point.value, placement.component) {
                 (Value::Number { value, .. }, Component::Number) => value,
                 (
                     Value::Histogram { count, .. } | Value::Summary { count, .. },
@@ -346,15 +446,15 @@ impl Shape {
 
 /// Where each tagged value of `families` came from. `None` if a value is not a line number of
 /// the page (the tagging did not go as planned).
-fn slots(families: &[Family], line_count: usize) -> Option<Vec<Slot>> {
-    let mut slots = Vec::new();
+fn placements(families: &[Family], line_count: usize) -> Option<Vec<Placement>> {
+    let mut placements = Vec::new();
     for (f, family) in families.iter().enumerate() {
         for (p, point) in family.points.iter().enumerate() {
             let mut add = |tag: f64, component| -> Option<()> {
                 if !(tag >= 0.0 && tag.fract() == 0.0 && tag < line_count as f64) {
                     return None;
                 }
-                slots.push(Slot {
+                placements.push(Placement {
                     line: tag as u32,
                     family: u32::try_from(f).ok()?,
                     point: u32::try_from(p).ok()?,
@@ -387,72 +487,5 @@ fn slots(families: &[Family], line_count: usize) -> Option<Vec<Slot>> {
             }
         }
     }
-    Some(slots)
-}
-
-/// Whether two conversions agree in everything but start times, values compared bit for bit
-/// (NaN is a value here, and equal to itself).
-fn same_but_start_times(a: &[Family], b: &[Family]) -> bool {
-    let bits = |values: &[(f64, f64)]| -> Vec<(u64, u64)> {
-        values
-            .iter()
-            .map(|(x, y)| (x.to_bits(), y.to_bits()))
-            .collect()
-    };
-    let value_eq = |a: &Value, b: &Value| match (a, b) {
-        (
-            Value::Number {
-                name: n1,
-                value: v1,
-            },
-            Value::Number {
-                name: n2,
-                value: v2,
-            },
-        ) => n1 == n2 && v1.to_bits() == v2.to_bits(),
-        (
-            Value::Histogram {
-                count: c1,
-                sum: s1,
-                buckets: b1,
-                stale: t1,
-            },
-            Value::Histogram {
-                count: c2,
-                sum: s2,
-                buckets: b2,
-                stale: t2,
-            },
-        )
-        | (
-            Value::Summary {
-                count: c1,
-                sum: s1,
-                quantiles: b1,
-                stale: t1,
-            },
-            Value::Summary {
-                count: c2,
-                sum: s2,
-                quantiles: b2,
-                stale: t2,
-            },
-        ) => {
-            c1.to_bits() == c2.to_bits()
-                && s1.map(f64::to_bits) == s2.map(f64::to_bits)
-                && bits(b1) == bits(b2)
-                && t1 == t2
-        }
-        _ => false,
-    };
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(fa, fb)| {
-            (&fa.name, &fa.help, &fa.unit, fa.kind) == (&fb.name, &fb.help, &fb.unit, fb.kind)
-                && fa.points.len() == fb.points.len()
-                && fa
-                    .points
-                    .iter()
-                    .zip(&fb.points)
-                    .all(|(pa, pb)| pa.labels == pb.labels && value_eq(&pa.value, &pb.value))
-        })
+    Some(placements)
 }

@@ -1,0 +1,702 @@
+//! From what one scrape produced to a [`Batch`]: the sidecar's labels added (a scraped label of
+//! the same name becomes `exported_<name>`, as Prometheus does), counters given a start time, and
+//! stale markers for every series that disappeared since the last scrape.
+//!
+//! A scrape is a list of [`Source`]s converted together: the app's page (parsed, or replayed and
+//! so converted already), the sidecar's own families straight from its registry, and `up`.
+
+mod gathered;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use wxcloudrun_exposition::{Exposition, MetricFamily, MetricType};
+
+use crate::model::{Batch, Family, Kind, Labels, Point, Value, normalize_nan, stale_nan};
+
+/// One part of a scrape.
+#[derive(Debug)]
+pub enum Source<'a> {
+    /// Families converted already (a replayed page, see
+    /// [`Replay`](crate::pipeline::replay::Replay)): only their start times are set here.
+    Converted(Vec<Family>),
+    /// A parsed page.
+    Page(&'a Exposition<'a>),
+    /// Families gathered from a Prometheus registry (the sidecar's self-metrics): the same
+    /// families their text rendering would parse into.
+    Gathered(&'a [prometheus::proto::MetricFamily]),
+    /// The synthetic `up` gauge: whether the app's page was read.
+    Up(bool),
+}
+
+/// What the converter remembers about a series between scrapes.
+#[derive(Clone, Debug)]
+struct Seen {
+    family: Arc<str>,
+    kind: Kind,
+    labels: Labels,
+    marker: StaleMarker,
+    /// Start of the current cumulative interval.
+    start_ms: i64,
+    /// The last value (`_count` for histograms and summaries), to detect resets.
+    last: f64,
+    /// The scrape that last saw it.
+    generation: u64,
+}
+
+/// Enough of a series to write its stale marker.
+#[derive(Clone, Debug)]
+enum StaleMarker {
+    Number(Arc<str>),
+    Histogram(Vec<f64>),
+    Summary(Vec<f64>),
+}
+
+impl StaleMarker {
+    fn of(value: &Value) -> StaleMarker {
+        let bounds = |entries: &[(f64, f64)]| entries.iter().map(|e| e.0).collect();
+        match value {
+            Value::Number { name, .. } => StaleMarker::Number(name.clone()),
+            Value::Histogram { buckets, .. } => StaleMarker::Histogram(bounds(buckets)),
+            Value::Summary { quantiles, .. } => StaleMarker::Summary(bounds(quantiles)),
+        }
+    }
+
+    /// Whether the marker of `value` would be this one (then it need not be built again).
+    fn fits(&self, value: &Value) -> bool {
+        let same = |bounds: &[f64], entries: &[(f64, f64)]| {
+            bounds.len() == entries.len()
+                && bounds
+                    .iter()
+                    .zip(entries)
+                    .all(|(a, b)| a.to_bits() == b.0.to_bits())
+        };
+        match (self, value) {
+            (StaleMarker::Number(a), Value::Number { name, .. }) => a == name,
+            (StaleMarker::Histogram(bounds), Value::Histogram { buckets, .. }) => {
+                same(bounds, buckets)
+            }
+            (StaleMarker::Summary(bounds), Value::Summary { quantiles, .. }) => {
+                same(bounds, quantiles)
+            }
+            _ => false,
+        }
+    }
+
+    fn stale_value(&self) -> Value {
+        let stale = |bounds: &[f64]| bounds.iter().map(|b| (*b, stale_nan())).collect();
+        match self {
+            StaleMarker::Number(name) => Value::Number {
+                name: name.clone(),
+                value: stale_nan(),
+            },
+            StaleMarker::Histogram(bounds) => Value::Histogram {
+                count: stale_nan(),
+                sum: Some(stale_nan()),
+                buckets: stale(bounds),
+                stale: true,
+            },
+            StaleMarker::Summary(quantiles) => Value::Summary {
+                count: stale_nan(),
+                sum: Some(stale_nan()),
+                quantiles: stale(quantiles),
+                stale: true,
+            },
+        }
+    }
+}
+
+/// Turns scrapes into batches, remembering series across scrapes.
+#[derive(Debug)]
+pub struct Converter {
+    added: Vec<(Arc<str>, Arc<str>)>,
+    /// The app's start in wrapper mode: every cumulative interval starts there until a reset.
+    process_start_ms: Option<i64>,
+    seen: HashMap<String, Seen, foldhash::quality::RandomState>,
+    /// Reused buffer for the key of the series being tracked.
+    key: String,
+    strings: Interner,
+    generation: u64,
+}
+
+/// One shared copy of every name and label value in use.
+///
+/// A page repeats the same few hundred strings across thousands of series, scrape after scrape;
+/// sharing them keeps the remembered series small and saves an allocation per label per scrape.
+#[derive(Debug, Default)]
+struct Interner {
+    strings: HashSet<Arc<str>, foldhash::quality::RandomState>,
+    /// The set's size after the last sweep.
+    swept_len: usize,
+}
+
+impl Interner {
+    fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.strings.get(text) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.strings.insert(shared.clone());
+        shared
+    }
+
+    /// Forgets the strings nothing else holds any more (series that vanished, values that
+    /// changed), once the set has doubled since the last sweep: bounded memory, amortised cost.
+    fn sweep(&mut self) {
+        if self.strings.len() > 2 * self.swept_len + 1024 {
+            self.strings.retain(|shared| Arc::strong_count(shared) > 1);
+            self.swept_len = self.strings.len();
+        }
+    }
+}
+
+fn kind_of(metric_type: MetricType) -> Kind {
+    match metric_type {
+        MetricType::Counter => Kind::Counter,
+        MetricType::Gauge => Kind::Gauge,
+        MetricType::Unknown => Kind::Unknown,
+        MetricType::Histogram => Kind::Histogram,
+        MetricType::Summary => Kind::Summary,
+        MetricType::Info | MetricType::StateSet | MetricType::GaugeHistogram => Kind::Other,
+    }
+}
+
+impl Converter {
+    /// `added`: the labels put on every series. `process_start_ms`: the child's start, in wrapper
+    /// mode.
+    pub fn new(added: &[(String, String)], process_start_ms: Option<i64>) -> Self {
+        Converter {
+            added: added
+                .iter()
+                .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
+                .collect(),
+            process_start_ms,
+            seen: HashMap::default(),
+            key: String::new(),
+            strings: Interner::default(),
+            generation: 0,
+        }
+    }
+
+    /// Converts one scrape taken at `timestamp_ms`, its sources in order. Series of earlier
+    /// scrapes that none of them has get a stale marker, after the sources' families.
+    pub fn convert<'a>(
+        &mut self,
+        sources: impl IntoIterator<Item = Source<'a>>,
+        timestamp_ms: i64,
+    ) -> Batch {
+        self.generation += 1;
+        let at = Some(timestamp_ms);
+        let mut families = Vec::new();
+        for source in sources {
+            match source {
+                Source::Converted(mut converted) => {
+                    for family in &mut converted {
+                        for point in &mut family.points {
+                            self.track(&family.name, family.kind, point, None, timestamp_ms);
+                        }
+                    }
+                    if families.is_empty() {
+                        families = converted;
+                    } else {
+                        families.append(&mut converted);
+                    }
+                }
+                Source::Page(page) => {
+                    let converted = page.families.iter();
+                    families.extend(converted.filter_map(|f| self.page_family(f, at)));
+                }
+                Source::Gathered(gathered) => {
+                    let converted = gathered.iter();
+                    families.extend(converted.filter_map(|f| self.gathered(f, timestamp_ms)));
+                }
+                Source::Up(up) => families.push(self.up(up, timestamp_ms)),
+            }
+        }
+        families.extend(self.vanished());
+        // After the batch took its references, so that only strings of forgotten series go.
+        self.strings.sweep();
+        Batch {
+            timestamp_ms,
+            families,
+        }
+    }
+
+    /// The families of `page` as [`convert`](Self::convert) would give them, without start
+    /// times and without remembering anything: the template a learned page shape fills.
+    pub(crate) fn template(&mut self, page: &Exposition<'_>) -> Vec<Family> {
+        let families = page.families.iter();
+        families.filter_map(|f| self.page_family(f, None)).collect()
+    }
+
+    /// Stale markers for every series no source of this scrape had; forgets them.
+    fn vanished(&mut self) -> Vec<Family> {
+        let generation = self.generation;
+        let mut by_family: HashMap<(Arc<str>, Kind), Vec<Point>> = HashMap::new();
+        self.seen.retain(|_, seen| {
+            if seen.generation == generation {
+                return true;
+            }
+            by_family
+                .entry((seen.family.clone(), seen.kind))
+                .or_default()
+                .push(Point {
+                    labels: std::mem::take(&mut seen.labels),
+                    start_ms: Some(seen.start_ms),
+                    value: seen.marker.stale_value(),
+                });
+            false
+        });
+        let mut families: Vec<Family> = by_family
+            .into_iter()
+            .map(|((name, kind), points)| Family {
+                name,
+                help: Arc::from(""),
+                unit: Arc::from(""),
+                kind,
+                points,
+            })
+            .collect();
+        families.sort_by(|a, b| a.name.cmp(&b.name));
+        families
+    }
+
+    /// One family of a parsed page; with `at`, its series are tracked as seen at that time.
+    fn page_family(&mut self, family: &MetricFamily<'_>, at: Option<i64>) -> Option<Family> {
+        let kind = kind_of(family.metric_type);
+        let name = self.strings.get(&family.name);
+        let points = match kind {
+            Kind::Histogram => self.histogram_points(&name, family, at),
+            Kind::Summary => self.summary_points(&name, family, at),
+            _ => family
+                .samples
+                .iter()
+                .map(|sample| {
+                    let labels = self.labels(sample.labels.iter().map(|l| (&*l.name, &*l.value)));
+                    let value = Value::Number {
+                        name: self.strings.get(&sample.name),
+                        value: normalize_nan(sample.value),
+                    };
+                    self.point(&name, kind, labels, value, sample.created_ms, at)
+                })
+                .collect(),
+        };
+        let help = family.help.as_deref().unwrap_or("");
+        let unit = family.unit.as_deref().unwrap_or("");
+        self.family(name, help, unit, kind, points)
+    }
+
+    /// A family of `points`; none if it has no point (nothing to export).
+    fn family(
+        &mut self,
+        name: Arc<str>,
+        help: &str,
+        unit: &str,
+        kind: Kind,
+        points: Vec<Point>,
+    ) -> Option<Family> {
+        if points.is_empty() {
+            return None;
+        }
+        Some(Family {
+            name,
+            help: self.strings.get(help),
+            unit: self.strings.get(unit),
+            kind,
+            points,
+        })
+    }
+
+    /// A point of `family`; with `at`, tracked as seen at that time (its start time set).
+    fn point(
+        &mut self,
+        family: &Arc<str>,
+        kind: Kind,
+        labels: Labels,
+        value: Value,
+        created_ms: Option<i64>,
+        at: Option<i64>,
+    ) -> Point {
+        let mut point = Point {
+            labels,
+            start_ms: None,
+            value,
+        };
+        if let Some(timestamp_ms) = at {
+            self.track(family, kind, &mut point, created_ms, timestamp_ms);
+        }
+        point
+    }
+
+    fn histogram_points(
+        &mut self,
+        name: &Arc<str>,
+        family: &MetricFamily<'_>,
+        at: Option<i64>,
+    ) -> Vec<Point> {
+        let grouped = match family.histogram_points() {
+            Ok(points) => points,
+            Err(err) => {
+                tracing::warn!(family = %name, error = %err, "histogram dropped from this scrape");
+                return Vec::new();
+            }
+        };
+        grouped
+            .into_iter()
+            .filter_map(|point| {
+                let buckets: Vec<(f64, f64)> = point
+                    .buckets
+                    .iter()
+                    .map(|b| (b.upper_bound, normalize_nan(b.cumulative_count)))
+                    .collect();
+                // `_count` equals the `+Inf` bucket; a point with neither cannot be exported.
+                let count = point
+                    .count
+                    .or_else(|| buckets.last().filter(|b| b.0.is_infinite()).map(|b| b.1))?;
+                let labels = self.labels(point.labels.iter().map(|l| (&*l.name, &*l.value)));
+                let value = Value::Histogram {
+                    count: normalize_nan(count),
+                    sum: point.sum.map(normalize_nan),
+                    buckets,
+                    stale: false,
+                };
+                Some(self.point(name, Kind::Histogram, labels, value, point.created_ms, at))
+            })
+            .collect()
+    }
+
+    fn summary_points(
+        &mut self,
+        name: &Arc<str>,
+        family: &MetricFamily<'_>,
+        at: Option<i64>,
+    ) -> Vec<Point> {
+        let grouped = match family.summary_points() {
+            Ok(points) => points,
+            Err(err) => {
+                tracing::warn!(family = %name, error = %err, "summary dropped from this scrape");
+                return Vec::new();
+            }
+        };
+        grouped
+            .into_iter()
+            .filter_map(|point| {
+                let count = point.count?;
+                let labels = self.labels(point.labels.iter().map(|l| (&*l.name, &*l.value)));
+                let value = Value::Summary {
+                    count: normalize_nan(count),
+                    sum: point.sum.map(normalize_nan),
+                    quantiles: point
+                        .quantiles
+                        .iter()
+                        .map(|q| (q.quantile, normalize_nan(q.value)))
+                        .collect(),
+                    stale: false,
+                };
+                Some(self.point(name, Kind::Summary, labels, value, point.created_ms, at))
+            })
+            .collect()
+    }
+
+    /// The scraped labels with the sidecar's added: a scraped label that clashes with an added one
+    /// becomes `exported_<name>` (the same value is no clash: the layer's `wx_service` and the
+    /// sidecar's usually agree); empty values are dropped; the result is sorted.
+    fn labels<'l>(&mut self, scraped: impl Iterator<Item = (&'l str, &'l str)>) -> Labels {
+        let mut labels: Labels = Vec::with_capacity(scraped.size_hint().0 + self.added.len());
+        for (name, value) in scraped {
+            if value.is_empty() || name == "__name__" {
+                continue;
+            }
+            let added = self.added.iter().find(|(added, _)| **added == *name);
+            if added.is_some_and(|(_, added)| **added == *value) {
+                continue;
+            }
+            let name = if added.is_some() {
+                self.strings.get(&format!("exported_{name}"))
+            } else {
+                self.strings.get(name)
+            };
+            labels.push((name, self.strings.get(value)));
+        }
+        labels.extend(self.added.iter().cloned());
+        labels.sort_by(|a, b| a.0.cmp(&b.0));
+        labels.dedup_by(|a, b| a.0 == b.0);
+        labels
+    }
+
+    /// Remembers the series of `point` and sets its start time (counters, histograms, summaries):
+    /// `_created` when exposed; else the app's start (wrapper mode) or first sight; a new interval
+    /// after a reset.
+    fn track(
+        &mut self,
+        family: &Arc<str>,
+        kind: Kind,
+        point: &mut Point,
+        created_ms: Option<i64>,
+        timestamp_ms: i64,
+    ) {
+        let (series, last) = match &point.value {
+            Value::Number { name, value } => (name, *value),
+            Value::Histogram { count, .. } | Value::Summary { count, .. } => (family, *count),
+        };
+        write_series_key(&mut self.key, series, &point.labels);
+        let generation = self.generation;
+        let start_ms = if let Some(seen) = self.seen.get_mut(&self.key) {
+            if let Some(created) = created_ms {
+                seen.start_ms = created;
+            } else if last < seen.last {
+                // A counter went down: the app restarted it. The new interval began after the
+                // last scrape that saw the old one.
+                seen.start_ms = timestamp_ms.saturating_sub(1);
+            }
+            seen.last = last;
+            if !seen.marker.fits(&point.value) {
+                seen.marker = StaleMarker::of(&point.value);
+            }
+            seen.generation = generation;
+            seen.start_ms
+        } else {
+            let start_ms = created_ms.unwrap_or_else(|| {
+                self.process_start_ms
+                    .unwrap_or(timestamp_ms)
+                    .min(timestamp_ms)
+            });
+            let seen = Seen {
+                family: family.clone(),
+                kind,
+                labels: point.labels.clone(),
+                marker: StaleMarker::of(&point.value),
+                start_ms,
+                last,
+                generation,
+            };
+            self.seen.insert(self.key.clone(), seen);
+            start_ms
+        };
+        point.start_ms = match (&point.value, kind) {
+            (Value::Number { .. }, Kind::Counter) => Some(start_ms),
+            (Value::Number { .. }, _) => None,
+            (Value::Histogram { .. } | Value::Summary { .. }, _) => Some(start_ms),
+        };
+    }
+}
+
+/// The identity of a series across scrapes (the sample name of a number, the family name of a
+/// histogram or summary, then the labels), written into a reused buffer (known series, the
+/// common case, then cost no allocation).
+fn write_series_key(key: &mut String, series: &str, labels: &Labels) {
+    key.clear();
+    key.push_str(series);
+    for (name, value) in labels {
+        key.push('\u{1}');
+        key.push_str(name);
+        key.push('\u{2}');
+        key.push_str(value);
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::STALE_NAN_BITS;
+    use wxcloudrun_exposition::{Format, parse};
+
+    fn added() -> Vec<(String, String)> {
+        vec![
+            ("instance".to_owned(), "pod-1".to_owned()),
+            ("wx_service".to_owned(), "orders".to_owned()),
+        ]
+    }
+
+    fn labels_of(point: &Point) -> Vec<(&str, &str)> {
+        point.labels.iter().map(|(k, v)| (&**k, &**v)).collect()
+    }
+
+    #[test]
+    fn strings_are_shared_and_those_of_vanished_series_forgotten() {
+        let mut converter = Converter::new(&added(), None);
+        for round in 0..20 {
+            let text: String = (0..500)
+                .map(|i| format!("g{{v=\"r{round}-{i}\",zone=\"z\"}} 1\n"))
+                .collect();
+            let page = parse(&text, Format::PrometheusText).unwrap();
+            let batch = converter.convert([Source::Page(&page)], 1_000 * (round + 1));
+            let zones: Vec<&Arc<str>> = batch.families[0]
+                .points
+                .iter()
+                .filter_map(|p| p.labels.iter().find(|(k, _)| &**k == "zone"))
+                .map(|(_, v)| v)
+                .collect();
+            assert_eq!(zones.len(), 500);
+            assert!(zones.iter().all(|zone| Arc::ptr_eq(zone, zones[0])));
+        }
+        // 10,000 distinct values went through; only about the live ones stay.
+        assert!(
+            converter.strings.strings.len() < 3_000,
+            "{} strings kept",
+            converter.strings.strings.len()
+        );
+        assert_eq!(converter.seen.len(), 500);
+    }
+
+    #[test]
+    fn adds_labels_and_renames_clashes() {
+        let page = parse(
+            "# TYPE jobs_total counter\njobs_total{instance=\"app:80\",queue=\"a\",empty=\"\",wx_service=\"orders\"} 3\n",
+            Format::PrometheusText,
+        )
+        .unwrap();
+        let batch = Converter::new(&added(), Some(1_000)).convert([Source::Page(&page)], 5_000);
+        let point = &batch.families[0].points[0];
+        assert_eq!(
+            labels_of(point),
+            [
+                ("exported_instance", "app:80"),
+                ("instance", "pod-1"),
+                ("queue", "a"),
+                ("wx_service", "orders")
+            ]
+        );
+        assert_eq!(
+            point.start_ms,
+            Some(1_000),
+            "wrapper mode: the child's start"
+        );
+        assert_eq!(
+            point.value,
+            Value::Number {
+                name: Arc::from("jobs_total"),
+                value: 3.0
+            }
+        );
+    }
+
+    #[test]
+    fn start_times_follow_created_first_sight_and_resets() {
+        let mut converter = Converter::new(&added(), None);
+        let page = |v: u32| {
+            parse(
+                &format!("# TYPE c counter\nc_total {v}\n# EOF\n"),
+                Format::OpenMetrics,
+            )
+            .unwrap()
+            .into_owned()
+        };
+        let start = |batch: &Batch| batch.families[0].points[0].start_ms;
+        assert_eq!(
+            start(&converter.convert([Source::Page(&page(5))], 10_000)),
+            Some(10_000)
+        );
+        assert_eq!(
+            start(&converter.convert([Source::Page(&page(7))], 20_000)),
+            Some(10_000)
+        );
+        assert_eq!(
+            start(&converter.convert([Source::Page(&page(1))], 30_000)),
+            Some(29_999),
+            "reset"
+        );
+        let created = parse(
+            "# TYPE c counter\nc_total 4\nc_created 1700000000.5\n# EOF\n",
+            Format::OpenMetrics,
+        )
+        .unwrap();
+        assert_eq!(
+            start(&converter.convert([Source::Page(&created)], 40_000)),
+            Some(1_700_000_000_500)
+        );
+    }
+
+    /// Issue 15, item 3: `le` is only ignored for a histogram's `_created`, `quantile` only for a
+    /// summary's; a counter with an `le` label, a histogram with a `quantile` label and a summary
+    /// with an `le` label each take the start time of their own `_created`, not another series'.
+    #[test]
+    fn created_matches_le_and_quantile_only_where_they_are_the_bucket_and_quantile_labels() {
+        let page = parse(
+            "# TYPE c counter\n\
+             c_total{le=\"1\"} 5\n\
+             c_created{le=\"1\"} 1700000000\n\
+             c_total 3\n\
+             c_created 1600000000\n\
+             # TYPE h histogram\n\
+             h_bucket{quantile=\"a\",le=\"+Inf\"} 2\n\
+             h_count{quantile=\"a\"} 2\n\
+             h_created{quantile=\"a\"} 1700000001\n\
+             h_bucket{le=\"+Inf\"} 1\n\
+             h_count 1\n\
+             h_created 1600000001\n\
+             # TYPE s summary\n\
+             s{le=\"x\",quantile=\"0.5\"} 1\n\
+             s_count{le=\"x\"} 4\n\
+             s_created{le=\"x\"} 1700000002\n\
+             s_count 9\n\
+             s_created 1600000002\n\
+             # EOF\n",
+            Format::OpenMetrics,
+        )
+        .unwrap();
+        let batch = Converter::new(&[], Some(1_000)).convert([Source::Page(&page)], 5_000);
+        type Start<'b> = (&'b str, Vec<(&'b str, &'b str)>, Option<i64>);
+        let starts: Vec<Start<'_>> = batch
+            .families
+            .iter()
+            .flat_map(|f| {
+                f.points
+                    .iter()
+                    .map(|p| (&*f.name, labels_of(p), p.start_ms))
+            })
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                ("c", vec![("le", "1")], Some(1_700_000_000_000)),
+                ("c", vec![], Some(1_600_000_000_000)),
+                ("h", vec![("quantile", "a")], Some(1_700_000_001_000)),
+                ("h", vec![], Some(1_600_000_001_000)),
+                ("s", vec![("le", "x")], Some(1_700_000_002_000)),
+                ("s", vec![], Some(1_600_000_002_000)),
+            ]
+        );
+    }
+
+    #[test]
+    fn vanished_series_get_stale_markers() {
+        let mut converter = Converter::new(&added(), None);
+        let both = parse(
+            "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\ng 1\n",
+            Format::PrometheusText,
+        )
+        .unwrap();
+        let only_g = parse("g 2\n", Format::PrometheusText).unwrap();
+        converter.convert([Source::Page(&both)], 1_000);
+        let batch = converter.convert([Source::Page(&only_g)], 2_000);
+        let stale = batch
+            .families
+            .iter()
+            .find(|f| &*f.name == "h")
+            .expect("stale histogram");
+        match &stale.points[0].value {
+            Value::Histogram { buckets, stale, .. } => {
+                assert!(stale);
+                assert_eq!(buckets.len(), 2);
+                assert_eq!(buckets[0].1.to_bits(), STALE_NAN_BITS);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(converter.seen.len(), 1);
+        let gone = converter.convert([], 3_000);
+        assert_eq!(gone.families.len(), 1);
+        assert!(gone.families[0].points[0].value.is_stale());
+        assert_eq!(converter.seen.len(), 0);
+    }
+
+    #[test]
+    fn real_nans_are_not_stale_markers() {
+        let page = parse("g NaN\n", Format::PrometheusText).unwrap();
+        let batch = Converter::new(&added(), None).convert([Source::Page(&page)], 1);
+        let Value::Number { value, .. } = batch.families[0].points[0].value else {
+            panic!("number")
+        };
+        assert!(value.is_nan());
+        assert_ne!(value.to_bits(), STALE_NAN_BITS);
+    }
+}
