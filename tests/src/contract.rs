@@ -12,7 +12,8 @@ pub enum Kind {
     Histogram,
 }
 
-/// The layer's metrics, as DESIGN.md names them.
+/// The layer's metrics, as DESIGN.md names them, and those of its client reports (DESIGN.md,
+/// "Mini Program client and client metrics"; `dashboards/README.md`, "Client metric contract").
 pub const LAYER: &[(&str, Kind)] = &[
     ("http_server_request_duration_seconds", Kind::Histogram),
     ("http_server_active_requests", Kind::Gauge),
@@ -22,6 +23,13 @@ pub const LAYER: &[(&str, Kind)] = &[
     ("wxcloudrun_cold_start_seconds", Kind::Gauge),
     ("wxcloudrun_label_overflow_total", Kind::Counter),
     ("wxcloudrun_telemetry_build_info", Kind::Gauge),
+    (
+        "wxcloudrun_client_request_duration_seconds",
+        Kind::Histogram,
+    ),
+    ("wxcloudrun_client_overhead_seconds", Kind::Histogram),
+    ("wxcloudrun_client_reports_total", Kind::Counter),
+    ("wxcloudrun_client_dropped_calls_total", Kind::Counter),
 ];
 
 /// The process collector's metrics (the layer registers them on Linux).

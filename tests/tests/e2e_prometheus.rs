@@ -95,11 +95,13 @@ async fn prometheus_scrapes_the_quickstart_and_every_dashboard_query_returns_dat
 
     // The quickstart with a 600 ms call deadline (its slow route sleeps up to ~0.9 s) and room
     // for two AppIDs (it sends three), so the late-call and label-overflow panels have data
-    // within seconds rather than after 15 s calls.
+    // within seconds rather than after 15 s calls; with client reports, so that its simulated
+    // Mini Programs fill the client panels.
     let telemetry = WxTelemetryLayer::builder()
         .service_name("quickstart")
         .call_deadline(Duration::from_millis(600))
         .max_appids(2)
+        .client_reports(true)
         .build()
         .expect("telemetry configuration");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

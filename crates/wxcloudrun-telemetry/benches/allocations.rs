@@ -8,12 +8,13 @@ mod common;
 use opentelemetry_sdk::trace::Sampler;
 use tower::ServiceBuilder;
 
-use common::{call, handler, our_layer, provider, request};
+use common::{Traced, call, handler, our_layer, our_layer_with, provider, request};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
 const REQUESTS: u64 = 10_000;
+const WARM_UP: u64 = 100;
 
 /// Allocations per request of `service`, after a warm-up that fills the label caches.
 fn per_request<S, B>(service: &mut S) -> f64
@@ -26,12 +27,29 @@ where
     B: http_body::Body,
     B::Error: std::fmt::Debug,
 {
-    for _ in 0..100 {
-        call(service, request());
+    per_request_of(service, request)
+}
+
+/// [`per_request`] with requests made by `make`.
+fn per_request_of<S, B>(
+    service: &mut S,
+    mut make: impl FnMut() -> http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> f64
+where
+    S: tower::Service<
+            http::Request<http_body_util::Full<bytes::Bytes>>,
+            Response = http::Response<B>,
+        >,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    for _ in 0..WARM_UP {
+        call(service, make());
     }
     let before = dhat::HeapStats::get().total_blocks;
     for _ in 0..REQUESTS {
-        call(service, request());
+        call(service, make());
     }
     let after = dhat::HeapStats::get().total_blocks;
     (after - before) as f64 / REQUESTS as f64
@@ -45,6 +63,19 @@ fn main() {
         &mut ServiceBuilder::new()
             .layer(our_layer(None))
             .service_fn(handler),
+    );
+    let mut traced = Traced::new();
+    let traceparent = per_request_of(
+        &mut ServiceBuilder::new()
+            .layer(our_layer(None))
+            .service_fn(handler),
+        || traced.request(),
+    );
+    let client_reports = per_request_of(
+        &mut ServiceBuilder::new()
+            .layer(our_layer_with(None, true))
+            .service_fn(handler),
+        || traced.request(),
     );
     let sampled_out_provider = provider(Sampler::AlwaysOff);
     let sampled_out = per_request(
@@ -63,6 +94,8 @@ fn main() {
     println!("  bare                     {bare:>6.2}");
     for (name, total) in [
         ("wx_metrics", metrics),
+        ("wx_metrics_traceparent", traceparent),
+        ("wx_metrics_client_reports", client_reports),
         ("wx_traces_sampled_out", sampled_out),
         ("wx_traces_always_on", always_on),
     ] {

@@ -7,6 +7,10 @@
 //! - `wx_context_only`: not the layer, only what its `WxContext` contract costs (parse the gateway
 //!   headers, insert the context into the request's extensions);
 //! - `wx_metrics`: our layer, metrics only;
+//! - `wx_metrics_traceparent`: the same, each request with a new `traceparent` (what the Mini
+//!   Program package sends);
+//! - `wx_metrics_client_reports`: the same requests with `client_reports(true)`: the
+//!   `Server-Timing` header and the recent-requests table on top of `wx_metrics_traceparent`;
 //! - `wx_traces_sampled_out`: metrics + spans, sampler `always_off`, under the subscriber `init`
 //!   installs (JSON logs to a sink, the tracing → OpenTelemetry bridge);
 //! - `wx_traces_always_on`: the same with every span recorded and batched to an exporter that
@@ -27,7 +31,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer as _, Registry};
 use wxcloudrun_telemetry::{JsonLogLayer, TrustMode, WxContext};
 
-use common::{call, handler, our_layer, provider, request};
+use common::{Traced, call, handler, our_layer, our_layer_with, provider, request};
 
 /// The subscriber `init` installs, writing to a sink.
 fn init_like_subscriber(
@@ -68,6 +72,19 @@ fn layers(c: &mut Criterion) {
         .layer(our_layer(None))
         .service_fn(handler);
     group.bench_function("wx_metrics", |b| b.iter(|| call(&mut metrics, request())));
+
+    // Client reports: the same requests, each with a fresh traceparent, without and with the
+    // option, side by side.
+    let mut traced = Traced::new();
+    group.bench_function("wx_metrics_traceparent", |b| {
+        b.iter(|| call(&mut metrics, traced.request()))
+    });
+    let mut reporting = ServiceBuilder::new()
+        .layer(our_layer_with(None, true))
+        .service_fn(handler);
+    group.bench_function("wx_metrics_client_reports", |b| {
+        b.iter(|| call(&mut reporting, traced.request()))
+    });
 
     let sampled_out = provider(Sampler::AlwaysOff);
     let mut traced_out = ServiceBuilder::new()

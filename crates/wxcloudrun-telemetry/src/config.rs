@@ -110,6 +110,7 @@ pub struct WxTelemetryBuilder {
     pub(crate) identity_key: Option<Vec<u8>>,
     pub(crate) trace_id_header: Option<HeaderName>,
     pub(crate) response_traceparent: bool,
+    pub(crate) client_reports: bool,
 }
 
 impl std::fmt::Debug for WxTelemetryBuilder {
@@ -130,6 +131,7 @@ impl std::fmt::Debug for WxTelemetryBuilder {
             .field("identity_key", &self.identity_key.as_ref().map(|_| "<set>"))
             .field("trace_id_header", &self.trace_id_header)
             .field("response_traceparent", &self.response_traceparent)
+            .field("client_reports", &self.client_reports)
             .finish_non_exhaustive()
     }
 }
@@ -154,6 +156,7 @@ impl Default for WxTelemetryBuilder {
             identity_key: None,
             trace_id_header: Some(DEFAULT_TRACE_ID_HEADER),
             response_traceparent: false,
+            client_reports: false,
         }
     }
 }
@@ -318,6 +321,37 @@ impl WxTelemetryBuilder {
     /// continue the trace. Defaults to `false`.
     pub fn response_traceparent(mut self, enabled: bool) -> Self {
         self.response_traceparent = enabled;
+        self
+    }
+
+    /// Client reports from the Mini Program package (`wxcloudrun-telemetry-miniprogram`): every
+    /// response carries `Server-Timing: app;dur=<ms>` (the service's own time, from the request
+    /// reaching the layer to its response headers), requests through the gateway are remembered
+    /// by trace id (the last [`RECENT_REQUESTS_CAPACITY`](crate::RECENT_REQUESTS_CAPACITY)), and
+    /// [`WxTelemetryLayer::client_reports`](crate::WxTelemetryLayer::client_reports) serves the
+    /// beacon that turns the phones' reports into `wxcloudrun_client_*` metrics.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use wxcloudrun_telemetry::{DEFAULT_CLIENT_REPORT_PATH, WxTelemetryLayer};
+    ///
+    /// let telemetry = WxTelemetryLayer::builder()
+    ///     .service_name("orders")
+    ///     .client_reports(true)
+    ///     .build()?;
+    /// let app: Router = Router::new()
+    ///     .route("/api/orders/{id}", get(|| async { "order" }))
+    ///     .layer(telemetry.clone())
+    ///     // Beside the layer, like /metrics: the beacon's own calls are not requests of the
+    ///     // service.
+    ///     .route_service(DEFAULT_CLIENT_REPORT_PATH, telemetry.client_reports());
+    /// # Ok::<(), wxcloudrun_telemetry::ConfigError>(())
+    /// ```
+    ///
+    /// Defaults to `false`: no header is added, nothing is remembered, and responses are
+    /// byte-identical to a layer without this option.
+    pub fn client_reports(mut self, enabled: bool) -> Self {
+        self.client_reports = enabled;
         self
     }
 

@@ -32,12 +32,20 @@
 //! }
 //! ```
 //!
+//! With [`client_reports(true)`](WxTelemetryBuilder::client_reports) the layer also serves the
+//! other end of the Mini Program package (`wxcloudrun-telemetry-miniprogram`): every response
+//! carries `Server-Timing: app;dur=<ms>`, and [`WxTelemetryLayer::client_reports`] is the beacon
+//! that turns the phones' reports into `wxcloudrun_client_*` metrics (what callContainer calls
+//! took on the phone, the gateway and network time, the calls that failed before reaching the
+//! service), routes joined by trace id with the server's own requests.
+//!
 //! The metric names, labels and buckets are a contract shared with the project's dashboards and
 //! alerting rules; see the README's metric table.
 
 #[cfg(feature = "axum")]
 mod axum;
 mod cache;
+mod client;
 mod config;
 mod context;
 mod endpoint;
@@ -54,6 +62,11 @@ mod trace;
 
 #[cfg(feature = "axum")]
 pub use crate::axum::MissingWxContext;
+pub use crate::client::{
+    CLIENT_REPORT_BURST, CLIENT_REPORT_REFILL, ClientReportFuture, ClientReportService,
+    DEFAULT_CLIENT_REPORT_PATH, MAX_CLIENT_CALL_DURATION, MAX_CLIENT_REPORT_BYTES,
+    MAX_CLIENT_REPORT_CALLS, RECENT_REQUESTS_CAPACITY, REPORTING_USERS_CAPACITY,
+};
 pub use crate::config::{
     ConfigError, DEFAULT_BODY_SIZE_BUCKETS, DEFAULT_CALL_DEADLINE, DEFAULT_DURATION_BUCKETS,
     WxTelemetryBuilder,
@@ -65,8 +78,8 @@ pub use crate::init::{
     InitError, OtlpProtocol, Telemetry, TelemetryConfig, TraceExport, TraceSampler, init, init_with,
 };
 pub use crate::labels::{
-    DEFAULT_MAX_ACCESS_NODES, DEFAULT_MAX_APPIDS, DEFAULT_MAX_ROUTES, DEFAULT_MAX_SOURCES,
-    MetricLabel,
+    CLIENT_ERROR_CODES, DEFAULT_MAX_ACCESS_NODES, DEFAULT_MAX_APPIDS, DEFAULT_MAX_ROUTES,
+    DEFAULT_MAX_SOURCES, MetricLabel,
 };
 pub use crate::layer::{
     HttpRoute, RequestBody, ResponseBody, ResponseFuture, WxTelemetry, WxTelemetryLayer,

@@ -1,11 +1,12 @@
 //! The quickstart service: a small axum API wrapped with [`WxTelemetryLayer`], a simulated
-//! `wx.cloud.callContainer` client to drive it, and a live summary read from the registry.
+//! `wx.cloud.callContainer` client to drive it (which reports its calls to the layer's beacon the
+//! way the Mini Program package does), and a live summary read from the registry.
 //!
 //! `main.rs` wires these together; tests use [`app`] and [`drive_traffic`] directly.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
@@ -18,7 +19,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wxcloudrun_telemetry::{TelemetryConfig, WxContext, WxTelemetryLayer};
+use wxcloudrun_telemetry::{
+    DEFAULT_CLIENT_REPORT_PATH, TelemetryConfig, WxContext, WxTelemetryLayer,
+};
 
 /// The telemetry configuration from the `OTEL_*` variables, with the service called `quickstart`
 /// unless `WXCLOUDRUN_SERVICE` or `OTEL_SERVICE_NAME` names it.
@@ -33,10 +36,12 @@ pub fn telemetry_config() -> TelemetryConfig {
     config
 }
 
-/// A metrics-only layer as the quickstart configures it, with a fresh registry per call.
+/// A metrics-only layer as the quickstart configures it, with a fresh registry per call, and
+/// client reports on (`Server-Timing` and the beacon).
 pub fn telemetry_layer() -> WxTelemetryLayer {
     WxTelemetryLayer::builder()
         .service_name(telemetry_config().service_name)
+        .client_reports(true)
         .build()
         .expect("the quickstart's telemetry configuration is valid")
 }
@@ -47,7 +52,10 @@ pub fn app() -> Router {
 }
 
 /// The demo service recording into `telemetry`, with `/metrics` on the same port for a quick
-/// look. (In production serve metrics on loopback only: see `spawn_metrics_server`.)
+/// look (in production serve metrics on loopback only: see `spawn_metrics_server`), and the
+/// beacon the Mini Program package reports to at [`DEFAULT_CLIENT_REPORT_PATH`] (it answers
+/// `404` unless `telemetry` was built with `client_reports(true)`). Both sit beside the layer:
+/// their own calls are not requests of the service.
 pub fn app_with(telemetry: &WxTelemetryLayer) -> Router {
     Router::new()
         .route("/api/users/{id}", get(user))
@@ -57,6 +65,7 @@ pub fn app_with(telemetry: &WxTelemetryLayer) -> Router {
         .route("/api/whoami", get(whoami))
         .layer(telemetry.clone())
         .route_service("/metrics", telemetry.metrics_service())
+        .route_service(DEFAULT_CLIENT_REPORT_PATH, telemetry.client_reports())
 }
 
 async fn user(Path(id): Path<u64>) -> Result<Json<Value>, StatusCode> {
@@ -149,6 +158,25 @@ pub struct TrafficStats {
     pub server_errors: usize,
     /// Requests that got no response (connection errors).
     pub failed: usize,
+    /// Calls the simulated Mini Program reported in accepted reports.
+    pub reported_calls: usize,
+    /// Reports the beacon accepted (`204`).
+    pub reports_accepted: usize,
+    /// Reports the beacon refused (a `4xx` other than `404`, e.g. `429` when a user's budget is
+    /// spent); their calls count as dropped in that user's next report.
+    pub reports_refused: usize,
+}
+
+impl TrafficStats {
+    fn add(&mut self, other: &TrafficStats) {
+        self.responses += other.responses;
+        self.client_errors += other.client_errors;
+        self.server_errors += other.server_errors;
+        self.failed += other.failed;
+        self.reported_calls += other.reported_calls;
+        self.reports_accepted += other.reports_accepted;
+        self.reports_refused += other.reports_refused;
+    }
 }
 
 const APPIDS: [&str; 3] = [
@@ -159,9 +187,50 @@ const APPIDS: [&str; 3] = [
 const SOURCES: [&str; 4] = ["wx_client", "wx_client", "wx_devtools", "wx_client,scf"];
 const ACCESS_HOPS: [&str; 2] = ["10.8.0.11", "10.9.0.23"];
 
-/// One simulated call: what a Mini Program's `wx.cloud.callContainer` would produce after the
+/// Simulated time the gateway and the network add per access hop, in ms: the part of a call's
+/// duration on the phone that the service never sees (on loopback it is next to nothing).
+const HOP_OVERHEAD_MS: [f64; 2] = [35.0, 80.0];
+
+/// The simulated phone's `timeout` for callContainer: a call that takes longer fails with
+/// `102002` on the phone, whatever the service answers later.
+const CLIENT_TIMEOUT_MS: f64 = 800.0;
+
+/// Every this many calls through the gateway, the phone also tries an upload over 100 KB: the
+/// gateway refuses it with `-606001` and the service never sees it.
+const OVERSIZED_EVERY: u64 = 23;
+
+/// The identity headers of a Mini Program user: what the gateway adds to the user's calls, and
+/// so to the beacon calls of the user's phone.
+type Identity = Vec<(&'static str, String)>;
+
+/// One simulated call: the request as the gateway delivers it and, for calls from a Mini
+/// Program, what its phone knows of it.
+struct SimulatedCall {
+    request: axum::http::Request<Full<Bytes>>,
+    phone: Option<Phone>,
+}
+
+/// What the Mini Program package knows of a call it made.
+struct Phone {
+    identity: Identity,
+    method: &'static str,
+    trace_id: String,
+    /// The gateway and network time added on top of what loopback takes.
+    overhead_ms: f64,
+    /// Whether the phone also tries an upload the gateway refuses.
+    oversized: bool,
+    /// A trace id for that refused upload.
+    oversized_trace_id: String,
+}
+
+/// One simulated request: what a Mini Program's `wx.cloud.callContainer` would produce after the
 /// gateway has added its headers (or, for some, a plain call from the internet).
+#[cfg(test)]
 fn simulated_request(base_url: &str, n: u64) -> axum::http::Request<Full<Bytes>> {
+    simulated_call(base_url, n).request
+}
+
+fn simulated_call(base_url: &str, n: u64) -> SimulatedCall {
     let r = mix(n);
     let pick = |salt: u64, len: usize| (mix(r ^ salt) % len as u64) as usize;
     let (method, path, body) = match r % 100 {
@@ -181,35 +250,51 @@ fn simulated_request(base_url: &str, n: u64) -> axum::http::Request<Full<Bytes>>
         88..=94 => ("GET", "/api/whoami".to_owned(), None),
         _ => ("GET", format!("/wp-login.php?probe={r}"), None),
     };
+    let hop = pick(1, 2);
     let mut request = axum::http::Request::builder()
         .method(method)
         .uri(format!("{base_url}{path}"))
         .header(
             "x-forwarded-for",
-            format!("198.51.100.{}, {}", r % 250, ACCESS_HOPS[pick(1, 2)]),
+            format!("198.51.100.{}, {}", r % 250, ACCESS_HOPS[hop]),
         );
+    let mut phone = None;
     // One call in seven comes straight from the internet, with no gateway headers.
     if r % 7 != 0 {
         let appid = APPIDS[pick(2, APPIDS.len())];
         let user = format!("oSimUser{:04}", pick(3, 40));
-        request = request
-            .header("x-wx-source", SOURCES[pick(4, SOURCES.len())])
-            .header("x-wx-env", "prod-quickstart")
-            .header(
-                "x-wx-call-id",
-                format!("{:x}_{}", r >> 32, 1_700_000_000_000 + n),
-            );
         // Resource reuse: another app's user calls this environment.
-        request = if r % 10 == 3 {
-            request
-                .header("x-wx-appid", APPIDS[0])
-                .header("x-wx-from-appid", appid)
-                .header("x-wx-from-openid", user)
+        let mut identity: Identity = if r % 10 == 3 {
+            vec![
+                ("x-wx-appid", APPIDS[0].to_owned()),
+                ("x-wx-from-appid", appid.to_owned()),
+                ("x-wx-from-openid", user),
+            ]
         } else {
-            request
-                .header("x-wx-appid", appid)
-                .header("x-wx-openid", user)
+            vec![("x-wx-appid", appid.to_owned()), ("x-wx-openid", user)]
         };
+        identity.push(("x-wx-source", SOURCES[pick(4, SOURCES.len())].to_owned()));
+        identity.push(("x-wx-env", "prod-quickstart".to_owned()));
+        for (name, value) in &identity {
+            request = request.header(*name, value);
+        }
+        request = request.header(
+            "x-wx-call-id",
+            format!("{:x}_{}", r >> 32, 1_700_000_000_000 + n),
+        );
+        // The Mini Program package's traceparent: the server span continues the phone's trace,
+        // and the report names the call by this trace id.
+        let trace_id = format!("{:016x}{:016x}", mix(r ^ 0x7472_6163), mix(r ^ 0x6964) | 1);
+        let span_id = format!("{:016x}", mix(r ^ 0x7370_616e) | 1);
+        request = request.header("traceparent", format!("00-{trace_id}-{span_id}-01"));
+        phone = Some(Phone {
+            identity,
+            method,
+            trace_id,
+            overhead_ms: HOP_OVERHEAD_MS[hop] + (r % 20) as f64,
+            oversized: n % OVERSIZED_EVERY == 0,
+            oversized_trace_id: format!("{:016x}{:016x}", mix(r ^ 0x0062_6967) | 1, n),
+        });
     }
     let body = match body {
         Some(json) => {
@@ -218,15 +303,137 @@ fn simulated_request(base_url: &str, n: u64) -> axum::http::Request<Full<Bytes>>
         }
         None => Full::new(Bytes::new()),
     };
-    request
-        .body(body)
-        .expect("simulated requests are well formed")
+    SimulatedCall {
+        request: request
+            .body(body)
+            .expect("simulated requests are well formed"),
+        phone,
+    }
+}
+
+/// The `dur` of `app` in a `Server-Timing` value (`app;dur=12.3`), in ms.
+fn server_timing_ms(value: &str) -> Option<f64> {
+    value.split(',').find_map(|metric| {
+        let mut parts = metric.trim().split(';');
+        if parts.next()?.trim() != "app" {
+            return None;
+        }
+        parts.find_map(|param| param.trim().strip_prefix("dur=")?.parse().ok())
+    })
+}
+
+/// The calls one simulated phone has not reported yet, per user.
+#[derive(Default)]
+struct Reports {
+    pending: BTreeMap<Identity, (Vec<Value>, u64)>,
+}
+
+impl Reports {
+    fn push(&mut self, identity: &Identity, call: Value) {
+        self.pending
+            .entry(identity.clone())
+            .or_default()
+            .0
+            .push(call);
+    }
+
+    /// What the phone records of a call that got an answer: `ok` below 500, `http_error` from
+    /// 500, and `fail` with `102002` when it took longer than the phone's timeout.
+    fn answered(&mut self, phone: &Phone, status: u16, elapsed: Duration, server_ms: Option<f64>) {
+        let duration_ms = elapsed.as_secs_f64() * 1e3 + phone.overhead_ms;
+        let call = if duration_ms > CLIENT_TIMEOUT_MS {
+            json!({
+                "trace_id": phone.trace_id, "span_id": "00f067aa0ba902b7", "method": phone.method,
+                "duration_ms": CLIENT_TIMEOUT_MS, "outcome": "fail", "status": null,
+                "err_code": 102002, "server_ms": null, "ts": 1_733_000_000_000u64,
+            })
+        } else {
+            let outcome = if status >= 500 { "http_error" } else { "ok" };
+            json!({
+                "trace_id": phone.trace_id, "span_id": "00f067aa0ba902b7", "method": phone.method,
+                "duration_ms": (duration_ms * 10.0).round() / 10.0, "outcome": outcome,
+                "status": status, "err_code": null, "server_ms": server_ms,
+                "ts": 1_733_000_000_000u64,
+            })
+        };
+        self.push(&phone.identity, call);
+    }
+
+    /// The upload the gateway refused with `-606001`: it never reached the service.
+    fn refused_upload(&mut self, phone: &Phone) {
+        let call = json!({
+            "trace_id": phone.oversized_trace_id, "span_id": "00f067aa0ba902b7", "method": "POST",
+            "duration_ms": (phone.overhead_ms / 2.0).round(), "outcome": "fail", "status": null,
+            "err_code": -606001, "server_ms": null, "ts": 1_733_000_000_000u64,
+        });
+        self.push(&phone.identity, call);
+    }
+
+    /// Sends every pending report to the beacon, 64 calls at most each, with the gateway
+    /// headers of its user. Stops at a `404`: the service has no beacon.
+    async fn send(
+        self,
+        client: &Client<HttpConnector, Full<Bytes>>,
+        base_url: &str,
+        stats: &mut TrafficStats,
+    ) {
+        for (identity, (calls, dropped)) in self.pending {
+            let mut dropped = dropped;
+            for batch in calls.chunks(64) {
+                let body = json!({
+                    "v": 1, "sdk": "wxcloudrun-telemetry-miniprogram/0.1.0",
+                    "dropped": dropped, "calls": batch,
+                })
+                .to_string();
+                let mut request =
+                    axum::http::Request::post(format!("{base_url}{DEFAULT_CLIENT_REPORT_PATH}"))
+                        .header("content-type", "application/json");
+                for (name, value) in &identity {
+                    request = request.header(*name, value);
+                }
+                let request = request
+                    .body(Full::new(Bytes::from(body)))
+                    .expect("reports are well formed");
+                let status =
+                    match tokio::time::timeout(Duration::from_secs(10), client.request(request))
+                        .await
+                    {
+                        Ok(Ok(response)) => {
+                            let status = response.status();
+                            let _ = response.into_body().collect().await;
+                            status
+                        }
+                        // Kept by a real phone for later; here the round ends.
+                        _ => return,
+                    };
+                match status.as_u16() {
+                    204 => {
+                        stats.reports_accepted += 1;
+                        stats.reported_calls += batch.len();
+                        dropped = 0;
+                    }
+                    404 => return,
+                    _ => {
+                        stats.reports_refused += 1;
+                        dropped += batch.len() as u64;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Sends `requests` simulated callContainer calls to `base_url` (e.g. `http://127.0.0.1:8080`)
 /// over eight keep-alive connections. The mix is fixed by `seed`: several AppIDs and users,
 /// `X-WX-SOURCE` values such as `wx_client` and `wx_devtools`, resource-reuse calls, calls from
 /// the internet, malformed bodies, 404s, 5xx and slow calls.
+///
+/// Calls through the gateway come from simulated Mini Programs that do what the Mini Program
+/// package does: a `traceparent` on every call, the duration on the phone (loopback time plus a
+/// simulated gateway and network time per access hop), the service's own time from
+/// `Server-Timing`, `102002` for calls past the phone's 800 ms timeout, an occasional upload the
+/// gateway refuses with `-606001` (never sent), and at the end one report per user to the beacon
+/// at [`DEFAULT_CLIENT_REPORT_PATH`].
 pub async fn drive_traffic(
     base_url: &str,
     requests: usize,
@@ -243,31 +450,43 @@ pub async fn drive_traffic(
         let base_url = base_url.clone();
         workers.spawn(async move {
             let mut stats = TrafficStats::default();
+            let mut reports = Reports::default();
             for i in (worker..requests).step_by(CONCURRENCY) {
-                let request = simulated_request(&base_url, seed.wrapping_mul(1_000_003) + i as u64);
+                let SimulatedCall { request, phone } =
+                    simulated_call(&base_url, seed.wrapping_mul(1_000_003) + i as u64);
+                let started = Instant::now();
                 let call = client.request(request);
                 match tokio::time::timeout(Duration::from_secs(30), call).await {
                     Ok(Ok(response)) => {
                         let status = response.status();
+                        let server_ms = response
+                            .headers()
+                            .get("server-timing")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(server_timing_ms);
                         // Read the body so the server's timing ends where a client's would.
                         let _ = response.into_body().collect().await;
                         stats.responses += 1;
                         stats.client_errors += usize::from(status.is_client_error());
                         stats.server_errors += usize::from(status.is_server_error());
+                        if let Some(phone) = &phone {
+                            reports.answered(phone, status.as_u16(), started.elapsed(), server_ms);
+                        }
                     }
                     Ok(Err(_)) | Err(_) => stats.failed += 1,
                 }
+                if let Some(phone) = phone.as_ref().filter(|phone| phone.oversized) {
+                    reports.refused_upload(phone);
+                }
             }
+            reports.send(&client, &base_url, &mut stats).await;
             stats
         });
     }
     let mut total = TrafficStats::default();
     while let Some(joined) = workers.join_next().await {
         let stats = joined.map_err(std::io::Error::other)?;
-        total.responses += stats.responses;
-        total.client_errors += stats.client_errors;
-        total.server_errors += stats.server_errors;
-        total.failed += stats.failed;
+        total.add(&stats);
     }
     Ok(total)
 }
@@ -413,6 +632,34 @@ mod tests {
         assert!((quantile(0.7, &buckets) - 0.3).abs() < 1e-9);
         assert!((quantile(0.99, &buckets) - 0.95).abs() < 1e-9);
         assert_eq!(quantile(0.5, &[]), 0.0);
+    }
+
+    #[test]
+    fn server_timing_is_read_like_the_mini_program_package_reads_it() {
+        assert_eq!(server_timing_ms("app;dur=12.3"), Some(12.3));
+        assert_eq!(server_timing_ms("cache;desc=hit, app;dur=4"), Some(4.0));
+        assert_eq!(server_timing_ms("db;dur=3"), None);
+        assert_eq!(server_timing_ms("app"), None);
+    }
+
+    #[test]
+    fn simulated_phones_trace_their_calls_and_some_uploads_fail() {
+        let calls: Vec<SimulatedCall> = (0..400).map(|n| simulated_call("http://x", n)).collect();
+        let phones: Vec<&Phone> = calls.iter().filter_map(|c| c.phone.as_ref()).collect();
+        assert!(phones.len() > 300);
+        for call in &calls {
+            let traced = call.request.headers().get("traceparent");
+            let phone = call.phone.as_ref();
+            assert_eq!(traced.is_some(), phone.is_some());
+            if let (Some(traced), Some(phone)) = (traced, phone) {
+                assert!(traced.to_str().unwrap().contains(&phone.trace_id));
+                assert_eq!(phone.trace_id.len(), 32);
+            }
+        }
+        assert!(phones.iter().any(|p| p.oversized));
+        let overheads: std::collections::BTreeSet<u64> =
+            phones.iter().map(|p| p.overhead_ms as u64 / 40).collect();
+        assert!(overheads.len() >= 2, "{overheads:?}");
     }
 
     #[test]

@@ -34,7 +34,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Keep `_guard` alive: dropping it flushes the last spans.
     let _guard = wxcloudrun_telemetry::init_with(telemetry_config())?;
-    let telemetry = _guard.layer().build()?;
+    // Client reports on: `Server-Timing` on every answer and the beacon the simulated Mini
+    // Program (and the real package) reports to.
+    let telemetry = _guard.layer().client_reports(true).build()?;
     match telemetry.spawn_metrics_server(DEFAULT_METRICS_ADDR).await {
         Ok(addr) => println!("metrics (loopback only): http://{addr}/metrics"),
         Err(err) => eprintln!("not serving metrics on {DEFAULT_METRICS_ADDR}: {err}"),

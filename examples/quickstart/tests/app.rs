@@ -89,6 +89,51 @@ async fn metrics_reflect_the_simulated_traffic() {
         "raw paths must not reach /metrics"
     );
     assert!(text.contains("wxcloudrun_cold_start_seconds{wx_service=\"quickstart\"}"));
+
+    // The simulated Mini Programs reported their calls, each user within its budget.
+    assert!(
+        stats.reports_accepted > 0 && stats.reported_calls > 250,
+        "{stats:?}"
+    );
+    assert_eq!(stats.reports_refused, 0, "{stats:?}");
+    let client: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("wxcloudrun_client_request_duration_seconds_count{"))
+        .collect();
+    let reported: f64 = client
+        .iter()
+        .map(|line| line.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(
+        reported, stats.reported_calls as f64,
+        "every reported call counted once"
+    );
+    for expected in [
+        // Joined by trace id: the route as the server knows it.
+        r#"http_route="/api/users/{id}""#,
+        r#"http_route="/api/slow""#,
+        // The refused uploads never reached the service.
+        r#"http_route="unknown""#,
+        r#"wx_err_code="-606001""#,
+        r#"wx_err_code="102002""#,
+        r#"outcome="http_error""#,
+    ] {
+        assert!(
+            client.iter().any(|line| line.contains(expected)),
+            "no client series with {expected}"
+        );
+    }
+    for node in ["10.8.0.11", "10.9.0.23"] {
+        let overhead = format!("wx_access_node=\"{node}\"");
+        assert!(
+            text.lines().any(
+                |line| line.starts_with("wxcloudrun_client_overhead_seconds_count{")
+                    && line.contains(&overhead)
+            ),
+            "no overhead for {node}"
+        );
+    }
+    assert!(text.contains(r#"wxcloudrun_client_reports_total{result="accepted"}"#));
 }
 
 #[tokio::test]

@@ -55,34 +55,42 @@ impl LabelGuard {
         }
     }
 
-    /// The id of `value`, interning it while under the cap.
+    /// The id of `value`, interning it while under the cap; past it, `_other`, counted in this
+    /// guard's overflow counter.
     pub(super) fn intern(&self, value: &str) -> LabelId {
+        self.try_intern(value).unwrap_or_else(|| {
+            self.overflow.inc();
+            OTHER
+        })
+    }
+
+    /// The id of `value`, interning it while under the cap; `None` past it, counted nowhere (the
+    /// caller counts the fold where it belongs).
+    pub(super) fn try_intern(&self, value: &str) -> Option<LabelId> {
         if value.is_empty() {
-            return EMPTY;
+            return Some(EMPTY);
         }
         {
             let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(id) = table.ids.get(value) {
-                return *id;
+                return Some(*id);
             }
             if table.values.len() - self.reserved >= self.cap {
-                self.overflow.inc();
-                return OTHER;
+                return None;
             }
         }
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(id) = table.ids.get(value) {
-            return *id;
+            return Some(*id);
         }
         if table.values.len() - self.reserved >= self.cap {
-            self.overflow.inc();
-            return OTHER;
+            return None;
         }
         let id = table.values.len() as LabelId;
         let value: Arc<str> = Arc::from(value);
         table.ids.insert(value.clone(), id);
         table.values.push(value);
-        id
+        Some(id)
     }
 
     /// The id of a value already interned, without interning it.
@@ -119,6 +127,11 @@ mod tests {
         assert_eq!(guard.intern(""), EMPTY);
         assert_eq!(&*guard.value(a), "a");
         assert_eq!(&*guard.value(OTHER), "_other");
+        assert_eq!(overflow.get(), 2);
+        // The uncounted form folds the same values, and counts nothing.
+        assert_eq!(guard.try_intern("b"), Some(b));
+        assert_eq!(guard.try_intern("e"), None);
+        assert_eq!(guard.try_intern(""), Some(EMPTY));
         assert_eq!(overflow.get(), 2);
     }
 }

@@ -11,8 +11,13 @@
 //! variant (its name and, if its values are open-ended, a cap in [`LabelCaps`]), a field of
 //! [`RequestLabels`] that [`Vocabulary::request_labels`] fills and [`Vocabulary::resolve_key`]
 //! covers, and its value in [`Vocabulary::duration_values`].
+//!
+//! The Mini Program's reports have a vocabulary of their own ([`client`]): closed sets of
+//! outcomes, error codes and report results. Their routes, AppIDs and access nodes are the
+//! server's own ids from these tables, under the same caps.
 
 mod access_node;
+mod client;
 mod guard;
 mod key;
 
@@ -25,6 +30,8 @@ use prometheus::IntCounter;
 
 use self::access_node::AccessNodes;
 pub(crate) use self::access_node::{AccessNodeError, AccessNodeTable};
+pub use self::client::CLIENT_ERROR_CODES;
+pub(crate) use self::client::{ClientOutcome, ErrCode, ReportResult};
 pub(crate) use self::guard::{EMPTY, LabelId, OTHER, UNMATCHED};
 use self::guard::{LabelGuard, RESERVED};
 pub(crate) use self::key::ResolveKey;
@@ -48,6 +55,10 @@ pub(crate) mod name {
     pub(crate) const SOURCE: &str = "wx_source";
     /// The hop that delivered the request.
     pub(crate) const ACCESS_NODE: &str = "wx_access_node";
+    /// How a Mini Program call ended, as the client saw it: `ok`, `http_error`, `fail`.
+    pub(crate) const OUTCOME: &str = "outcome";
+    /// callContainer's `errCode` of a failed call, from a fixed set; empty when none.
+    pub(crate) const ERR_CODE: &str = "wx_err_code";
 }
 
 /// Cap on distinct `http_route` values.
@@ -97,6 +108,15 @@ impl MethodLabel {
         KNOWN_METHODS
             .iter()
             .position(|known| known == method)
+            .map_or(Self::OTHER, |i| MethodLabel(i as u8))
+    }
+
+    /// The label of a method's name as text (a Mini Program's report): a known one, else
+    /// `_OTHER`, whatever the text.
+    pub(crate) fn of_name(name: &str) -> Self {
+        KNOWN_METHODS
+            .iter()
+            .position(|known| known.as_str() == name)
             .map_or(Self::OTHER, |i| MethodLabel(i as u8))
     }
 
@@ -470,9 +490,15 @@ impl Vocabulary {
     }
 
     /// The `wx_access_node` value of an id.
-    #[cfg(test)]
     pub(crate) fn access_node(&self, id: LabelId) -> Arc<str> {
         self.access_nodes.value(id)
+    }
+
+    /// The `wx_appid` id of a client report's AppID under the same cap as the server's; `None`
+    /// when the cap is full and the value is new (the caller folds it and counts the overflow
+    /// against its own metric).
+    pub(crate) fn client_appid(&self, appid: Option<&str>) -> Option<LabelId> {
+        self.appids.try_intern(appid.unwrap_or_default())
     }
 
     /// The span attributes the label tables already hold: shared, not copied. Values folded into
@@ -510,6 +536,13 @@ pub(crate) mod tests {
         assert_eq!(MethodLabel::of(&Method::PATCH).as_str(), "PATCH");
         let custom = Method::from_bytes(b"PURGE").unwrap();
         assert_eq!(MethodLabel::of(&custom).as_str(), "_OTHER");
+        assert_eq!(
+            MethodLabel::of_name("DELETE"),
+            MethodLabel::of(&Method::DELETE)
+        );
+        for other in ["_OTHER", "get", "GET /x", ""] {
+            assert_eq!(MethodLabel::of_name(other).as_str(), "_OTHER", "{other:?}");
+        }
         assert!(
             MethodLabel::ALL
                 .iter()

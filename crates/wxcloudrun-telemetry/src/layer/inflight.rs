@@ -6,10 +6,11 @@ use std::time::Instant;
 use http::{Method, Request, Response, StatusCode};
 
 use super::state::LayerState;
+use crate::client::{SERVER_TIMING, server_timing};
 use crate::context::WxContext;
 use crate::labels::ErrorKind;
 use crate::metrics::RequestSeries;
-use crate::trace::{RequestSpan, log_span};
+use crate::trace::{RequestSpan, log_span, request_trace_id};
 
 /// The state of one request from `call` until its response body is done. Whoever holds it last
 /// records the request; dropping it unfinished records a cancellation (or a panic, while
@@ -54,6 +55,11 @@ impl Inflight {
             let values = state.labels.span_values(labels, route, ctx);
             tracing.start(req, ctx, labels, (route, values), cold)
         });
+        if let Some(client) = state.client.as_ref().filter(|_| labels.via_gateway)
+            && let Some(trace_id) = request_trace_id(req, span.as_ref())
+        {
+            client.remember(trace_id, labels);
+        }
         let log_span = log_span(labels.method, route, span.as_ref());
         Inflight {
             series,
@@ -88,6 +94,12 @@ impl Inflight {
             || status == StatusCode::NOT_MODIFIED;
         if let (Some(span), Some(tracing)) = (&self.span, &self.state.tracing) {
             tracing.tag_response(span, response.headers_mut());
+        }
+        if self.state.client.is_some()
+            && let Some(value) = server_timing(self.start.elapsed())
+        {
+            // A list header: the service's own metrics, if any, stay.
+            response.headers_mut().append(SERVER_TIMING.clone(), value);
         }
     }
 

@@ -11,7 +11,9 @@
 //!   `http_server_active_requests` rises, the process's first request is claimed as the cold
 //!   start, the server span starts (its parent from `traceparent`) and the `request` span of the
 //!   handler's logs opens. The request body is wrapped ([`RequestBody`]) to count its bytes.
-//! - **response headers** ([`future`]): the status is noted and the trace id header added. A
+//! - **response headers** ([`future`]): the status is noted and the trace id header added (with
+//!   client reports on, `Server-Timing` too, and a gateway request with a trace id is remembered
+//!   for the reports at `call`; see [`client`](crate::client)). A
 //!   panic becomes a `500` recorded as `error_type="panic"` (unless `catch_panic(false)`); an
 //!   error instead of a response ends the request as `service_error`.
 //! - **end of the response body** ([`body`]): the request ends, at one instant for the duration
@@ -40,6 +42,7 @@ pub use self::body::{RequestBody, ResponseBody};
 pub use self::future::ResponseFuture;
 pub use self::service::{HttpRoute, WxTelemetry};
 use self::state::LayerState;
+use crate::client::ClientReportService;
 use crate::config::{ConfigError, WxTelemetryBuilder};
 use crate::endpoint::{MetricsService, spawn_metrics_server};
 
@@ -72,6 +75,7 @@ impl std::fmt::Debug for WxTelemetryLayer {
             .field("trust", &self.state.trust)
             .field("catch_panic", &self.state.catch_panic)
             .field("tracing", &self.state.tracing)
+            .field("client_reports", &self.state.client.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -105,6 +109,29 @@ impl WxTelemetryLayer {
     /// mount on a router (`Router::route_service("/metrics", …)`) or serve on its own listener.
     pub fn metrics_service(&self) -> MetricsService {
         MetricsService::new(self.state.registry.clone())
+    }
+
+    /// The beacon the Mini Program package reports to, to mount at
+    /// [`DEFAULT_CLIENT_REPORT_PATH`](crate::DEFAULT_CLIENT_REPORT_PATH) (the package's default
+    /// `beaconPath`), e.g. `Router::route_service(DEFAULT_CLIENT_REPORT_PATH,
+    /// telemetry.client_reports())`; see [`ClientReportService`] for what it answers.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use wxcloudrun_telemetry::{DEFAULT_CLIENT_REPORT_PATH, WxTelemetryLayer};
+    ///
+    /// let telemetry = WxTelemetryLayer::builder().client_reports(true).build()?;
+    /// let app: Router = Router::new()
+    ///     .route("/api/hello", get(|| async { "hello" }))
+    ///     .layer(telemetry.clone())
+    ///     .route_service(DEFAULT_CLIENT_REPORT_PATH, telemetry.client_reports());
+    /// # Ok::<(), wxcloudrun_telemetry::ConfigError>(())
+    /// ```
+    ///
+    /// On a layer built without [`client_reports(true)`](WxTelemetryBuilder::client_reports) the
+    /// service answers every call with `404`.
+    pub fn client_reports(&self) -> ClientReportService {
+        ClientReportService::new(self.state.client.clone())
     }
 
     /// Serves `/metrics` on its own listener at `addr` (usually

@@ -1,6 +1,7 @@
 //! The metric families of the contract, registered once in one registry, and what a request
 //! records in them when it starts and when it ends.
 
+mod client;
 mod histogram;
 mod process;
 mod series;
@@ -12,6 +13,8 @@ use http::Method;
 use prometheus::core::Collector;
 use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
+use self::client::CLIENT_DURATION;
+pub(crate) use self::client::{ClientCall, ClientMetrics};
 pub(crate) use self::histogram::Histogram;
 use self::process::{ColdStart, register_process_metrics};
 pub(crate) use self::series::RequestSeries;
@@ -112,6 +115,21 @@ impl Metrics {
     /// The `wxcloudrun_label_overflow_total` counter of a label of the duration histogram.
     pub(crate) fn overflow(&self, label: &str) -> IntCounter {
         self.overflow.with_label_values(&[DURATION, label])
+    }
+
+    /// Registers the client-report families in the same registry, with the same duration
+    /// buckets; AppIDs the cap folds count in `wxcloudrun_label_overflow_total` under the client
+    /// histogram's name.
+    pub(crate) fn register_client(
+        &self,
+        registry: &Registry,
+        builder: &WxTelemetryBuilder,
+        service: Arc<str>,
+    ) -> Result<ClientMetrics, ConfigError> {
+        let appid_overflow = self
+            .overflow
+            .with_label_values(&[CLIENT_DURATION, name::APPID]);
+        ClientMetrics::register(registry, &builder.duration_buckets, service, appid_overflow)
     }
 
     /// The series of a request: see [`SeriesCache::resolve`].

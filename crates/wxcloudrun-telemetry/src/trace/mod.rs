@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Version};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{
-    Span as _, SpanContext, SpanKind, Status, TraceContextExt, Tracer as _,
+    Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceId, Tracer as _,
 };
 use opentelemetry::{Context, KeyValue};
 
@@ -96,6 +96,13 @@ impl RequestSpan {
         self.cx.span().span_context().clone()
     }
 
+    /// The span's trace id, when it has a valid one (also when it is not sampled).
+    fn trace_id(&self) -> Option<TraceId> {
+        let span = self.cx.span();
+        let span_context = span.span_context();
+        span_context.is_valid().then(|| span_context.trace_id())
+    }
+
     /// Ends the span `elapsed` after it started: the instant the duration histogram uses.
     pub(crate) fn finish(&self, status: u16, error: ErrorKind, elapsed: Duration) {
         let span = self.cx.span();
@@ -116,6 +123,17 @@ impl RequestSpan {
         }
         span.end_with_timestamp(self.start + elapsed);
     }
+}
+
+/// The trace id a request is known by, as 128 bits: its server span's (which continues the
+/// caller's `traceparent`, and is what the `x-trace-id` header returns), else the caller's
+/// `traceparent` itself when no span is recorded. `None` outside a trace.
+pub(crate) fn request_trace_id<B>(req: &Request<B>, span: Option<&RequestSpan>) -> Option<u128> {
+    let trace_id = match span {
+        Some(span) => span.trace_id(),
+        None => propagation::traceparent_trace_id(req.headers()),
+    }?;
+    Some(u128::from_be_bytes(trace_id.to_bytes()))
 }
 
 /// The `tracing` span handler logs are attributed to, carrying the trace id of `span` when there

@@ -18,40 +18,72 @@ pub const DEFAULT_TRACE_ID_HEADER: HeaderName = HeaderName::from_static("x-trace
 /// Follows Trace Context level 1: lowercase hex, all-zero ids and version `ff` are invalid, and a
 /// future version may append fields after the flags.
 pub fn extract_trace_context(headers: &HeaderMap) -> Option<SpanContext> {
+    let (trace_id, span_id, flags) = parse_traceparent(headers)?;
+    let trace_state = tracestate(headers).unwrap_or_default();
+    Some(SpanContext::new(
+        trace_id,
+        span_id,
+        TraceFlags::new(flags & TraceFlags::SAMPLED.to_u8()),
+        true,
+        trace_state,
+    ))
+}
+
+/// The trace id of a valid `traceparent`, without reading `tracestate` (no allocation).
+pub(crate) fn traceparent_trace_id(headers: &HeaderMap) -> Option<TraceId> {
+    parse_traceparent(headers).map(|(trace_id, _, _)| trace_id)
+}
+
+/// The ids and flags of the one `traceparent` header, if it is valid: checked and decoded byte
+/// by byte (splitting the text and parsing each part costs several times more, on every request
+/// of a Mini Program).
+fn parse_traceparent(headers: &HeaderMap) -> Option<(TraceId, SpanId, u8)> {
     let mut values = headers.get_all(&TRACEPARENT).iter();
     let traceparent = values.next()?;
     if values.next().is_some() {
         return None;
     }
-    let text = traceparent.to_str().ok()?.trim();
-    let mut parts = text.split('-');
-    let (version, trace_id, span_id, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let is_hex = |s: &str, len: usize| {
-        s.len() == len
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    let text = traceparent.as_bytes().trim_ascii();
+    // version "-" trace-id "-" parent-id "-" flags, then (future versions only) "-" more.
+    const LEN: usize = 2 + 1 + 32 + 1 + 16 + 1 + 2;
+    if text.len() < LEN || text[2] != b'-' || text[35] != b'-' || text[52] != b'-' {
+        return None;
+    }
+    let version = lower_hex(&text[..2])?;
+    let rest = &text[LEN..];
+    // What a future version appends must be visible ASCII, like any header value we read.
+    let rest_ok = match rest.split_first() {
+        None => true,
+        Some((dash, more)) => {
+            version != 0 && *dash == b'-' && more.iter().all(|b| (0x20..0x7f).contains(b))
+        }
     };
-    if !is_hex(version, 2) || version == "ff" || (version == "00" && parts.next().is_some()) {
+    if version == 0xff || !rest_ok {
         return None;
     }
-    if !is_hex(trace_id, 32) || !is_hex(span_id, 16) || !is_hex(flags, 2) {
+    let high = lower_hex(&text[3..19])?;
+    let low = lower_hex(&text[19..35])?;
+    let span_id = lower_hex(&text[36..52])?;
+    let flags = lower_hex(&text[53..55])?;
+    let trace_id = u128::from(high) << 64 | u128::from(low);
+    if trace_id == 0 || span_id == 0 {
         return None;
     }
-    let trace_id = TraceId::from_hex(trace_id).ok()?;
-    let span_id = SpanId::from_hex(span_id).ok()?;
-    if trace_id == TraceId::INVALID || span_id == SpanId::INVALID {
-        return None;
+    Some((TraceId::from(trace_id), SpanId::from(span_id), flags as u8))
+}
+
+/// At most 16 lowercase hex digits as a number; `None` for anything else, uppercase included.
+fn lower_hex(digits: &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for digit in digits {
+        let nibble = match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'a'..=b'f' => digit - b'a' + 10,
+            _ => return None,
+        };
+        value = value << 4 | u64::from(nibble);
     }
-    let flags = u8::from_str_radix(flags, 16).ok()? & TraceFlags::SAMPLED.to_u8();
-    let trace_state = tracestate(headers).unwrap_or_default();
-    Some(SpanContext::new(
-        trace_id,
-        span_id,
-        TraceFlags::new(flags),
-        true,
-        trace_state,
-    ))
+    Some(value)
 }
 
 fn tracestate(headers: &HeaderMap) -> Option<TraceState> {
@@ -142,6 +174,10 @@ mod tests {
             "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00what",
+            "0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-701",
         ] {
             assert!(
                 extract_trace_context(&with_traceparent(bad)).is_none(),
