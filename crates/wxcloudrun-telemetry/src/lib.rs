@@ -58,6 +58,7 @@ mod layer;
 mod logs;
 mod metrics;
 mod redact;
+mod stack_str;
 mod trace;
 
 #[cfg(feature = "axum")]

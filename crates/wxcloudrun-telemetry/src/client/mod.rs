@@ -46,6 +46,7 @@ pub use self::service::{ClientReportFuture, ClientReportService};
 use crate::context::{TrustMode, WxContext};
 use crate::labels::{ReportResult, RequestLabels, Vocabulary};
 use crate::metrics::{ClientCall, ClientMetrics};
+use crate::stack_str::StackStr;
 
 /// Where the Mini Program package sends its reports by default (its `beaconPath` option).
 pub const DEFAULT_CLIENT_REPORT_PATH: &str = "/_wxtelemetry/v1/client";
@@ -58,38 +59,9 @@ pub(crate) static SERVER_TIMING: HeaderName = HeaderName::from_static("server-ti
 pub(crate) fn server_timing(elapsed: Duration) -> Option<HeaderValue> {
     // At most 1.8e14 tenths (Duration::MAX): a u64, whose formatting is cheaper than a u128.
     let tenths = ((elapsed.as_nanos() + 50_000) / 100_000) as u64;
-    let mut text = StackText::<48>::new();
+    let mut text = StackStr::<48>::new();
     write!(text, "app;dur={}.{}", tenths / 10, tenths % 10).ok()?;
-    HeaderValue::from_bytes(text.as_bytes()).ok()
-}
-
-/// A few bytes formatted on the stack.
-struct StackText<const N: usize> {
-    buf: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> StackText<N> {
-    fn new() -> Self {
-        StackText {
-            buf: [0; N],
-            len: 0,
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
-impl<const N: usize> std::fmt::Write for StackText<N> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
+    HeaderValue::from_str(text.as_str()).ok()
 }
 
 /// What the layer and the beacon share when client reports are on.

@@ -201,40 +201,33 @@ impl fmt::Debug for TelemetryConfig {
     }
 }
 
-/// Whether `endpoint` starts with a scheme (`://` before any path, query or fragment).
-fn has_scheme(endpoint: &str) -> bool {
-    endpoint
-        .split_once("://")
-        .is_some_and(|(scheme, _)| !scheme.is_empty() && !scheme.contains(['/', '?', '#']))
+/// The trace exporter's part of [`TelemetryConfig`], read from the `OTEL_EXPORTER_OTLP_*` family.
+struct ExporterSettings {
+    export: TraceExport,
+    headers: Vec<(String, Secret)>,
+    timeout: Option<Duration>,
+    compression: Compression,
+    tls: TlsConfig,
 }
 
-impl TelemetryConfig {
-    /// Reads the configuration from the process environment.
-    pub fn from_env() -> Self {
-        Self::from_lookup(|key| std::env::var(key).ok())
-    }
-
-    /// Reads the configuration through `lookup` (a stand-in for the environment, for tests).
-    ///
-    /// The `OTEL_EXPORTER_OTLP_*` variables, `OTEL_RESOURCE_ATTRIBUTES`, the service name and
-    /// `OTEL_TRACES_EXPORTER` are read by `wxcloudrun-connect`, as the sidecar reads them.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let get = |key: &str| {
-            lookup(key)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let mut warnings = Vec::new();
-        let mut errors = Vec::new();
-        let sdk_disabled = get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let enabled = !sdk_disabled
-            && otlp_env::exporter_enabled(Signal::Traces, &lookup).unwrap_or_else(|err| {
+impl ExporterSettings {
+    /// Reads the exporter variables when spans may be exported (`sdk_enabled` and
+    /// `OTEL_TRACES_EXPORTER` allow it); unusable values go to `errors`, values without effect to
+    /// `warnings`.
+    fn read(
+        sdk_enabled: bool,
+        lookup: &impl Fn(&str) -> Option<String>,
+        warnings: &mut Vec<String>,
+        errors: &mut Vec<String>,
+    ) -> Self {
+        let enabled = sdk_enabled
+            && otlp_env::exporter_enabled(Signal::Traces, lookup).unwrap_or_else(|err| {
                 errors.push(err.to_string());
                 true
             });
         // The exporter variables matter only when spans may be exported.
         let otlp = if enabled {
-            OtlpEnv::read(Signal::Traces, &lookup).unwrap_or_else(|err| {
+            OtlpEnv::read(Signal::Traces, lookup).unwrap_or_else(|err| {
                 errors.push(err.to_string());
                 OtlpEnv::default()
             })
@@ -245,8 +238,7 @@ impl TelemetryConfig {
         let endpoint = otlp
             .endpoint
             .as_deref()
-            .and_then(|endpoint| resolve_endpoint(&otlp, endpoint, &mut warnings, &mut errors));
-        let tls = otlp.tls();
+            .and_then(|endpoint| resolve_endpoint(&otlp, endpoint, warnings, errors));
         if let Some(endpoint) = &endpoint
             && !endpoint.starts_with("https://")
         {
@@ -276,6 +268,47 @@ impl TelemetryConfig {
             (true, None) => TraceExport::NotExported,
             (true, Some(endpoint)) => TraceExport::Otlp { endpoint, protocol },
         };
+        ExporterSettings {
+            export,
+            tls: otlp.tls(),
+            headers: otlp
+                .headers
+                .into_iter()
+                .map(|(name, value)| (name, Secret::from(value)))
+                .collect(),
+            timeout,
+            compression: otlp.compression.unwrap_or_default(),
+        }
+    }
+}
+
+/// Whether `endpoint` starts with a scheme (`://` before any path, query or fragment).
+fn has_scheme(endpoint: &str) -> bool {
+    endpoint
+        .split_once("://")
+        .is_some_and(|(scheme, _)| !scheme.is_empty() && !scheme.contains(['/', '?', '#']))
+}
+
+impl TelemetryConfig {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Self {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads the configuration through `lookup` (a stand-in for the environment, for tests).
+    ///
+    /// The `OTEL_EXPORTER_OTLP_*` variables, `OTEL_RESOURCE_ATTRIBUTES`, the service name and
+    /// `OTEL_TRACES_EXPORTER` are read by `wxcloudrun-connect`, as the sidecar reads them.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |key: &str| {
+            lookup(key)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let mut warnings = Vec::new();
+        let mut errors = Vec::new();
+        let sdk_disabled = get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let exporter = ExporterSettings::read(!sdk_disabled, &lookup, &mut warnings, &mut errors);
         let sampler = TraceSampler::parse(
             get("OTEL_TRACES_SAMPLER").as_deref(),
             get("OTEL_TRACES_SAMPLER_ARG").as_deref(),
@@ -297,15 +330,11 @@ impl TelemetryConfig {
             instance_id: get("HOSTNAME"),
             host_name: get("HOSTNAME"),
             env_id: get("CBR_ENV_ID"),
-            export,
-            otlp_headers: otlp
-                .headers
-                .into_iter()
-                .map(|(name, value)| (name, Secret::from(value)))
-                .collect(),
-            otlp_timeout: timeout,
-            otlp_compression: otlp.compression.unwrap_or_default(),
-            otlp_tls: tls,
+            export: exporter.export,
+            otlp_headers: exporter.headers,
+            otlp_timeout: exporter.timeout,
+            otlp_compression: exporter.compression,
+            otlp_tls: exporter.tls,
             sampler,
             resource_attributes,
             log_filter: get("RUST_LOG").unwrap_or_else(|| "info".to_owned()),

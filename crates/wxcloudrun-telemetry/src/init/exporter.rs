@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry_http::{Bytes, HttpClient, HttpError};
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_otlp::{ExporterBuildError, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use wxcloudrun_connect::TlsConfig;
 use wxcloudrun_connect::grpc::ConnectError;
 use wxcloudrun_connect::otlp_env::Compression;
@@ -43,9 +43,7 @@ pub(super) fn build(
         reason,
     };
     let headers = header_map(config)?;
-    let timeout = config.export_timeout();
-    let https = endpoint.starts_with("https://");
-    if https && config.otlp_tls.insecure_skip_verify {
+    if endpoint.starts_with("https://") && config.otlp_tls.insecure_skip_verify {
         warnings.push(format!(
             "TLS certificate verification is OFF for the OTLP trace exporter to {} \
              (insecure_skip_verify): anyone on the path can read and forge the spans",
@@ -60,68 +58,82 @@ pub(super) fn build(
              spans although this configuration says none"
         ));
     }
-    let builder = opentelemetry_otlp::SpanExporter::builder();
     let exporter = match protocol {
-        OtlpProtocol::HttpProtobuf => {
-            // reqwest needs a TLS config even for http:// (it could be redirected).
-            let default_tls = TlsConfig::default();
-            let tls = if https {
-                &config.otlp_tls
-            } else {
-                &default_tls
-            };
-            let tls = wxcloudrun_connect::http::reqwest_tls(tls)?;
-            let client = blocking_client(tls, timeout).map_err(exporter_error)?;
-            let builder = builder
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_endpoint(endpoint)
-                .with_timeout(timeout)
-                .with_http_client(HeaderClient { client, headers });
-            match config.otlp_compression {
-                Compression::Gzip => {
-                    builder.with_compression(opentelemetry_otlp::Compression::Gzip)
-                }
-                Compression::None => builder,
-            }
-            .build()
-        }
-        OtlpProtocol::Grpc => {
-            let channel = wxcloudrun_connect::grpc::channel(
-                endpoint,
-                &config.otlp_tls,
-                timeout,
-                GRPC_USER_AGENT,
-            )
+        OtlpProtocol::HttpProtobuf => http_exporter(config, endpoint, headers, exporter_error)?,
+        OtlpProtocol::Grpc => grpc_exporter(config, endpoint, headers, exporter_error)?,
+    };
+    exporter.map_err(|err| exporter_error(err.to_string()))
+}
+
+/// OTLP/HTTP protobuf through our blocking reqwest client (the batch processor's own thread).
+fn http_exporter(
+    config: &TelemetryConfig,
+    endpoint: &str,
+    headers: HeaderMap,
+    exporter_error: impl Fn(String) -> InitError,
+) -> Result<Result<opentelemetry_otlp::SpanExporter, ExporterBuildError>, InitError> {
+    let timeout = config.export_timeout();
+    // reqwest needs a TLS config even for http:// (it could be redirected).
+    let default_tls = TlsConfig::default();
+    let tls = if endpoint.starts_with("https://") {
+        &config.otlp_tls
+    } else {
+        &default_tls
+    };
+    let tls = wxcloudrun_connect::http::reqwest_tls(tls)?;
+    let client = blocking_client(tls, timeout).map_err(exporter_error)?;
+    let builder = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(endpoint)
+        .with_timeout(timeout)
+        .with_http_client(HeaderClient { client, headers });
+    Ok(match gzip(config) {
+        Some(gzip) => builder.with_compression(gzip),
+        None => builder,
+    }
+    .build())
+}
+
+/// OTLP/gRPC over wxcloudrun-connect's channel; the interceptor puts the configured headers on
+/// every call in place of the exporter's own.
+fn grpc_exporter(
+    config: &TelemetryConfig,
+    endpoint: &str,
+    headers: HeaderMap,
+    exporter_error: impl Fn(String) -> InitError,
+) -> Result<Result<opentelemetry_otlp::SpanExporter, ExporterBuildError>, InitError> {
+    let timeout = config.export_timeout();
+    let channel =
+        wxcloudrun_connect::grpc::channel(endpoint, &config.otlp_tls, timeout, GRPC_USER_AGENT)
             .map_err(|err| match err {
                 ConnectError::Tls(err) => InitError::Tls(err),
                 other => exporter_error(other.to_string()),
             })?;
-            let builder = builder
-                .with_tonic()
-                .with_channel(channel)
-                .with_timeout(timeout)
-                .with_interceptor(move |mut request: tonic::Request<()>| {
-                    let user_agent = request.metadata().get(USER_AGENT.as_str()).cloned();
-                    *request.metadata_mut() =
-                        tonic::metadata::MetadataMap::from_headers(headers.clone());
-                    if let Some(agent) = user_agent
-                        && !headers.contains_key(USER_AGENT)
-                    {
-                        request.metadata_mut().insert(USER_AGENT.as_str(), agent);
-                    }
-                    Ok(request)
-                });
-            match config.otlp_compression {
-                Compression::Gzip => {
-                    builder.with_compression(opentelemetry_otlp::Compression::Gzip)
-                }
-                Compression::None => builder,
+    let builder = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_channel(channel)
+        .with_timeout(timeout)
+        .with_interceptor(move |mut request: tonic::Request<()>| {
+            let user_agent = request.metadata().get(USER_AGENT.as_str()).cloned();
+            *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers.clone());
+            if let Some(agent) = user_agent
+                && !headers.contains_key(USER_AGENT)
+            {
+                request.metadata_mut().insert(USER_AGENT.as_str(), agent);
             }
-            .build()
-        }
-    };
-    exporter.map_err(|err| exporter_error(err.to_string()))
+            Ok(request)
+        });
+    Ok(match gzip(config) {
+        Some(gzip) => builder.with_compression(gzip),
+        None => builder,
+    }
+    .build())
+}
+
+/// The exporter's compression; `None`: leave the builder's default (none).
+fn gzip(config: &TelemetryConfig) -> Option<opentelemetry_otlp::Compression> {
+    (config.otlp_compression == Compression::Gzip).then_some(opentelemetry_otlp::Compression::Gzip)
 }
 
 /// The configured headers, sensitive values marked so (hyper then keeps them out of HPACK's

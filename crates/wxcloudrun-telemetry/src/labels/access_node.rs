@@ -8,6 +8,7 @@ use ipnet::IpNet;
 
 use super::guard::{EMPTY, LabelGuard, LabelId};
 use crate::context::WxContext;
+use crate::stack_str::StackStr;
 
 /// With a table, the value of every hop the table does not name.
 const UNKNOWN_NODE: &str = "unknown";
@@ -113,35 +114,6 @@ impl AccessNodes {
     }
 }
 
-/// A fixed-capacity string on the stack, for formatting an address without allocating.
-struct StackStr<const N: usize> {
-    buf: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> StackStr<N> {
-    fn new() -> Self {
-        StackStr {
-            buf: [0; N],
-            len: 0,
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
-    }
-}
-
-impl<const N: usize> std::fmt::Write for StackStr<N> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,13 +145,5 @@ mod tests {
         assert!(err.to_string().contains("10.0.0.0/40=x"), "{err}");
         let err = AccessNodeTable::parse(&[("10.0.0.0/8".into(), " ".into())]).unwrap_err();
         assert!(err.to_string().contains("name is empty"), "{err}");
-    }
-
-    #[test]
-    fn stack_str_refuses_to_overflow() {
-        let mut s = StackStr::<4>::new();
-        assert!(std::fmt::Write::write_str(&mut s, "abcd").is_ok());
-        assert!(std::fmt::Write::write_str(&mut s, "e").is_err());
-        assert_eq!(s.as_str(), "abcd");
     }
 }
