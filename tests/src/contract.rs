@@ -7,8 +7,11 @@ use std::collections::BTreeSet;
 /// How a metric family appears as series.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// One series per label set, named `…_total`.
     Counter,
+    /// One series per label set.
     Gauge,
+    /// `_bucket`, `_sum` and `_count` series.
     Histogram,
 }
 

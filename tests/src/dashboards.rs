@@ -8,16 +8,22 @@ use serde_json::Value;
 /// One dashboard file.
 #[derive(Debug)]
 pub struct Dashboard {
+    /// Where it was read from.
     pub file: PathBuf,
+    /// The dashboard model, as Grafana imports it.
     pub json: Value,
 }
 
 /// One query of one panel.
 #[derive(Clone, Debug)]
 pub struct Query {
+    /// The dashboard's uid.
     pub dashboard: String,
+    /// The panel's title.
     pub panel: String,
+    /// The target's `refId`.
     pub ref_id: String,
+    /// The PromQL expression, dashboard variables still in it.
     pub expr: String,
     /// An instant query (stat and table panels over `$__range`); otherwise a range query.
     pub instant: bool,
@@ -43,6 +49,7 @@ pub fn load_all() -> Vec<Dashboard> {
 }
 
 impl Dashboard {
+    /// The dashboard's `uid` (empty when it has none).
     pub fn uid(&self) -> &str {
         self.json["uid"].as_str().unwrap_or_default()
     }

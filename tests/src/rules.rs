@@ -6,12 +6,19 @@ use std::path::{Path, PathBuf};
 /// One recording or alerting rule.
 #[derive(Clone, Debug, Default)]
 pub struct Rule {
+    /// The rule file it was read from.
     pub file: PathBuf,
+    /// The name of its group.
     pub group: String,
+    /// The series a recording rule writes.
     pub record: Option<String>,
+    /// The name of an alerting rule.
     pub alert: Option<String>,
+    /// Its PromQL expression.
     pub expr: String,
+    /// The labels it adds.
     pub labels: BTreeMap<String, String>,
+    /// An alert's annotations (summary, description, runbook).
     pub annotations: BTreeMap<String, String>,
 }
 
