@@ -82,7 +82,9 @@
 //! samples per label set, and [`HistogramPoint::to_otlp`] converts cumulative buckets to OTLP's
 //! per-bucket counts. A bucket or quantile whose `le` / `quantile` is missing or not a number
 //! cannot be part of a point: it is left out of them (the rest of the family is not) and listed
-//! by [`MetricFamily::samples_without_bound`], for the caller to keep as written or count.
+//! by [`MetricFamily::samples_without_bound`], for the caller to keep as written or count (the
+//! sidecar counts them, `wxcloudrun_sidecar_scrape_samples_dropped_total{reason="unparsable_bound"}`,
+//! and exports the rest of the family).
 //!
 //! Real NaN values are always the canonical quiet NaN, never the remote-write stale marker
 //! (`0x7ff0000000000002`). Labels stay in page order and empty values are kept; remote write needs

@@ -1,121 +1,187 @@
-//! Peak heap of one scrape's work on a 10,000-series page (dhat's allocator), and the heap the
-//! sidecar keeps between scrapes (the series it remembers for start times and staleness).
+//! Heap of one scrape's work, and the heap the sidecar keeps between scrapes (the series it
+//! remembers for start times and staleness, the learned page shape), over the pages of issue 16:
+//! the 10,000-series bench page, 100,000 series, ~1,000,000 tiny series, 100,000 distinct names,
+//! 60,000 labels of ~450 bytes. Counted by a wrapper around the system allocator (exact, and
+//! fast enough for a million series, which dhat is not).
 //!
-//! Run with `cargo bench -p wxcloudrun-sidecar --bench pipeline_memory`.
+//! Run with `cargo bench -p wxcloudrun-sidecar --bench pipeline_memory` (all pages), or name
+//! pages: `cargo bench -p wxcloudrun-sidecar --bench pipeline_memory -- 10k 100k`.
+//!
+//! Per page: `kept` is the heap left once the page's series are remembered (text excluded),
+//! `parsed peak` the heap's high-water mark during a parsed scrape (parse, convert, encode for
+//! remote write; page text and kept state included), `replayed peak` the same for a scrape read
+//! through the learned shape.
 
 mod page;
+mod pages;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use wxcloudrun_exposition::{Format, Limits, parse};
-use wxcloudrun_sidecar::export::{otlp, remote_write};
+use wxcloudrun_sidecar::export::remote_write;
 use wxcloudrun_sidecar::pipeline::convert::{Converter, Source};
-use wxcloudrun_sidecar::pipeline::replay::{Read, Replay};
+use wxcloudrun_sidecar::pipeline::replay::Replay;
+
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+#[allow(unsafe_code)]
+// SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            grew(layout.size());
+        }
+        ptr
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.dealloc(ptr, layout) };
+        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on.
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+            grew(new_size);
+        }
+        new
+    }
+}
+
+fn grew(size: usize) {
+    let now = CURRENT.fetch_add(size, Ordering::Relaxed) + size;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
 
 #[global_allocator]
-static ALLOC: dhat::Alloc = dhat::Alloc;
+static ALLOC: Counting = Counting;
+
+fn current() -> usize {
+    CURRENT.load(Ordering::Relaxed)
+}
+
+/// Starts a new high-water mark from what is allocated now.
+fn reset_peak() {
+    PEAK.store(current(), Ordering::Relaxed);
+}
+
+fn peak() -> usize {
+    PEAK.load(Ordering::Relaxed)
+}
 
 fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-fn main() {
-    let _profiler = dhat::Profiler::builder().testing().build();
-    let text = page::page();
+/// One page's numbers.
+struct Row {
+    series: usize,
+    text: usize,
+    kept: usize,
+    parsed_peak: usize,
+    replayed_peak: usize,
+    kept_learned: usize,
+}
+
+fn measure(text: &str) -> Row {
     let labels = vec![
         ("instance".to_owned(), "orders-001-abcde".to_owned()),
         ("wx_service".to_owned(), "orders".to_owned()),
     ];
-    let resource = vec![("service.name".to_owned(), "orders".to_owned())];
+    let relabel = remote_write::Relabel::default();
+    let base = current();
     let mut converter = Converter::new(&labels, Some(1_700_000_000_000));
     // A first scrape fills the converter's memory of the series.
-    let page = parse(&text, Format::PrometheusText).expect("valid page");
+    let page = parse(text, Format::PrometheusText).expect("valid page");
+    let series = page.sample_count();
     drop(converter.convert([Source::Page(&page)], 1_700_000_001_000));
     drop(page);
+    let kept = current() - base;
 
-    let before = dhat::HeapStats::get();
-    let mut parsed_bytes = 0;
-    let mut batch_bytes = 0;
-    let mut remote_write_bytes = 0;
-    for round in 0..3 {
-        let start = dhat::HeapStats::get().curr_bytes;
-        let page = parse(&text, Format::PrometheusText).expect("valid page");
-        parsed_bytes = dhat::HeapStats::get().curr_bytes - start;
+    reset_peak();
+    for round in 0..2 {
+        let page = parse(text, Format::PrometheusText).expect("valid page");
         let batch = converter.convert([Source::Page(&page)], 1_700_000_002_000 + round * 1000);
-        batch_bytes = dhat::HeapStats::get().curr_bytes - start - parsed_bytes;
         drop(page);
-        let encoded = remote_write::encode(&batch, &remote_write::Relabel::default());
-        remote_write_bytes = encoded.iter().map(|e| e.body.capacity()).sum();
-        let otlp_requests = otlp::encode(&batch, &resource).len();
-        std::hint::black_box((encoded, otlp_requests));
-    }
-    let after = dhat::HeapStats::get();
-    println!(
-        "10,000-series page: {:.2} MiB of text, {} lines",
-        mib(text.len()),
-        text.lines().count()
-    );
-    println!(
-        "heap kept between scrapes:  {:>7.2} MiB",
-        mib(before.curr_bytes - text.len())
-    );
-    println!("parsed page (the model):    {:>7.2} MiB", mib(parsed_bytes));
-    println!("converted batch:            {:>7.2} MiB", mib(batch_bytes));
-    println!(
-        "remote-write bodies:        {:>7.2} MiB (snappy)",
-        mib(remote_write_bytes)
-    );
-    println!(
-        "peak heap during a scrape:  {:>7.2} MiB (page text included)",
-        mib(after.max_bytes)
-    );
-
-    // The same page replayed: learned once on a parsed scrape, then only its values are read.
-    let mut replay = Replay::new();
-    let limits = Limits::default();
-    let learn_start = dhat::HeapStats::get();
-    let mut learned = replay
-        .read(&text, Format::PrometheusText, &limits, &mut converter)
-        .expect("valid page");
-    assert!(
-        matches!(learned, Read::Learned(_)),
-        "the bench page is learned"
-    );
-    // Learning happens on a parsed scrape: what it costs beyond the parsed page, if the scrape
-    // set a new peak (dhat keeps one peak for the whole run).
-    let learned_stats = dhat::HeapStats::get();
-    let learning = (learned_stats.max_bytes > learn_start.max_bytes).then(|| {
-        learned_stats
-            .max_bytes
-            .saturating_sub(learn_start.curr_bytes + parsed_bytes)
-    });
-    let batch = converter.convert([learned.source()], 1_700_000_010_000);
-    drop((learned, batch));
-    let kept = dhat::HeapStats::get().curr_bytes;
-    // dhat's peak is for the whole run, so the fullest moment of a replayed scrape is sampled:
-    // with the batch converted and encoded, everything of the scrape is alive at once.
-    let mut replay_fullest = 0;
-    for round in 0..3 {
-        let mut replayed = replay
-            .read(&text, Format::PrometheusText, &limits, &mut converter)
-            .expect("valid page");
-        assert!(matches!(replayed, Read::Replayed(_)), "same shape");
-        let batch = converter.convert([replayed.source()], 1_700_000_020_000 + round * 1000);
-        let encoded = remote_write::encode(&batch, &remote_write::Relabel::default());
-        replay_fullest = replay_fullest.max(dhat::HeapStats::get().curr_bytes);
+        let encoded = remote_write::encode(&batch, &relabel);
         std::hint::black_box((batch, encoded));
     }
-    match learning {
-        Some(bytes) => println!(
-            "learning the page's shape:  {:>7.2} MiB more than the parsed page at its peak",
-            mib(bytes)
-        ),
-        None => println!("learning the page's shape:  below the peak of a parsed scrape"),
+    let parsed_peak = peak() - base + text.len();
+
+    let mut replay = Replay::new();
+    let limits = Limits::default();
+    let mut read = replay
+        .read(text, Format::PrometheusText, &limits, &mut converter)
+        .expect("valid page");
+    drop(converter.convert([read.source()], 1_700_000_010_000));
+    drop(read);
+    let kept_learned = current() - base;
+    reset_peak();
+    for round in 0..2 {
+        let mut read = replay
+            .read(text, Format::PrometheusText, &limits, &mut converter)
+            .expect("valid page");
+        let batch = converter.convert([read.source()], 1_700_000_020_000 + round * 1000);
+        drop(read);
+        let encoded = remote_write::encode(&batch, &relabel);
+        std::hint::black_box((batch, encoded));
     }
+    let replayed_peak = peak() - base + text.len();
+    drop((replay, converter));
+    Row {
+        series,
+        text: text.len(),
+        kept,
+        parsed_peak,
+        replayed_peak,
+        kept_learned,
+    }
+}
+
+/// A page of the run: its name on the command line and how to make it.
+type PageMaker = (&'static str, fn() -> String);
+
+fn main() {
+    let all: [PageMaker; 5] = [
+        ("10k", page::page),
+        ("100k", || pages::series(100_000)),
+        ("1m", || pages::tiny_series(990_000)),
+        ("100k-names", || pages::names(99_000)),
+        ("60k-long", || pages::long_labels(60_000)),
+    ];
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     println!(
-        "heap kept, shape learned:   {:>7.2} MiB",
-        mib(kept - text.len())
+        "| page | series | text MiB | kept MiB (B/series) | parsed peak MiB (× text) | kept, shape learned MiB (B/series) | replayed peak MiB |"
     );
-    println!(
-        "heap in a replayed scrape:  {:>7.2} MiB at its fullest (page text included)",
-        mib(replay_fullest)
-    );
+    println!("|---|---|---|---|---|---|---|");
+    for (name, make) in all {
+        if !wanted.is_empty() && !wanted.iter().any(|w| w == name) {
+            continue;
+        }
+        let text = make();
+        let row = measure(&text);
+        let per = |bytes: usize| bytes / row.series.max(1);
+        println!(
+            "| {name} | {} | {:.1} | {:.1} ({}) | {:.1} ({:.1}×) | {:.1} ({}) | {:.1} |",
+            row.series,
+            mib(row.text),
+            mib(row.kept),
+            per(row.kept),
+            mib(row.parsed_peak),
+            row.parsed_peak as f64 / row.text as f64,
+            mib(row.kept_learned),
+            per(row.kept_learned),
+            mib(row.replayed_peak),
+        );
+    }
 }

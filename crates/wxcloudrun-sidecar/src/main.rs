@@ -4,6 +4,11 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use wxcloudrun_sidecar::config::{Cli, Config, EXIT_CONFIG, EXIT_INTERNAL, print};
 
+/// Counted, so that the memory budget knows the heap in use (see `allocator.rs`).
+#[global_allocator]
+static ALLOCATOR: wxcloudrun_sidecar::allocator::CountingAllocator =
+    wxcloudrun_sidecar::allocator::CountingAllocator;
+
 fn main() {
     // The sidecar's clients carry their own TLS config; this covers any other.
     wxcloudrun_connect::tls::install_default_provider();

@@ -12,7 +12,27 @@ pub const SCRAPE_OUTCOMES: [&str; 3] = ["success", "error", "timeout"];
 /// Final outcomes of an export request.
 pub const EXPORT_OUTCOMES: [&str; 3] = ["success", "failed", "dropped"];
 /// Why samples never reach a backend.
-pub const DROP_REASONS: [&str; 4] = ["queue_full", "rejected", "retries_exhausted", "shutdown"];
+pub const DROP_REASONS: [&str; 5] = [
+    "queue_full",
+    "too_old",
+    "rejected",
+    "retries_exhausted",
+    "shutdown",
+];
+/// Why a scrape was refused before it could cost its memory (`reason` of
+/// `wxcloudrun_sidecar_scrapes_exceeded_limit_total`): the memory budget, then Prometheus's
+/// per-scrape limits by their names.
+pub const LIMIT_REASONS: [&str; 6] = [
+    "too_large",
+    "sample_limit",
+    "label_limit",
+    "label_name_length_limit",
+    "label_value_length_limit",
+    "body_size_limit",
+];
+/// Why scraped samples are not exported (`reason` of
+/// `wxcloudrun_sidecar_scrape_samples_dropped_total`).
+pub const SCRAPE_DROP_REASONS: [&str; 1] = ["unparsable_bound"];
 /// Outcomes of the final flush at shutdown.
 pub const SHUTDOWN_OUTCOMES: [&str; 3] = ["success", "timeout", "error"];
 
@@ -31,6 +51,9 @@ pub struct SelfMetrics {
     export_errors: IntCounterVec,
     last_export_success: prometheus::GaugeVec,
     shutdown_flushes: IntCounterVec,
+    limits_exceeded: IntCounterVec,
+    scrape_samples_dropped: IntCounterVec,
+    memory_limit: IntGauge,
 }
 
 /// One exporter's handles, resolved once.
@@ -50,6 +73,8 @@ pub struct ExporterMetrics {
     pub queue_max_bytes: IntGauge,
     /// Samples dropped because the queue was full (oldest first).
     pub dropped_queue_full: IntCounter,
+    /// Samples dropped unsent because their request waited longer than the queue's age limit.
+    pub dropped_too_old: IntCounter,
     /// Samples in requests the backend rejected.
     pub dropped_rejected: IntCounter,
     /// Samples in requests given up on after retries.
@@ -175,7 +200,35 @@ impl SelfMetrics {
             &SHUTDOWN_OUTCOMES,
         );
         register_process_collector(&registry);
+        let by_reason = |name, help, reasons: &[&str]| {
+            let vec = counter_vec(&registry, name, help, &["reason"]);
+            for reason in reasons {
+                vec.with_label_values(&[reason]);
+            }
+            vec
+        };
+        let limits_exceeded = by_reason(
+            "wxcloudrun_sidecar_scrapes_exceeded_limit_total",
+            "Scrapes refused by the memory budget (too_large) or a Prometheus per-scrape limit, by reason.",
+            &LIMIT_REASONS,
+        );
+        let scrape_samples_dropped = by_reason(
+            "wxcloudrun_sidecar_scrape_samples_dropped_total",
+            "Scraped samples no point can hold (a histogram or summary sample whose le or quantile is no number), by reason.",
+            &SCRAPE_DROP_REASONS,
+        );
+        let memory_limit = register(
+            &registry,
+            IntGauge::new(
+                "wxcloudrun_sidecar_memory_limit_bytes",
+                "The memory budget the sidecar keeps its scrapes and queues under.",
+            )
+            .expect("valid metric definition"),
+        );
         SelfMetrics {
+            limits_exceeded,
+            scrape_samples_dropped,
+            memory_limit,
             scrapes,
             scrape_duration,
             scrape_samples,
@@ -235,6 +288,27 @@ impl SelfMetrics {
         }
     }
 
+    /// Counts a scrape refused by the budget or a limit (`reason`: one of [`LIMIT_REASONS`]).
+    pub fn limit_exceeded(&self, reason: &str) {
+        self.limits_exceeded.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts scraped samples that are not exported (`reason`: one of
+    /// [`SCRAPE_DROP_REASONS`]).
+    pub fn scrape_samples_dropped(&self, reason: &str, samples: usize) {
+        if samples > 0 {
+            self.scrape_samples_dropped
+                .with_label_values(&[reason])
+                .inc_by(samples as u64);
+        }
+    }
+
+    /// Publishes the memory budget.
+    pub fn set_memory_limit(&self, bytes: u64) {
+        self.memory_limit
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
     /// Records the final flush's outcome.
     pub fn shutdown_flush(&self, outcome: &str) {
         self.shutdown_flushes.with_label_values(&[outcome]).inc();
@@ -252,6 +326,7 @@ impl SelfMetrics {
             queue_bytes: self.queue_bytes.with_label_values(&[exporter]),
             queue_max_bytes: self.queue_max_bytes.with_label_values(&[exporter]),
             dropped_queue_full: dropped("queue_full"),
+            dropped_too_old: dropped("too_old"),
             dropped_rejected: dropped("rejected"),
             dropped_retries_exhausted: dropped("retries_exhausted"),
             dropped_shutdown: dropped("shutdown"),

@@ -14,6 +14,7 @@ use crate::admin::{self, Health};
 use crate::config::{Config, EXIT_CANNOT_START, EXIT_CONFIG, EXIT_INTERNAL};
 use crate::export::Exporters;
 use crate::metrics::SelfMetrics;
+use crate::pipeline::budget::Budget;
 use crate::pipeline::convert::Converter;
 use crate::pipeline::scrape::Scraper;
 use crate::pipeline::{Fetched, InFlight, Pipeline, Scraped, unix_ms};
@@ -112,6 +113,29 @@ async fn finished(in_flight: &mut Option<InFlight>) -> Fetched {
     }
 }
 
+/// The queues take at most this share of the memory budget, together: what is left is for the
+/// scrape at its fullest and what the converter remembers.
+const QUEUE_SHARE_OF_BUDGET: u64 = 4;
+
+/// The export configuration with the queues' caps cut to their share of the memory budget.
+fn within_budget(config: &Config) -> crate::export::ExportConfig {
+    let mut export = config.export.clone();
+    let exporters = export.remote_write.len() as u64 + u64::from(export.otlp.is_some());
+    let share = config.memory.memory_limit_bytes / QUEUE_SHARE_OF_BUDGET / exporters.max(1);
+    let capped = export
+        .queue_max_bytes
+        .min(share.max(crate::config::MIN_QUEUE_MAX_BYTES));
+    if capped < export.queue_max_bytes {
+        tracing::info!(
+            queue_max_bytes = capped,
+            memory_limit_bytes = config.memory.memory_limit_bytes,
+            "each export queue is capped to its share of the memory limit"
+        );
+        export.queue_max_bytes = capped;
+    }
+    export
+}
+
 /// Runs the sidecar until the end; returns the process exit code.
 pub async fn run(config: Config) -> i32 {
     for warning in &config.warnings {
@@ -120,7 +144,8 @@ pub async fn run(config: Config) -> i32 {
     let metrics = SelfMetrics::new();
     // Exporters first: their configuration can still fail, and the app must not be started by a
     // sidecar that is about to exit with 64.
-    let exporters = match Exporters::start(&config.export, &metrics) {
+    let export = within_budget(&config);
+    let exporters = match Exporters::start(&export, &metrics) {
         Ok(exporters) => exporters,
         Err(err) => {
             eprintln!("wxcloudrun-sidecar: invalid configuration: {err}");
@@ -147,7 +172,14 @@ pub async fn run(config: Config) -> i32 {
 
     let start_ms = child.as_ref().map(|c| unix_ms(c.started()));
     let converter = Converter::new(&config.labels, start_ms);
-    let mut pipeline = Pipeline::new(scraper, converter, metrics, exporters, health);
+    let memory = &config.memory;
+    let budget = Budget::new(
+        memory.memory_limit_bytes,
+        memory.scrape_limits,
+        &config.labels,
+    );
+    let mut pipeline =
+        Pipeline::new(scraper, converter, metrics, exporters, health).with_budget(budget);
     let (ending, in_flight) =
         scrape_until_the_end(&config, &mut pipeline, &mut signals, child.as_mut()).await;
     let stopping = Stopping {

@@ -82,6 +82,52 @@ pub struct Cli {
     #[arg(long, env = "WXCLOUDRUN_SIDECAR_QUEUE_MAX_BYTES", value_name = "BYTES")]
     pub queue_max_bytes: Option<String>,
 
+    /// Age past which a queued export request is dropped unless sent (fresh data first after a
+    /// flood or an outage); 0 keeps requests until the queue is full [default: 30s, or two
+    /// scrape intervals if longer]
+    #[arg(
+        long,
+        env = "WXCLOUDRUN_SIDECAR_QUEUE_MAX_AGE",
+        value_name = "DURATION"
+    )]
+    pub queue_max_age: Option<String>,
+
+    /// The sidecar's memory budget: a scrape that would take it past it fails (`too_large`), and
+    /// the queues count against it [default: 1/8 of the container's cgroup memory limit, at
+    /// least 32MiB; 256MiB without one]
+    #[arg(long, env = "WXCLOUDRUN_SIDECAR_MEMORY_LIMIT", value_name = "BYTES")]
+    pub memory_limit: Option<String>,
+
+    /// Prometheus's `sample_limit`: most samples per scrape, else the scrape fails; 0 = none [default: 0]
+    #[arg(long, env = "WXCLOUDRUN_SIDECAR_SAMPLE_LIMIT", value_name = "COUNT")]
+    pub sample_limit: Option<String>,
+
+    /// Prometheus's `label_limit`: most labels per series (`__name__` and the sidecar's labels
+    /// included), else the scrape fails; 0 = none [default: 0]
+    #[arg(long, env = "WXCLOUDRUN_SIDECAR_LABEL_LIMIT", value_name = "COUNT")]
+    pub label_limit: Option<String>,
+
+    /// Prometheus's `label_name_length_limit`: longest label name in bytes; 0 = none [default: 0]
+    #[arg(
+        long,
+        env = "WXCLOUDRUN_SIDECAR_LABEL_NAME_LENGTH_LIMIT",
+        value_name = "BYTES"
+    )]
+    pub label_name_length_limit: Option<String>,
+
+    /// Prometheus's `label_value_length_limit`: longest label value (and metric name) in bytes;
+    /// 0 = none [default: 0]
+    #[arg(
+        long,
+        env = "WXCLOUDRUN_SIDECAR_LABEL_VALUE_LENGTH_LIMIT",
+        value_name = "BYTES"
+    )]
+    pub label_value_length_limit: Option<String>,
+
+    /// Prometheus's `body_size_limit`: largest uncompressed body, e.g. 10MiB; 0 = none [default: 0]
+    #[arg(long, env = "WXCLOUDRUN_SIDECAR_BODY_SIZE_LIMIT", value_name = "BYTES")]
+    pub body_size_limit: Option<String>,
+
     /// Total time for the final scrape, the app's exit and the final flush after SIGTERM [default: 8s]
     #[arg(
         long,
@@ -149,6 +195,13 @@ impl std::fmt::Debug for Cli {
             .field("headers", &headers)
             .field("labels", &self.labels)
             .field("queue_max_bytes", &self.queue_max_bytes)
+            .field("queue_max_age", &self.queue_max_age)
+            .field("memory_limit", &self.memory_limit)
+            .field("sample_limit", &self.sample_limit)
+            .field("label_limit", &self.label_limit)
+            .field("label_name_length_limit", &self.label_name_length_limit)
+            .field("label_value_length_limit", &self.label_value_length_limit)
+            .field("body_size_limit", &self.body_size_limit)
             .field("shutdown_budget", &self.shutdown_budget)
             .field("bound_spelling", &self.bound_spelling)
             .field("admin_addr", &self.admin_addr)

@@ -31,9 +31,37 @@ pub(crate) struct FileConfig {
     pub(crate) label: Option<BTreeMap<String, String>>,
     pub(crate) queue_max_bytes: Option<String>,
     pub(crate) shutdown_budget: Option<String>,
+    /// `--queue-max-age`.
+    pub(crate) queue_max_age: Option<String>,
+    /// `--memory-limit`.
+    pub(crate) memory_limit: Option<String>,
+    /// Prometheus's per-scrape limits, by their Prometheus names (numbers or strings).
+    pub(crate) sample_limit: Option<NumberOrText>,
+    pub(crate) label_limit: Option<NumberOrText>,
+    pub(crate) label_name_length_limit: Option<NumberOrText>,
+    pub(crate) label_value_length_limit: Option<NumberOrText>,
+    /// A size (`"10MiB"`) or a number of bytes.
+    pub(crate) body_size_limit: Option<NumberOrText>,
     /// `prometheus3` or `prometheus2` (`--bound-spelling`).
     pub(crate) bound_spelling: Option<String>,
     pub(crate) admin_addr: Option<String>,
+}
+
+/// A limit written as a number (`sample_limit = 5000`, as in Prometheus) or a string.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum NumberOrText {
+    Number(u64),
+    Text(String),
+}
+
+impl NumberOrText {
+    pub(crate) fn text(&self) -> String {
+        match self {
+            NumberOrText::Number(n) => n.to_string(),
+            NumberOrText::Text(t) => t.clone(),
+        }
+    }
 }
 
 /// One string or a list of them.

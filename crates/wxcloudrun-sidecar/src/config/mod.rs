@@ -11,6 +11,7 @@
 
 pub mod cli;
 mod file;
+pub mod memory;
 pub mod print;
 pub mod units;
 
@@ -111,6 +112,8 @@ pub struct Config {
     /// How remote write spells `le` and `quantile` (every backend's
     /// [`RemoteWriteConfig::bound_spelling`]).
     pub bound_spelling: BoundSpelling,
+    /// The memory budget, Prometheus's per-scrape limits and the queues' age limit.
+    pub memory: memory::MemorySettings,
     /// Admin listener.
     pub admin_addr: SocketAddr,
     /// The app to run, if any.
@@ -192,7 +195,8 @@ impl Config {
     /// Parses flags (and their environment variables) from `args`, reads the file they name, and
     /// validates. `env` looks up the variables that have no flag of their own (`OTEL_*`,
     /// `HOSTNAME`, `CBR_ENV_ID`, `WXCLOUDRUN_SERVICE`).
-    pub fn load(cli: Cli, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn load(mut cli: Cli, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let memory_flags = memory::Flags::take(&mut cli);
         let env: &dyn Fn(&str) -> Option<String> = &env;
         let file = match &cli.config {
             Some(path) => {
@@ -284,6 +288,7 @@ impl Config {
             },
             DEFAULT_QUEUE_MAX_BYTES,
         )?;
+        let memory = memory::load(&mut loader, memory_flags, &file, scrape_interval)?;
         let bound_spelling = loader.pick(
             "bound_spelling",
             from_cli(
@@ -358,10 +363,12 @@ impl Config {
                 remote_write,
                 otlp,
                 queue_max_bytes,
+                queue_max_age: memory.queue_max_age,
             },
             labels,
             shutdown_budget,
             bound_spelling,
+            memory,
             admin_addr,
             command: cli.command,
             check_only: cli.check_config,

@@ -55,6 +55,35 @@ pub fn render(config: &Config) -> String {
         origin("queue_max_bytes"),
     );
     line(
+        "queue_max_age",
+        quote(&format_duration(config.memory.queue_max_age)),
+        origin("queue_max_age"),
+    );
+    let memory = &config.memory;
+    let cgroup = memory.cgroup_limit_bytes.map_or_else(
+        || "no cgroup limit".to_owned(),
+        |bytes| format!("cgroup limit {bytes}"),
+    );
+    line(
+        "memory_limit",
+        quote(&memory.memory_limit_bytes.to_string()),
+        format!("{}, {cgroup}", origin("memory_limit")),
+    );
+    let limits = &memory.scrape_limits;
+    for (key, value) in [
+        ("sample_limit", limits.sample_limit),
+        ("label_limit", limits.label_limit),
+        ("label_name_length_limit", limits.label_name_length_limit),
+        ("label_value_length_limit", limits.label_value_length_limit),
+    ] {
+        line(key, value.to_string(), origin(key));
+    }
+    line(
+        "body_size_limit",
+        quote(&limits.body_size_limit_bytes.to_string()),
+        origin("body_size_limit"),
+    );
+    line(
         "bound_spelling",
         quote(config.bound_spelling.as_str()),
         origin("bound_spelling"),

@@ -59,6 +59,10 @@ pub struct ExportConfig {
     pub otlp: Option<OtlpConfig>,
     /// Cap on the bytes waiting in each exporter's queue; the oldest requests go first.
     pub queue_max_bytes: u64,
+    /// Queued requests older than this are dropped (`too_old`) rather than sent, so that fresh
+    /// scrapes are not stuck behind a stale backlog; zero keeps them until the queue is full.
+    /// `Config` defaults it to 30 s (two scrape intervals if longer); `Default` leaves it off.
+    pub queue_max_age: Duration,
 }
 
 /// How the final flush ended.
@@ -263,7 +267,12 @@ impl Exporters {
             .into_iter()
             .map(|(name, encoding, transport, timeout)| {
                 let exporter_metrics = metrics.exporter(&name, config.queue_max_bytes);
-                let queue = Arc::new(Queue::new(name, config.queue_max_bytes, exporter_metrics));
+                let queue = Arc::new(Queue::new(
+                    name,
+                    config.queue_max_bytes,
+                    config.queue_max_age,
+                    exporter_metrics,
+                ));
                 let handle = tokio::spawn(worker::run(
                     queue.clone(),
                     transport,
@@ -287,6 +296,11 @@ impl Exporters {
     /// The exporters' names, as in the `exporter` label of the self-metrics.
     pub fn names(&self) -> Vec<&str> {
         self.workers.iter().map(|w| w.queue.name.as_str()).collect()
+    }
+
+    /// Bytes waiting in every queue, what the queues take of the memory budget.
+    pub fn queued_bytes(&self) -> u64 {
+        self.workers.iter().map(|w| w.queue.bytes()).sum()
     }
 
     /// Encodes `batch` for every backend and queues it; never waits on the network.

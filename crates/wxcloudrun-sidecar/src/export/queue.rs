@@ -2,11 +2,15 @@
 //! (which sends), and the flush deadline both sides watch.
 //!
 //! The queue is measured in encoded bytes; when a new request does not fit, the oldest queued
-//! ones are dropped (`queue_full`). The request being sent is outside the queue.
+//! ones are dropped (`queue_full`). Requests older than the queue's age limit are dropped too
+//! (`too_old`), when a new one comes and when the worker takes the next: after a flood or an
+//! outage the backlog does not hold fresh scrapes back for longer than that (each series stays
+//! in order: only the oldest go). The request being sent is outside the queue.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -24,6 +28,8 @@ pub(crate) struct Queue {
     /// The flush deadline, once the flush began.
     pub(crate) deadline: watch::Sender<Option<Instant>>,
     max_bytes: u64,
+    /// Requests older than this are dropped unsent; zero: never.
+    max_age: Duration,
     pub(crate) metrics: ExporterMetrics,
 }
 
@@ -38,15 +44,53 @@ struct State {
 }
 
 impl Queue {
-    pub(crate) fn new(name: String, max_bytes: u64, metrics: ExporterMetrics) -> Self {
+    pub(crate) fn new(
+        name: String,
+        max_bytes: u64,
+        max_age: Duration,
+        metrics: ExporterMetrics,
+    ) -> Self {
         Queue {
             name,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             deadline: watch::Sender::new(None),
             max_bytes,
+            max_age,
             metrics,
         }
+    }
+
+    /// Drops the queued requests older than the age limit, oldest first; logs and counts them.
+    fn drop_too_old(&self, state: &mut State) {
+        if self.max_age.is_zero() {
+            return;
+        }
+        let mut dropped = 0;
+        while let Some(oldest) = state.queue.front() {
+            if oldest.queued_at.elapsed() <= self.max_age {
+                break;
+            }
+            let bytes = oldest.bytes;
+            dropped += oldest.samples;
+            state.queue.pop_front();
+            state.bytes -= bytes;
+        }
+        if dropped > 0 {
+            tracing::warn!(
+                exporter = %self.name,
+                samples = dropped,
+                max_age = ?self.max_age,
+                "queued samples older than the queue's age limit dropped"
+            );
+            self.metrics.dropped_too_old.inc_by(dropped);
+            self.metrics.queue_bytes.set(gauge(state.bytes));
+        }
+    }
+
+    /// Bytes waiting in the queue (what counts against the memory budget).
+    pub(crate) fn bytes(&self) -> u64 {
+        self.state().bytes
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -67,6 +111,7 @@ impl Queue {
             self.metrics.dropped_queue_full.inc_by(payload.samples);
             return;
         }
+        self.drop_too_old(&mut state);
         let mut dropped = 0;
         while state.bytes.saturating_add(payload.bytes) > self.max_bytes {
             let Some(oldest) = state.queue.pop_front() else {
@@ -125,6 +170,7 @@ impl Queue {
     /// The next request, now in flight; `None` when the queue is empty.
     pub(crate) fn next(&self) -> Option<Payload> {
         let mut state = self.state();
+        self.drop_too_old(&mut state);
         let payload = state.queue.pop_front()?;
         state.bytes -= payload.bytes;
         state.in_flight = Some(payload.samples);
@@ -166,4 +212,57 @@ impl Queue {
 
 pub(crate) fn gauge(bytes: u64) -> i64 {
     i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::Body;
+    use crate::metrics::SelfMetrics;
+
+    fn payload(samples: u64, age: Duration) -> Payload {
+        Payload {
+            body: Body::Http(bytes::Bytes::from_static(b"x")),
+            bytes: 100,
+            samples,
+            queued_at: Instant::now().checked_sub(age).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_older_than_the_age_limit_are_dropped_and_fresh_ones_sent() {
+        let metrics = SelfMetrics::new().exporter("x", 1 << 20);
+        let queue = Queue::new("x".to_owned(), 1 << 20, Duration::from_secs(30), metrics);
+        queue.push(payload(5, Duration::from_secs(60)));
+        queue.push(payload(7, Duration::from_secs(40)));
+        assert_eq!(
+            queue.metrics.dropped_too_old.get(),
+            5,
+            "dropped on the next push"
+        );
+        queue.push(payload(3, Duration::ZERO));
+        assert_eq!(queue.metrics.dropped_too_old.get(), 12);
+        let next = queue.next().expect("the fresh request");
+        assert_eq!(next.samples, 3);
+        assert_eq!(queue.bytes(), 0);
+        // Aged while waiting: dropped when the worker comes for it.
+        queue.done(false);
+        queue
+            .state()
+            .queue
+            .push_back(payload(4, Duration::from_secs(31)));
+        queue.state().bytes += 100;
+        assert!(queue.next().is_none());
+        assert_eq!(queue.metrics.dropped_too_old.get(), 16);
+        assert_eq!(queue.bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn without_an_age_limit_old_requests_wait() {
+        let metrics = SelfMetrics::new().exporter("x", 1 << 20);
+        let queue = Queue::new("x".to_owned(), 1 << 20, Duration::ZERO, metrics);
+        queue.push(payload(5, Duration::from_secs(3600)));
+        assert_eq!(queue.next().map(|p| p.samples), Some(5));
+        assert_eq!(queue.metrics.dropped_too_old.get(), 0);
+    }
 }

@@ -8,6 +8,7 @@
 //! [`convert`] adds the sidecar's labels, start times and stale markers, with the sidecar's own
 //! families taken straight from its registry (no text in between).
 
+pub mod budget;
 pub mod convert;
 pub mod replay;
 pub mod scrape;
@@ -19,13 +20,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
-use wxcloudrun_exposition::Limits;
 
 use crate::admin::Health;
 use crate::export::{Exporters, FlushOutcome};
 use crate::metrics::SelfMetrics;
+use budget::{Budget, Exceeded};
 use convert::{Converter, Source};
-use replay::{Read, Replay};
+use replay::{Read, ReadError, Replay};
 use scrape::{Page, ScrapeError, Scraper};
 
 /// Milliseconds since the Unix epoch (0 before it).
@@ -108,21 +109,28 @@ struct Failure {
     kind: String,
     /// The whole reason.
     reason: String,
+    /// The budget or limit that refused the scrape, if one did.
+    limit: Option<&'static str>,
 }
 
 impl Failure {
     fn of(err: &ScrapeError) -> Failure {
+        if let ScrapeError::TooLarge(exceeded) = err {
+            return Failure::exceeded(exceeded);
+        }
         let kind = match err {
             ScrapeError::Timeout(_) | ScrapeError::Cancelled(_) => "timeout".to_owned(),
             ScrapeError::Refused(_) => "refused".to_owned(),
             ScrapeError::Status(code) => format!("status {code}"),
             ScrapeError::Body(_) => "body".to_owned(),
             ScrapeError::Transport(_) => "transport".to_owned(),
+            ScrapeError::TooLarge(_) => "too_large".to_owned(),
         };
         Failure {
             outcome: err.outcome(),
             kind,
             reason: err.to_string(),
+            limit: None,
         }
     }
 
@@ -131,6 +139,19 @@ impl Failure {
             outcome: "error",
             kind: "unparsable".to_owned(),
             reason: format!("the page does not parse: {err}"),
+            limit: None,
+        }
+    }
+
+    /// A scrape refused by the budget or a limit: its kind is the limit, so a change of limit
+    /// is logged and a repeat is not.
+    fn exceeded(exceeded: &Exceeded) -> Failure {
+        let label = exceeded.reason.label();
+        Failure {
+            outcome: "error",
+            kind: label.to_owned(),
+            reason: exceeded.message.clone(),
+            limit: Some(label),
         }
     }
 }
@@ -141,7 +162,8 @@ pub(crate) struct Pipeline {
     scraper: Scraper,
     replay: Replay,
     converter: Converter,
-    limits: Limits,
+    /// The memory budget and Prometheus's per-scrape limits.
+    budget: Budget,
     /// The last page's body buffer, for the next scrape.
     spare_buffer: Vec<u8>,
     metrics: SelfMetrics,
@@ -169,7 +191,7 @@ impl Pipeline {
             scraper,
             replay: Replay::new(),
             converter,
-            limits: Limits::default(),
+            budget: Budget::unlimited(),
             spare_buffer: Vec::new(),
             metrics,
             exporters,
@@ -181,15 +203,53 @@ impl Pipeline {
         }
     }
 
-    /// Starts a scrape that gives up after `timeout`.
+    /// Keeps every scrape within `budget`.
+    pub(crate) fn with_budget(mut self, budget: Budget) -> Self {
+        self.metrics.set_memory_limit(budget.memory_limit_bytes());
+        self.budget = budget;
+        self
+    }
+
+    /// Starts a scrape that gives up after `timeout`, reading no more body than the budget
+    /// leaves.
     pub(crate) fn start_scrape(&mut self, timeout: Duration) -> InFlight {
         let scraper = self.scraper.clone();
         let buffer = std::mem::take(&mut self.spare_buffer);
+        let bound = self.budget.body_bound(self.exporters.queued_bytes());
         InFlight {
             started: Instant::now(),
             timestamp_ms: now_ms(),
-            fetch: Box::pin(async move { scraper.fetch_into(buffer, timeout).await }),
+            fetch: Box::pin(async move { scraper.fetch_bounded(buffer, timeout, bound).await }),
         }
+    }
+
+    /// Reads a fetched page, if the budget and the limits let it: through the learned shape,
+    /// else parsed and checked. Counts the samples that cannot be exported.
+    fn read<'p>(&mut self, page: &'p Page) -> Result<Read<'p>, Failure> {
+        let queued = self.exporters.queued_bytes();
+        self.budget
+            .admit(&page.text, queued)
+            .map_err(|exceeded| Failure::exceeded(&exceeded))?;
+        let budget = &self.budget;
+        let limits = budget.parse_limits();
+        let check = |parsed: &wxcloudrun_exposition::Exposition<'_>| budget.check_page(parsed);
+        let read = self
+            .replay
+            .read_checked(&page.text, page.format, &limits, &mut self.converter, check)
+            .map_err(|err| match err {
+                ReadError::Check(exceeded) => Failure::exceeded(&exceeded),
+                ReadError::Parse(err) => match budget.parse_failure(&err) {
+                    Some(exceeded) => Failure::exceeded(&exceeded),
+                    None => Failure::unparsable(&err),
+                },
+            })?;
+        let without_bound = match &read {
+            Read::Parsed(parsed) => replay::samples_without_bound(parsed),
+            Read::Learned(_) | Read::Replayed(_) => self.replay.samples_without_bound(),
+        };
+        self.metrics
+            .scrape_samples_dropped("unparsable_bound", without_bound);
+        Ok(read)
     }
 
     /// Reads what a scrape fetched, records it and submits its batch: on success the app's
@@ -220,15 +280,16 @@ impl Pipeline {
         timestamp_ms: i64,
     ) -> Scraped {
         let mut read = page.and_then(|page| {
-            let read = self
-                .replay
-                .read(&page.text, page.format, &self.limits, &mut self.converter);
-            read.map_err(|err| failure = Some(Failure::unparsable(&err)))
+            self.read(page)
+                .map_err(|refused| failure = Some(refused))
                 .ok()
         });
         let up = read.is_some();
         if !self.note(failure.as_ref()) {
             return Scraped::WarmingUp;
+        }
+        if let Some(limit) = failure.as_ref().and_then(|f| f.limit) {
+            self.metrics.limit_exceeded(limit);
         }
         let elapsed = page.map_or(Duration::ZERO, |page| page.elapsed);
         let outcome = failure.as_ref().map_or("success", |f| f.outcome);

@@ -66,6 +66,8 @@ struct PageShape {
     families: Vec<Family>,
     /// Samples in the page, as the parser counts them (duplicates excluded).
     sample_count: usize,
+    /// Histogram and summary samples whose bound does not parse (left out of every point).
+    without_bound: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +140,24 @@ impl Read<'_> {
     }
 }
 
+/// Why [`Replay::read_checked`] has no page to give.
+#[derive(Debug)]
+pub enum ReadError<E> {
+    /// The page does not parse.
+    Parse(ParseError),
+    /// The parsed page failed the caller's check.
+    Check(E),
+}
+
+/// Histogram and summary samples of `page` whose `le` / `quantile` is missing or no number: the
+/// converter can put them in no point, so they are not exported.
+pub fn samples_without_bound(page: &Exposition<'_>) -> usize {
+    page.families
+        .iter()
+        .map(|family| family.samples_without_bound().count())
+        .sum()
+}
+
 /// A line of the page as replay sees it.
 enum Line<'t> {
     /// A comment or an empty line: compared whole.
@@ -175,11 +195,36 @@ impl Replay {
         limits: &Limits,
         converter: &mut Converter,
     ) -> Result<Read<'t>, ParseError> {
+        let unchecked = |_: &Exposition<'t>| Ok::<(), std::convert::Infallible>(());
+        self.read_checked(text, format, limits, converter, unchecked)
+            .map_err(|err| match err {
+                ReadError::Parse(err) => err,
+                ReadError::Check(never) => match never {},
+            })
+    }
+
+    /// [`read`](Self::read), with `check` run on a parsed page before anything is learned or
+    /// converted from it (a page replayed has the shape of one that passed it).
+    pub fn read_checked<'t, E>(
+        &mut self,
+        text: &'t str,
+        format: Format,
+        limits: &Limits,
+        converter: &mut Converter,
+        check: impl FnOnce(&Exposition<'t>) -> Result<(), E>,
+    ) -> Result<Read<'t>, ReadError<E>> {
         if let Some(replayed) = self.replay(text, format, limits) {
             return Ok(Read::Replayed(replayed));
         }
-        let page = parse_with_limits(text, format, limits)?;
+        let page = parse_with_limits(text, format, limits).map_err(ReadError::Parse)?;
+        check(&page).map_err(ReadError::Check)?;
         Ok(self.learn(text, format, page, converter))
+    }
+
+    /// [`samples_without_bound`] of the learned page (what a replayed or learned read leaves
+    /// out); 0 without a shape.
+    pub fn samples_without_bound(&self) -> usize {
+        self.shape.as_ref().map_or(0, |shape| shape.without_bound)
     }
 
     /// The page's families if it has the learned shape, else `None` (and the shape is dropped
@@ -325,6 +370,7 @@ impl PageShape {
             placements: Vec::new(),
             families: Vec::new(),
             sample_count: page.sample_count(),
+            without_bound: samples_without_bound(&page),
         };
         // Only the lines of kept samples are read by value later: every other line — comments,
         // dropped duplicates, folded `_created` lines, whose last token the parser may still

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use wxcloudrun_exposition::{ACCEPT_HEADER, Format, Limits, decode_body_owned};
+use wxcloudrun_exposition::{ACCEPT_HEADER, DecodeError, Format, Limits, decode_body_owned};
+
+use super::budget::{BodyBound, Exceeded, LimitReason};
 
 /// A fetched page, not yet parsed.
 #[derive(Debug)]
@@ -39,6 +41,10 @@ pub enum ScrapeError {
     /// Given up on after this long: the shutdown budget left no more time.
     #[error("cancelled after {0:?}: the shutdown budget leaves no more time")]
     Cancelled(Duration),
+    /// The body passed the memory budget's bound or `body_size_limit` (compressed or inflated):
+    /// reading stopped there.
+    #[error("{0}")]
+    TooLarge(Exceeded),
 }
 
 impl ScrapeError {
@@ -90,9 +96,26 @@ impl Scraper {
     /// then costs neither an allocation nor fresh pages every scrape), within `timeout`.
     pub async fn fetch_into(
         &self,
-        mut buffer: Vec<u8>,
+        buffer: Vec<u8>,
         timeout: Duration,
     ) -> Result<Page, ScrapeError> {
+        let bound = BodyBound {
+            bytes: self.max_body_bytes,
+            reason: LimitReason::TooLarge,
+        };
+        self.fetch_bounded(buffer, timeout, bound).await
+    }
+
+    /// [`fetch_into`](Self::fetch_into), reading at most `bound` bytes of body (compressed, and
+    /// again inflated): past it the scrape fails with [`ScrapeError::TooLarge`] without reading
+    /// the rest. An endless or trickling body ends at the bound or at `timeout`.
+    pub async fn fetch_bounded(
+        &self,
+        mut buffer: Vec<u8>,
+        timeout: Duration,
+        bound: BodyBound,
+    ) -> Result<Page, ScrapeError> {
+        let max_body_bytes = bound.bytes.min(self.max_body_bytes);
         let started = Instant::now();
         let request = self
             .client
@@ -114,6 +137,22 @@ impl Scraper {
                 .get(http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map_or(Format::PrometheusText, Format::from_content_type);
+            let too_large = || {
+                ScrapeError::TooLarge(
+                    BodyBound {
+                        bytes: max_body_bytes,
+                        ..bound
+                    }
+                    .exceeded(),
+                )
+            };
+            // A length announced over the bound fails before a byte is read.
+            if response
+                .content_length()
+                .is_some_and(|len| len > max_body_bytes as u64)
+            {
+                return Err(too_large());
+            }
             // Sized up front: growing a multi-megabyte buffer by doubling leaves the old copies
             // behind in the allocator, and resident memory is what the platform bills.
             let expected = response
@@ -121,7 +160,7 @@ impl Scraper {
                 .map_or(self.last_body_len.load(Ordering::Relaxed), |len| {
                     usize::try_from(len).unwrap_or(usize::MAX)
                 })
-                .min(self.max_body_bytes);
+                .min(max_body_bytes);
             // A buffer much larger than this page is not kept: one huge page must not pin its
             // memory for good.
             if buffer.capacity() > expected.saturating_mul(2) {
@@ -131,18 +170,18 @@ impl Scraper {
             buffer.reserve(expected);
             let mut body = buffer;
             while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-                if body.len() + chunk.len() > self.max_body_bytes {
-                    return Err(ScrapeError::Body(format!(
-                        "larger than {} bytes",
-                        self.max_body_bytes
-                    )));
+                if body.len() + chunk.len() > max_body_bytes {
+                    return Err(too_large());
                 }
                 body.extend_from_slice(&chunk);
             }
             self.last_body_len.store(body.len(), Ordering::Relaxed);
-            // Plain text keeps the buffer as the page text: no copy.
-            let text = decode_body_owned(body, self.max_body_bytes)
-                .map_err(|err| ScrapeError::Body(err.to_string()))?;
+            // Plain text keeps the buffer as the page text: no copy. A gzip body inflates into a
+            // second buffer, under the same bound.
+            let text = decode_body_owned(body, max_body_bytes).map_err(|err| match err {
+                DecodeError::TooLarge { .. } => too_large(),
+                err => ScrapeError::Body(err.to_string()),
+            })?;
             Ok((text, format))
         };
         let (text, format) = tokio::time::timeout(timeout, fetch)
@@ -295,5 +334,188 @@ mod tests {
         let text = fetch(Vec::with_capacity(1 << 20)).await;
         assert_eq!(text, "up 1\n");
         assert!(text.capacity() < 1024, "kept {} bytes", text.capacity());
+    }
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    //! Hostile bodies: each must end at the bound or at the timeout, never take the memory.
+
+    use super::*;
+    use std::future::Future;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const MIB: usize = 1 << 20;
+
+    fn bound(bytes: usize, reason: LimitReason) -> BodyBound {
+        BodyBound { bytes, reason }
+    }
+
+    /// A loopback target that reads the request head, then runs `answer` on the stream.
+    async fn target<F, Fut>(answer: F) -> String
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                    _ => return,
+                }
+            }
+            answer(stream).await;
+        });
+        url
+    }
+
+    async fn fetch(url: &str, timeout: Duration, bound: BodyBound) -> Result<Page, ScrapeError> {
+        Scraper::new(url)
+            .unwrap()
+            .fetch_bounded(Vec::new(), timeout, bound)
+            .await
+    }
+
+    fn reason(result: Result<Page, ScrapeError>) -> LimitReason {
+        match result {
+            Err(ScrapeError::TooLarge(exceeded)) => exceeded.reason,
+            other => panic!("expected too large, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gzip_body_that_inflates_past_the_bound_stops_there() {
+        let body = {
+            use std::io::Write;
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            for _ in 0..(16 * MIB / 4) {
+                gz.write_all(b"a 1\n").unwrap();
+            }
+            gz.finish().unwrap()
+        };
+        assert!(body.len() < MIB / 8, "a bomb: {} bytes", body.len());
+        let url = target(move |mut stream| async move {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(&body).await;
+        })
+        .await;
+        let result = fetch(
+            &url,
+            Duration::from_secs(10),
+            bound(MIB, LimitReason::TooLarge),
+        )
+        .await;
+        assert_eq!(reason(result), LimitReason::TooLarge);
+    }
+
+    #[tokio::test]
+    async fn body_size_limit_fails_an_announced_and_an_unannounced_body() {
+        let page = "a 1\n".repeat(1000);
+        let announced = page.clone();
+        let url = target(move |mut stream| async move {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                announced.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(announced.as_bytes()).await;
+        })
+        .await;
+        let limit = bound(1000, LimitReason::BodySizeLimit);
+        let result = fetch(&url, Duration::from_secs(10), limit).await;
+        assert_eq!(reason(result), LimitReason::BodySizeLimit);
+        // Without a length (read to the close), the bound stops the read.
+        let url = target(move |mut stream| async move {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n")
+                .await;
+            let _ = stream.write_all(page.as_bytes()).await;
+        })
+        .await;
+        let result = fetch(&url, Duration::from_secs(10), limit).await;
+        assert_eq!(reason(result), LimitReason::BodySizeLimit);
+        // Under the limit, the page is read.
+        let url = target(|mut stream| async move {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nup 1")
+                .await;
+        })
+        .await;
+        let page = fetch(&url, Duration::from_secs(10), limit).await.unwrap();
+        assert_eq!(page.text, "up 1");
+    }
+
+    /// A chunked body that never ends (bounded here: 64 MiB at most), as fast as it can go or a
+    /// chunk every `pause`.
+    async fn endless(pause: Option<Duration>) -> String {
+        target(move |mut stream| async move {
+            let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+            if stream.write_all(head).await.is_err() {
+                return;
+            }
+            let line = "endless_series{i=\"0123456789\"} 1\n".repeat(64);
+            let chunk = format!("{:x}\r\n{line}\r\n", line.len());
+            for _ in 0..(64 * MIB / line.len()) {
+                if stream.write_all(chunk.as_bytes()).await.is_err() {
+                    return;
+                }
+                if let Some(pause) = pause {
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn an_endless_page_ends_at_the_bound_or_at_the_timeout() {
+        let url = endless(None).await;
+        let result = fetch(
+            &url,
+            Duration::from_secs(30),
+            bound(MIB, LimitReason::TooLarge),
+        )
+        .await;
+        assert_eq!(reason(result), LimitReason::TooLarge);
+        // Slower than the bound can be reached within the timeout.
+        let url = endless(Some(Duration::from_millis(20))).await;
+        let result = fetch(
+            &url,
+            Duration::from_millis(500),
+            bound(32 * MIB, LimitReason::TooLarge),
+        );
+        assert!(matches!(result.await, Err(ScrapeError::Timeout(_))));
+    }
+
+    #[tokio::test]
+    async fn a_page_that_trickles_a_byte_a_second_ends_at_the_timeout() {
+        let url = target(|mut stream| async move {
+            let head = b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n";
+            if stream.write_all(head).await.is_err() {
+                return;
+            }
+            for _ in 0..1000 {
+                if stream.write_all(b"a").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+        .await;
+        let result = fetch(
+            &url,
+            Duration::from_millis(1500),
+            bound(MIB, LimitReason::TooLarge),
+        );
+        assert!(matches!(result.await, Err(ScrapeError::Timeout(_))));
     }
 }

@@ -149,6 +149,7 @@ pub fn remote_write_config(urls: &[String], queue_max_bytes: u64) -> ExportConfi
             .collect(),
         queue_max_bytes,
         otlp: None,
+        ..ExportConfig::default()
     }
 }
 
@@ -160,6 +161,7 @@ pub fn otlp_config(endpoint: &str, protocol: OtlpProtocol, timeout: Duration) ->
         remote_write: Vec::new(),
         otlp: Some(otlp),
         queue_max_bytes: QUEUE,
+        ..ExportConfig::default()
     }
 }
 

@@ -4,10 +4,19 @@
 //!
 //! A scrape is a list of [`Source`]s converted together: the app's page (parsed, or replayed and
 //! so converted already), the sidecar's own families straight from its registry, and `up`.
+//!
+//! A histogram `_bucket` or summary sample whose `le` / `quantile` is missing or no number
+//! (`h_bucket{le="fast"}`) fits in no point, so it is not exported: OTLP has no place for it, and
+//! writing it to remote write under its own name would give a bucket no `histogram_quantile`
+//! can use. It is counted instead, every scrape, in
+//! `wxcloudrun_sidecar_scrape_samples_dropped_total{reason="unparsable_bound"}` (the pipeline
+//! counts it from [`MetricFamily::samples_without_bound`]), so a dashboard shows the app
+//! exposes something a direct Prometheus scrape would have stored as written.
 
 mod gathered;
 
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use wxcloudrun_exposition::{Exposition, MetricFamily, MetricType};
@@ -112,7 +121,16 @@ pub struct Converter {
     added: Vec<(Arc<str>, Arc<str>)>,
     /// The app's start in wrapper mode: every cumulative interval starts there until a reset.
     process_start_ms: Option<i64>,
-    seen: HashMap<String, Seen, foldhash::quality::RandomState>,
+    /// The series seen, by a 128-bit hash of their identity (see [`write_series_key`]) rather
+    /// than the identity itself: the key text would cost each remembered series its length
+    /// again (~100 bytes on a typical page). Two keyed 64-bit hashes, as the replay's line
+    /// hashes: a collision is out of reach of any page.
+    seen: HashMap<(u64, u64), Seen, foldhash::fast::RandomState>,
+    /// The keys of the two hashes.
+    key_hashers: (
+        foldhash::quality::RandomState,
+        foldhash::quality::RandomState,
+    ),
     /// Reused buffer for the key of the series being tracked.
     key: String,
     strings: Interner,
@@ -130,12 +148,27 @@ struct Interner {
     swept_len: usize,
 }
 
+/// Most strings the interner holds: past it (after a sweep), new strings are still shared by
+/// what holds them but not remembered, so a page of unique values cannot grow the table without
+/// bound (the memory budget bounds the page itself).
+const MAX_INTERNED: usize = 1 << 20;
+
 impl Interner {
     fn get(&mut self, text: &str) -> Arc<str> {
         if let Some(shared) = self.strings.get(text) {
             return shared.clone();
         }
         let shared: Arc<str> = Arc::from(text);
+        if self.strings.len() >= MAX_INTERNED {
+            // Swept once per growth, so that a full table does not cost a sweep per string.
+            if self.strings.len() > self.swept_len {
+                self.strings.retain(|shared| Arc::strong_count(shared) > 1);
+                self.swept_len = self.strings.len();
+            }
+            if self.strings.len() >= MAX_INTERNED {
+                return shared;
+            }
+        }
         self.strings.insert(shared.clone());
         shared
     }
@@ -172,6 +205,7 @@ impl Converter {
                 .collect(),
             process_start_ms,
             seen: HashMap::default(),
+            key_hashers: Default::default(),
             key: String::new(),
             strings: Interner::default(),
             generation: 0,
@@ -440,8 +474,12 @@ impl Converter {
             Value::Histogram { count, .. } | Value::Summary { count, .. } => (family, *count),
         };
         write_series_key(&mut self.key, series, &point.labels);
+        let key = (
+            self.key_hashers.0.hash_one(self.key.as_bytes()),
+            self.key_hashers.1.hash_one(self.key.as_bytes()),
+        );
         let generation = self.generation;
-        let start_ms = if let Some(seen) = self.seen.get_mut(&self.key) {
+        let start_ms = if let Some(seen) = self.seen.get_mut(&key) {
             if let Some(created) = created_ms {
                 seen.start_ms = created;
             } else if last < seen.last {
@@ -470,7 +508,7 @@ impl Converter {
                 last,
                 generation,
             };
-            self.seen.insert(self.key.clone(), seen);
+            self.seen.insert(key, seen);
             start_ms
         };
         point.start_ms = match (&point.value, kind) {
