@@ -1,10 +1,12 @@
 //! Helpers shared by the end-to-end tests: where the repository's files are, the metric contract,
 //! reading the Grafana dashboards and the Prometheus rules, a PromQL lexer that finds the metric
 //! names in an expression, finding the Prometheus binaries, and running a real Prometheus (also
-//! over HTTPS behind a web configuration, with a throwaway PKI made at run time).
+//! over HTTPS behind a web configuration, with a throwaway PKI made at run time), and an OTLP
+//! trace receiver.
 
 pub mod contract;
 pub mod dashboards;
+pub mod otlp;
 pub mod prometheus;
 pub mod promql;
 pub mod rules;

@@ -351,6 +351,89 @@ fn le_matchers_are_bucket_bounds_and_agree_with_the_threshold() {
     fail_on(problems);
 }
 
+/// The one histogram whose series carry exemplars (the layer's duration histogram).
+const EXEMPLAR_HISTOGRAM: &str = "http_server_request_duration_seconds_bucket";
+
+/// Time series of the duration histogram's quantiles ask for exemplars (a dot per sampled
+/// request, linking to its trace); no other query does: stat and table panels cannot show them,
+/// and no other family has any.
+#[test]
+fn latency_panels_ask_for_exemplars() {
+    let mut problems = Vec::new();
+    let mut latency_targets = BTreeMap::new();
+    for d in load() {
+        for panel in d.panels() {
+            let title = panel["title"].as_str().unwrap_or_default();
+            let timeseries = panel["type"] == "timeseries";
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str().unwrap_or_default();
+                let at = format!("{} / {title} / {}", d.uid(), target["refId"]);
+                let reads = promql::metric_names(expr).unwrap_or_default();
+                let latency = timeseries
+                    && target["instant"].as_bool() != Some(true)
+                    && expr.contains("histogram_quantile(")
+                    && reads.contains(EXEMPLAR_HISTOGRAM);
+                let asks = target["exemplar"].as_bool() == Some(true);
+                if latency {
+                    *latency_targets.entry(d.uid().to_owned()).or_insert(0) += 1;
+                }
+                match (latency, asks) {
+                    (true, false) => problems.push(format!("{at}: set \"exemplar\": true")),
+                    (false, true) => problems.push(format!(
+                        "{at}: exemplars only on time series of {EXEMPLAR_HISTOGRAM} quantiles"
+                    )),
+                    _ => {}
+                }
+                if latency
+                    && !panel["description"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("exemplar")
+                {
+                    problems.push(format!(
+                        "{at}: the description should say what the dots are"
+                    ));
+                }
+            }
+        }
+    }
+    for uid in ["wxcloudrun-overview", "wxcloudrun-route"] {
+        if latency_targets.get(uid).copied().unwrap_or(0) < 3 {
+            problems.push(format!(
+                "{uid}: expected its p50/p90/p99 panel to ask for exemplars"
+            ));
+        }
+    }
+    fail_on(problems);
+}
+
+/// The Prometheus data source links exemplars' `trace_id` to a tracing data source that the
+/// example also provisions.
+#[test]
+fn provisioning_links_exemplars_to_a_tracing_data_source() {
+    let path = dashboards_dir().join("grafana/provisioning/datasources/wxcloudrun.yml");
+    let datasources: serde_yaml::Value = serde_yaml::from_str(&read(&path)).expect("YAML");
+    let all = datasources["datasources"].as_sequence().expect("a list");
+    let prometheus = &all[0];
+    let destinations = prometheus["jsonData"]["exemplarTraceIdDestinations"]
+        .as_sequence()
+        .expect("exemplarTraceIdDestinations on the Prometheus data source");
+    let link = destinations
+        .iter()
+        .find(|d| d["name"].as_str() == Some("trace_id"))
+        .expect("a destination for the exemplar label trace_id");
+    let uid = link["datasourceUid"].as_str().expect("datasourceUid");
+    let tracing = all
+        .iter()
+        .find(|ds| ds["uid"].as_str() == Some(uid))
+        .unwrap_or_else(|| panic!("no data source with uid {uid} in the example"));
+    assert!(
+        matches!(tracing["type"].as_str(), Some("tempo" | "jaeger")),
+        "{uid} is a tracing data source: {:?}",
+        tracing["type"]
+    );
+}
+
 #[test]
 fn provisioning_example_matches_the_dashboards() {
     let dir = dashboards_dir().join("grafana/provisioning");

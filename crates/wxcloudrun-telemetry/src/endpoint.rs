@@ -13,6 +13,9 @@ use hyper_util::rt::TokioIo;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tower_service::Service;
 
+use crate::metrics::HistogramFamily;
+use crate::openmetrics::{self, OPENMETRICS_CONTENT_TYPE, wants_openmetrics};
+
 /// Where OpenTelemetry's Prometheus exporter listens by default, and where the sidecar scrapes.
 pub const DEFAULT_METRICS_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
@@ -32,26 +35,58 @@ pub fn render(registry: &Registry) -> String {
         .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
 }
 
-/// A tower service answering every request with the registry in the Prometheus text format.
+/// A tower service answering every request with the registry: in OpenMetrics 1.0 text, with
+/// the duration histogram's exemplars, when the `Accept` header prefers
+/// `application/openmetrics-text` (as Prometheus's does), else in the Prometheus text format
+/// 0.0.4, exactly as [`render`] writes it.
 ///
 /// Get one from [`WxTelemetryLayer::metrics_service`](crate::WxTelemetryLayer::metrics_service).
 /// With axum: `Router::new().route_service("/metrics", telemetry.metrics_service())`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct MetricsService {
     registry: Registry,
+    exemplars: Option<HistogramFamily>,
+}
+
+impl std::fmt::Debug for MetricsService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsService")
+            .field("registry", &self.registry)
+            .field(
+                "exemplars",
+                &self.exemplars.as_ref().map(HistogramFamily::name),
+            )
+            .finish()
+    }
 }
 
 impl MetricsService {
-    pub(crate) fn new(registry: Registry) -> Self {
-        MetricsService { registry }
+    pub(crate) fn new(registry: Registry, exemplars: Option<HistogramFamily>) -> Self {
+        MetricsService {
+            registry,
+            exemplars,
+        }
     }
 
-    fn response(&self) -> Response<Full<Bytes>> {
-        let mut response = Response::new(Full::new(Bytes::from(render(&self.registry))));
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(TEXT_CONTENT_TYPE),
-        );
+    /// The registry in OpenMetrics 1.0 text, with exemplars.
+    pub(crate) fn render_openmetrics(&self) -> String {
+        openmetrics::render(&self.registry, self.exemplars.as_ref())
+    }
+
+    fn response(&self, openmetrics: bool) -> Response<Full<Bytes>> {
+        let (body, content_type) = if openmetrics {
+            (self.render_openmetrics(), OPENMETRICS_CONTENT_TYPE)
+        } else {
+            (render(&self.registry), TEXT_CONTENT_TYPE)
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        // Caches between a scraper and the service must not serve one format for the other.
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("accept"));
         response
     }
 }
@@ -67,7 +102,7 @@ impl<B> Service<Request<B>> for MetricsService {
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let response = if req.uri().path() == "/metrics" || req.uri().path() == "/" {
-            self.response()
+            self.response(wants_openmetrics(req.headers()))
         } else {
             let mut not_found = Response::new(Full::new(Bytes::from_static(b"try /metrics\n")));
             *not_found.status_mut() = StatusCode::NOT_FOUND;

@@ -57,6 +57,7 @@ mod layer;
 #[cfg(feature = "init")]
 mod logs;
 mod metrics;
+mod openmetrics;
 mod redact;
 mod stack_str;
 mod trace;
@@ -87,6 +88,7 @@ pub use crate::layer::{
 };
 #[cfg(feature = "init")]
 pub use crate::logs::JsonLogLayer;
+pub use crate::openmetrics::OPENMETRICS_CONTENT_TYPE;
 pub use crate::redact::{SENSITIVE_HEADERS, is_sensitive_header};
 pub use crate::trace::{
     DEFAULT_TRACE_ID_HEADER, IdentityPolicy, extract_trace_context, inject_trace_context,

@@ -498,31 +498,62 @@ pub struct Summary {
     pub requests: u64,
     /// Share of them that ended with a 5xx, a panic or a cancellation.
     pub error_ratio: f64,
-    /// Per route: request count, p50 and p99 in seconds (estimated from the buckets).
+    /// Per route: request count, p50 and p99 (estimated from the buckets), the slowest sampled
+    /// request.
     pub routes: BTreeMap<String, RouteSummary>,
 }
 
 /// One route's line of the [`Summary`].
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RouteSummary {
     /// Requests on this route.
     pub requests: u64,
-    /// Median latency in seconds.
-    pub p50: f64,
-    /// 99th percentile latency in seconds.
-    pub p99: f64,
+    /// Median latency.
+    pub p50: Estimate,
+    /// 99th percentile latency.
+    pub p99: Estimate,
+    /// The slowest of the route's exemplars (the latest sampled request of each bucket): its
+    /// trace id and duration in seconds. `None` without sampled requests.
+    pub slowest: Option<(String, f64)>,
+}
+
+/// A quantile estimated from histogram buckets: all the buckets say is that it lies in
+/// `bucket` (lower, upper bound in seconds); `value` interpolates linearly inside it, as
+/// Prometheus's `histogram_quantile` does.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Estimate {
+    /// The interpolated value in seconds.
+    pub value: f64,
+    /// The bucket it lies in, in seconds; the upper bound is `+Inf` past the last bucket.
+    pub bucket: (f64, f64),
+}
+
+impl std::fmt::Display for Estimate {
+    /// `< 5 ms` in the first bucket (interpolating from zero would invent a value: 2.5 ms for
+    /// 50 µs handlers), `> 30 s` past the last, else the estimate with its bucket.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |seconds: f64| seconds * 1e3;
+        let (lower, upper) = self.bucket;
+        let text = if upper.is_infinite() {
+            format!("> {} ms", ms(lower))
+        } else if lower <= 0.0 {
+            format!("< {} ms", ms(upper))
+        } else {
+            format!("~{:.1} ms ({}-{})", ms(self.value), ms(lower), ms(upper))
+        };
+        f.pad(&text)
+    }
 }
 
 impl Summary {
-    /// Reads `http_server_request_duration_seconds` from `registry`.
+    /// Reads `http_server_request_duration_seconds` from `registry` (no exemplars: see
+    /// [`from_layer`](Self::from_layer)).
     pub fn from_registry(registry: &prometheus::Registry) -> Self {
         // Per route: cumulative counts per upper bound, merged over the other labels.
         let mut buckets: BTreeMap<String, BTreeMap<u64, (f64, u64)>> = BTreeMap::new();
         let (mut requests, mut errors) = (0, 0);
         let families = registry.gather();
-        let duration = families
-            .iter()
-            .filter(|family| family.name() == "http_server_request_duration_seconds");
+        let duration = families.iter().filter(|family| family.name() == DURATION);
         for metric in duration.flat_map(|family| family.get_metric()) {
             let label = |name: &str| {
                 metric
@@ -556,6 +587,7 @@ impl Summary {
                     requests: cumulative.last().map_or(0, |b| b.1),
                     p50: quantile(0.5, &cumulative),
                     p99: quantile(0.99, &cumulative),
+                    slowest: None,
                 };
                 (route, summary)
             })
@@ -570,6 +602,75 @@ impl Summary {
             routes,
         }
     }
+
+    /// [`from_registry`](Self::from_registry) of the layer's registry, with each route's slowest
+    /// exemplar from the layer's OpenMetrics rendering.
+    pub fn from_layer(telemetry: &WxTelemetryLayer) -> Self {
+        let mut summary = Summary::from_registry(telemetry.registry());
+        for (route, trace_id, seconds) in exemplars(&telemetry.render_openmetrics()) {
+            if let Some(line) = summary.routes.get_mut(&route)
+                && line
+                    .slowest
+                    .as_ref()
+                    .is_none_or(|(_, slowest)| seconds > *slowest)
+            {
+                line.slowest = Some((trace_id, seconds));
+            }
+        }
+        summary
+    }
+}
+
+const DURATION: &str = "http_server_request_duration_seconds";
+
+/// `(http_route, trace_id, value)` of every exemplar on the duration histogram's bucket lines of
+/// an OpenMetrics page (`name{labels} count # {trace_id="…",span_id="…"} value timestamp`).
+fn exemplars(page: &str) -> Vec<(String, String, f64)> {
+    let prefix = format!("{DURATION}_bucket{{");
+    let exemplar = |line: &str| {
+        let (labels, rest) = read_labels(line.strip_prefix(&prefix)?)?;
+        let (_, exemplar) = rest.split_once(" # {")?;
+        let (exemplar_labels, rest) = read_labels(exemplar)?;
+        let value = rest.split_whitespace().next()?.parse().ok()?;
+        let get = |pairs: &[(String, String)], name: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        Some((
+            get(&labels, "http_route")?,
+            get(&exemplar_labels, "trace_id")?,
+            value,
+        ))
+    };
+    page.lines().filter_map(exemplar).collect()
+}
+
+/// Reads `name="value",…}` (values escaped with `\`); returns the pairs and what follows `}`.
+fn read_labels(mut text: &str) -> Option<(Vec<(String, String)>, &str)> {
+    let mut pairs = Vec::new();
+    loop {
+        text = text.strip_prefix(',').unwrap_or(text);
+        if let Some(rest) = text.strip_prefix('}') {
+            return Some((pairs, rest));
+        }
+        let (name, rest) = text.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    other => value.push(other),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        pairs.push((name.to_owned(), value));
+        text = &rest[end + 1..];
+    }
 }
 
 impl std::fmt::Display for Summary {
@@ -581,32 +682,42 @@ impl std::fmt::Display for Summary {
             self.error_ratio * 100.0
         )?;
         for (route, s) in &self.routes {
-            writeln!(
+            write!(
                 f,
-                "  {route:<18} n={:<6} p50={:>7.1}ms p99={:>7.1}ms",
-                s.requests,
-                s.p50 * 1e3,
-                s.p99 * 1e3
+                "  {route:<18} n={:<6} p50={:<22} p99={:<22}",
+                s.requests, s.p50, s.p99
             )?;
+            match &s.slowest {
+                Some((trace_id, seconds)) => writeln!(
+                    f,
+                    " slowest sampled: {:.1} ms trace {trace_id}",
+                    seconds * 1e3
+                )?,
+                None => writeln!(f)?,
+            }
         }
         Ok(())
     }
 }
 
-/// `histogram_quantile` as Prometheus computes it: linear interpolation inside the bucket.
-fn quantile(q: f64, cumulative: &[(f64, u64)]) -> f64 {
+/// `histogram_quantile` as Prometheus computes it: linear interpolation inside the bucket, and
+/// the bucket itself.
+fn quantile(q: f64, cumulative: &[(f64, u64)]) -> Estimate {
     let Some(&(_, total)) = cumulative.last() else {
-        return 0.0;
+        return Estimate::default();
     };
     if total == 0 {
-        return 0.0;
+        return Estimate::default();
     }
     let rank = q * total as f64;
     let (mut lower_bound, mut lower_count) = (0.0, 0u64);
     for &(bound, count) in cumulative {
         if count as f64 >= rank {
             if bound.is_infinite() {
-                return lower_bound;
+                return Estimate {
+                    value: lower_bound,
+                    bucket: (lower_bound, bound),
+                };
             }
             let in_bucket = (count - lower_count) as f64;
             let fraction = if in_bucket == 0.0 {
@@ -614,11 +725,17 @@ fn quantile(q: f64, cumulative: &[(f64, u64)]) -> f64 {
             } else {
                 (rank - lower_count as f64) / in_bucket
             };
-            return lower_bound + (bound - lower_bound) * fraction;
+            return Estimate {
+                value: lower_bound + (bound - lower_bound) * fraction,
+                bucket: (lower_bound, bound),
+            };
         }
         (lower_bound, lower_count) = (bound, count);
     }
-    lower_bound
+    Estimate {
+        value: lower_bound,
+        bucket: (lower_bound, f64::INFINITY),
+    }
 }
 
 #[cfg(test)]
@@ -628,10 +745,42 @@ mod tests {
     #[test]
     fn quantile_interpolates_like_prometheus() {
         let buckets = [(0.1, 50), (0.5, 90), (1.0, 100), (f64::INFINITY, 100)];
-        assert!((quantile(0.5, &buckets) - 0.1).abs() < 1e-9);
-        assert!((quantile(0.7, &buckets) - 0.3).abs() < 1e-9);
-        assert!((quantile(0.99, &buckets) - 0.95).abs() < 1e-9);
-        assert_eq!(quantile(0.5, &[]), 0.0);
+        assert!((quantile(0.5, &buckets).value - 0.1).abs() < 1e-9);
+        assert!((quantile(0.7, &buckets).value - 0.3).abs() < 1e-9);
+        assert_eq!(quantile(0.7, &buckets).bucket, (0.1, 0.5));
+        assert!((quantile(0.99, &buckets).value - 0.95).abs() < 1e-9);
+        assert_eq!(quantile(0.5, &[]).value, 0.0);
+    }
+
+    #[test]
+    fn quantiles_show_what_the_buckets_know() {
+        // 50 µs handlers: everything in the first bucket; interpolation would say 2.5 ms.
+        let fast = [(0.005, 100), (0.01, 100), (f64::INFINITY, 100)];
+        assert_eq!(quantile(0.5, &fast).to_string(), "< 5 ms");
+        let mid = [(0.005, 0), (0.01, 100), (f64::INFINITY, 100)];
+        assert_eq!(quantile(0.5, &mid).to_string(), "~7.5 ms (5-10)");
+        let beyond = [(0.005, 0), (30.0, 0), (f64::INFINITY, 10)];
+        assert_eq!(quantile(0.5, &beyond).to_string(), "> 30000 ms");
+    }
+
+    #[test]
+    fn exemplars_are_read_off_the_bucket_lines() {
+        let page = concat!(
+            "# TYPE http_server_request_duration_seconds histogram\n",
+            r#"http_server_request_duration_seconds_bucket{http_route="/a/{id}",note="x\"}y",le="0.005"} 3 # {trace_id="0af7651916cd43dd8448eb211c80319c",span_id="b7ad6b7169203331"} 0.0001 1700000000.5"#,
+            "\n",
+            r#"http_server_request_duration_seconds_bucket{http_route="/a/{id}",le="0.01"} 3"#,
+            "\n# EOF\n",
+        );
+        assert_eq!(
+            exemplars(page),
+            [(
+                "/a/{id}".to_owned(),
+                "0af7651916cd43dd8448eb211c80319c".to_owned(),
+                0.0001
+            )]
+        );
+        assert!(exemplars("garbage {\n http_server_request_duration_seconds_bucket{").is_empty());
     }
 
     #[test]

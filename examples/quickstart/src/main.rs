@@ -61,13 +61,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });
-        let registry = telemetry.registry().clone();
+        let summarised = telemetry.clone();
+        let exported = _guard.exports_traces();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(SUMMARY_EVERY);
             ticks.tick().await;
             loop {
                 ticks.tick().await;
-                println!("{}", Summary::from_registry(&registry));
+                print!("{}", Summary::from_layer(&summarised));
+                if !exported {
+                    // Without an exporter no span is sampled, so no exemplar names a trace.
+                    println!("  (set OTEL_EXPORTER_OTLP_ENDPOINT for a sample trace id per route)");
+                }
             }
         });
         println!(

@@ -153,9 +153,14 @@ async fn summary_reads_percentiles_per_route() {
         summary.error_ratio > 0.0 && summary.error_ratio < 0.5,
         "{summary:?}"
     );
-    let slow = summary.routes["/api/slow"];
+    let slow = &summary.routes["/api/slow"];
     // /api/slow sleeps at least 20 ms on every call.
-    assert!(slow.p50 >= 0.02, "{slow:?}");
-    assert!(slow.p99 >= slow.p50);
+    assert!(slow.p50.value >= 0.02, "{slow:?}");
+    assert!(slow.p99.value >= slow.p50.value);
+    // The layer has no tracer: no sampled request, no exemplar.
+    assert_eq!(
+        Summary::from_layer(&layer).routes["/api/slow"].slowest,
+        None
+    );
     assert!(summary.to_string().contains("/api/users/{id}"));
 }

@@ -9,7 +9,7 @@ use super::state::LayerState;
 use crate::client::{SERVER_TIMING, server_timing};
 use crate::context::WxContext;
 use crate::labels::ErrorKind;
-use crate::metrics::RequestSeries;
+use crate::metrics::{RequestSeries, SampledRequest};
 use crate::trace::{RequestSpan, log_span, request_trace_id};
 
 /// The state of one request from `call` until its response body is done. Whoever holds it last
@@ -120,11 +120,13 @@ impl Inflight {
         // One instant ends both the histogram sample and the span.
         let elapsed = self.start.elapsed();
         let state = &*self.state;
+        let sampled = self.span.as_ref().and_then(|span| span.sampled(elapsed));
+        let sampled = sampled.map(|(trace, span, end)| SampledRequest::new(trace, span, end));
         state.metrics.request_finished(
             &state.labels,
             &self.series,
             (self.status, error),
-            elapsed,
+            (elapsed, sampled.as_ref()),
             self.cold,
         );
         if let Some(span) = &self.span {

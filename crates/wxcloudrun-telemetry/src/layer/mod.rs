@@ -105,10 +105,23 @@ impl WxTelemetryLayer {
         self.state.labels.service()
     }
 
-    /// A tower service that renders [`registry`](Self::registry) in the Prometheus text format, to
-    /// mount on a router (`Router::route_service("/metrics", …)`) or serve on its own listener.
+    /// A tower service that renders [`registry`](Self::registry), to mount on a router
+    /// (`Router::route_service("/metrics", …)`) or serve on its own listener: OpenMetrics 1.0
+    /// with the duration histogram's exemplars when the scraper asks for it (`Accept:
+    /// application/openmetrics-text`), the Prometheus text format 0.0.4 otherwise.
     pub fn metrics_service(&self) -> MetricsService {
-        MetricsService::new(self.state.registry.clone())
+        let exemplars = self.state.metrics.duration_family();
+        MetricsService::new(self.state.registry.clone(), Some(exemplars))
+    }
+
+    /// [`registry`](Self::registry) in OpenMetrics 1.0 text, as [`metrics_service`] serves it to
+    /// a scraper that asks for OpenMetrics: each bucket of `http_server_request_duration_seconds`
+    /// carries the latest sampled request that fell in it, as
+    /// `# {trace_id="…",span_id="…"} value timestamp`.
+    ///
+    /// [`metrics_service`]: Self::metrics_service
+    pub fn render_openmetrics(&self) -> String {
+        self.metrics_service().render_openmetrics()
     }
 
     /// The beacon the Mini Program package reports to, to mount at

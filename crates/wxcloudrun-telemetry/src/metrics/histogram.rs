@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto;
 
+use super::exemplar::{Exemplar, ExemplarSlot, SampledRequest};
+
 /// One series: its buckets (the last one is `+Inf`) and its sum, in the family's unit.
 #[derive(Clone)]
 pub(crate) struct Histogram(Arc<Core>);
@@ -25,20 +27,40 @@ struct Core {
     /// Observations per bucket, not cumulative; one more than `bounds`.
     counts: Box<[AtomicU64]>,
     sum: AtomicU64,
+    /// One per bucket in a family that keeps exemplars, else empty.
+    exemplars: Box<[ExemplarSlot]>,
 }
 
 impl Histogram {
-    fn new(bounds: Arc<[u64]>) -> Self {
+    fn new(bounds: Arc<[u64]>, exemplars: bool) -> Self {
         let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        let slots = if exemplars { bounds.len() + 1 } else { 0 };
         Histogram(Arc::new(Core {
             bounds,
             counts,
             sum: AtomicU64::new(0),
+            exemplars: (0..slots).map(|_| ExemplarSlot::default()).collect(),
         }))
     }
 
     /// Records one observation, in the family's unit (see [`HistogramFamily::new`]).
     pub(crate) fn observe(&self, value: u64) {
+        self.record(value);
+    }
+
+    /// Records one observation of a sampled request and, in a family that keeps exemplars,
+    /// makes it its bucket's exemplar.
+    pub(crate) fn observe_sampled(&self, value: u64, request: &SampledRequest) {
+        let bucket = self.record(value);
+        // After the count: a scrape that reads the exemplar also sees its observation.
+        if let Some(slot) = self.0.exemplars.get(bucket) {
+            slot.store(request, value);
+        }
+    }
+
+    /// Counts `value`; returns its bucket.
+    #[inline]
+    fn record(&self, value: u64) -> usize {
         let core = &*self.0;
         // The first bound that is not below the value; past the last one, `+Inf`.
         let bucket = core.bounds.partition_point(|&bound| bound < value);
@@ -46,6 +68,7 @@ impl Histogram {
             count.fetch_add(1, Ordering::Relaxed);
         }
         core.sum.fetch_add(value, Ordering::Relaxed);
+        bucket
     }
 
     /// The number of observations so far.
@@ -75,9 +98,35 @@ struct Family {
     units_per_exposed: f64,
     /// By label values: the label pairs to expose (built once) and the series.
     series: Mutex<HashMap<Vec<String>, Series>>,
+    /// Whether the series keep an exemplar per bucket.
+    exemplars: bool,
 }
 
 type Series = (Vec<proto::LabelPair>, Histogram);
+
+/// The exemplars of a family at one instant, by series, for the OpenMetrics rendering.
+pub(crate) struct ExemplarSnapshot {
+    /// Keyed by the label values in the order they are exposed (sorted by label name), like the
+    /// label pairs of a gathered `proto::Metric`; only series with at least one exemplar.
+    by_series: HashMap<Vec<String>, Box<[Option<Exemplar>]>>,
+    units_per_exposed: f64,
+}
+
+impl ExemplarSnapshot {
+    /// The exemplars of the series with these label pairs, one per bucket (the last is `+Inf`).
+    pub(crate) fn of(&self, labels: &[proto::LabelPair]) -> Option<&[Option<Exemplar>]> {
+        if self.by_series.is_empty() {
+            return None;
+        }
+        let key: Vec<String> = labels.iter().map(|pair| pair.value().to_owned()).collect();
+        self.by_series.get(&key).map(|slots| &**slots)
+    }
+
+    /// An exemplar's value in the exposed unit.
+    pub(crate) fn exposed(&self, exemplar: &Exemplar) -> f64 {
+        exemplar.value as f64 / self.units_per_exposed
+    }
+}
 
 impl HistogramFamily {
     /// A family named `name` with the labels `label_names` and the upper `bounds`, given in the
@@ -89,6 +138,19 @@ impl HistogramFamily {
         label_names: &[&str],
         bounds: &[f64],
         units_per_exposed: f64,
+    ) -> prometheus::Result<Self> {
+        Self::with_exemplars(name, help, label_names, bounds, units_per_exposed, false)
+    }
+
+    /// A family as [`new`](Self::new) makes it; with `exemplars`, each series keeps the latest
+    /// sampled observation of each bucket (see [`Histogram::observe_sampled`]).
+    pub(crate) fn with_exemplars(
+        name: &str,
+        help: &str,
+        label_names: &[&str],
+        bounds: &[f64],
+        units_per_exposed: f64,
+        exemplars: bool,
     ) -> prometheus::Result<Self> {
         let desc = Desc::new(
             name.to_owned(),
@@ -118,6 +180,7 @@ impl HistogramFamily {
             unit_bounds,
             units_per_exposed,
             series: Mutex::default(),
+            exemplars,
         })))
     }
 
@@ -132,6 +195,37 @@ impl HistogramFamily {
         let family = Self::new(name, help, label_names, bounds, units_per_exposed)?;
         registry.register(Box::new(family.clone()))?;
         Ok(family)
+    }
+
+    /// The family's name, as exposed.
+    pub(crate) fn name(&self) -> &str {
+        &self.0.desc.fq_name
+    }
+
+    /// The exemplars of every series now. Take it before gathering the registry: an exemplar
+    /// is stored after its observation is counted, so the counts gathered later include it.
+    pub(crate) fn exemplars(&self) -> ExemplarSnapshot {
+        let family = &*self.0;
+        let mut by_series = HashMap::new();
+        if family.exemplars {
+            let series = family.series.lock().unwrap_or_else(PoisonError::into_inner);
+            for (pairs, histogram) in series.values() {
+                let slots: Box<[Option<Exemplar>]> = histogram
+                    .0
+                    .exemplars
+                    .iter()
+                    .map(ExemplarSlot::load)
+                    .collect();
+                if slots.iter().any(Option::is_some) {
+                    let key = pairs.iter().map(|pair| pair.value().to_owned()).collect();
+                    by_series.insert(key, slots);
+                }
+            }
+        }
+        ExemplarSnapshot {
+            by_series,
+            units_per_exposed: family.units_per_exposed,
+        }
     }
 
     /// The series with these label values, one per label name and in the same order, created on
@@ -157,7 +251,7 @@ impl HistogramFamily {
             })
             .collect();
         pairs.sort_by(|a, b| a.name().cmp(b.name()));
-        let histogram = Histogram::new(family.unit_bounds.clone());
+        let histogram = Histogram::new(family.unit_bounds.clone(), family.exemplars);
         series.insert(key, (pairs, histogram.clone()));
         histogram
     }

@@ -2,6 +2,7 @@
 //! records in them when it starts and when it ends.
 
 mod client;
+mod exemplar;
 mod histogram;
 mod process;
 mod series;
@@ -15,7 +16,8 @@ use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opt
 
 use self::client::CLIENT_DURATION;
 pub(crate) use self::client::{ClientCall, ClientMetrics};
-pub(crate) use self::histogram::Histogram;
+pub(crate) use self::exemplar::{Exemplar, SPAN_ID_LABEL, SampledRequest, TRACE_ID_LABEL};
+pub(crate) use self::histogram::{ExemplarSnapshot, Histogram, HistogramFamily};
 use self::process::{ColdStart, register_process_metrics};
 pub(crate) use self::series::RequestSeries;
 use self::series::{DURATION, SeriesCache};
@@ -112,6 +114,11 @@ impl Metrics {
         })
     }
 
+    /// The duration histogram, whose series keep exemplars: for the OpenMetrics rendering.
+    pub(crate) fn duration_family(&self) -> HistogramFamily {
+        self.series.duration_family().clone()
+    }
+
     /// The `wxcloudrun_label_overflow_total` counter of a label of the duration histogram.
     pub(crate) fn overflow(&self, label: &str) -> IntCounter {
         self.overflow.with_label_values(&[DURATION, label])
@@ -153,21 +160,22 @@ impl Metrics {
         &self.active[labels.method.index()]
     }
 
-    /// Records the end of a request: duration, deadline, in-flight count and, for the first
-    /// request, the cold start.
+    /// Records the end of a request: duration (with its exemplar when the request was
+    /// `sampled`), deadline, in-flight count and, for the first request, the cold start.
     pub(crate) fn request_finished(
         &self,
         labels: &Vocabulary,
         series: &RequestSeries,
         (status, error): (u16, ErrorKind),
-        elapsed: Duration,
+        (elapsed, sampled): (Duration, Option<&SampledRequest>),
         cold: bool,
     ) {
         let request = &series.labels;
         self.active_gauge(request).dec();
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        let outcome = labels.outcome(status, error);
         self.series
-            .observe_duration(labels, series, labels.outcome(status, error), nanos);
+            .observe_duration(labels, series, outcome, (nanos, sampled));
         if request.via_gateway && elapsed > self.call_deadline {
             let route = labels.route(request.route);
             let appid = labels.appid(request.appid);
@@ -202,6 +210,7 @@ fn register_build_info(registry: &Registry) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
     use crate::labels::{AccessNodeTable, OTHER, tests::ctx};
+    use crate::metrics::exemplar::SampledRequest;
 
     fn metrics(builder: WxTelemetryBuilder) -> (Metrics, Vocabulary, Registry) {
         let registry = Registry::new();
@@ -215,6 +224,137 @@ mod tests {
             |label| metrics.overflow(label),
         );
         (metrics, labels, registry)
+    }
+
+    /// Requests with fixed durations: (route, status, microseconds, sampled). The same list, run
+    /// through the code from before exemplars, wrote `tests/golden/text-0.0.4.prom`.
+    const GOLDEN: [(&str, u16, u64, bool); 10] = [
+        ("/api/users/{id}", 200, 40, true),
+        ("/api/users/{id}", 200, 55, false),
+        ("/api/users/{id}", 200, 7_300, true),
+        ("/api/users/{id}", 404, 120, true),
+        ("/api/orders", 201, 31_000, true),
+        ("/api/orders", 201, 31_500, false),
+        ("/api/orders", 503, 2_400_000, true),
+        ("/api/slow", 200, 16_000_000, true),
+        ("/api/slow", 200, 45_000_000, true),
+        ("/api/slow", 200, 900_000, false),
+    ];
+
+    /// The ids of request `n` of [`GOLDEN`], when it is sampled.
+    fn golden_ids(n: usize) -> SampledRequest {
+        let n = n as u64 + 1;
+        let end = std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + n);
+        SampledRequest::new(u128::from(n) << 64 | 0xabc, n << 8, end)
+    }
+
+    /// [`GOLDEN`] recorded in a fresh registry, which is returned with the layer's metrics.
+    fn golden() -> (Metrics, Vocabulary, Registry) {
+        let builder = WxTelemetryBuilder::default().process_metrics(false);
+        let (metrics, labels, registry) = metrics(builder);
+        let gateway = ctx(
+            &[("x-wx-source", "wx_client"), ("x-wx-appid", "wxa")],
+            Some("10.0.0.1"),
+        );
+        let internet = ctx(&[], Some("10.0.0.2"));
+        for (n, (route, status, micros, sampled)) in GOLDEN.iter().enumerate() {
+            let ctx = if n % 2 == 0 { &gateway } else { &internet };
+            let method = if *status == 201 {
+                Method::POST
+            } else {
+                Method::GET
+            };
+            let series = metrics.resolve(&labels, &method, Some(route), ctx);
+            let _ = metrics.request_started(&series.labels);
+            let error = match *status >= 500 {
+                true => ErrorKind::Status,
+                false => ErrorKind::None,
+            };
+            let elapsed = Duration::from_micros(*micros);
+            let ids = sampled.then(|| golden_ids(n));
+            let finished = (elapsed, ids.as_ref());
+            metrics.request_finished(&labels, &series, (*status, error), finished, false);
+        }
+        (metrics, labels, registry)
+    }
+
+    #[test]
+    fn text_0_0_4_is_byte_identical_to_the_rendering_from_before_exemplars() {
+        let (_, _, registry) = golden();
+        let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+        let text = crate::endpoint::render(&registry).replace(&version, "version=\"0.1.0\"");
+        let expected = include_str!("../../tests/golden/text-0.0.4.prom");
+        assert!(
+            text == expected,
+            "text 0.0.4 changed:\n{}",
+            first_difference(&text, expected)
+        );
+        assert!(!text.contains("trace_id"));
+    }
+
+    fn first_difference(actual: &str, expected: &str) -> String {
+        let mut lines = actual.lines().zip(expected.lines());
+        match lines.find(|(a, e)| a != e) {
+            Some((a, e)) => format!("got      {a}\nexpected {e}"),
+            None => format!(
+                "{} lines, expected {}",
+                actual.lines().count(),
+                expected.lines().count()
+            ),
+        }
+    }
+
+    #[test]
+    fn openmetrics_shows_the_latest_sampled_request_of_each_bucket() {
+        let (metrics, labels, registry) = golden();
+        // A later sampled request in the bucket of request 0 (same series, 0–5 ms) replaces it.
+        let gateway = ctx(
+            &[("x-wx-source", "wx_client"), ("x-wx-appid", "wxa")],
+            Some("10.0.0.1"),
+        );
+        let series = metrics.resolve(&labels, &Method::GET, Some("/api/users/{id}"), &gateway);
+        let later = golden_ids(100);
+        let finished = (Duration::from_micros(60), Some(&later));
+        metrics.request_finished(&labels, &series, (200, ErrorKind::None), finished, false);
+        let text = crate::openmetrics::render(&registry, Some(&metrics.duration_family()));
+        assert!(text.ends_with("\n# EOF\n"), "{text}");
+        let exemplar_lines: Vec<&str> = text.lines().filter(|l| l.contains(" # {")).collect();
+        // Sampled: requests 0 (replaced by the later one), 2, 3, 4, 6, 7, 8, each in a bucket of
+        // its own.
+        assert_eq!(exemplar_lines.len(), 7, "{exemplar_lines:#?}");
+        for line in &exemplar_lines {
+            assert!(line.contains("_bucket{"), "exemplar off a bucket: {line}");
+            assert_eq!(line.matches(" # {").count(), 1, "{line}");
+            let labels = line.split(" # {").nth(1).and_then(|e| e.split('}').next());
+            let labels = labels.expect("an exemplar label set");
+            let chars: usize = labels
+                .split(',')
+                .map(|pair| pair.replace(['=', '"'], "").chars().count())
+                .sum();
+            assert!(chars <= 128, "{chars} characters: {line}");
+        }
+        let bucket = r#"http_route="/api/users/{id}",wx_access_node="10.0.0.1",wx_appid="wxa",wx_service="svc",wx_source="wx_client",le="0.005"} 2"#;
+        let expected = format!(
+            "{bucket} # {{trace_id=\"{:032x}\",span_id=\"{:016x}\"}} 0.00006 1700000000.101000000",
+            later.trace_id, later.span_id
+        );
+        assert!(
+            text.lines().any(|l| l.ends_with(&expected)),
+            "{expected}\n{text}"
+        );
+        let beyond = golden_ids(8);
+        let inf = format!("le=\"+Inf\"}} 1 # {{trace_id=\"{:032x}\"", beyond.trace_id);
+        assert!(text.contains(&inf), "{inf}\n{text}");
+        for unsampled in [0, 1, 5, 9] {
+            let trace_id = format!("{:032x}", golden_ids(unsampled).trace_id);
+            assert!(
+                !text.contains(&trace_id),
+                "request {unsampled} is not sampled"
+            );
+        }
+        // Counters: the family without `_total`, the samples with it.
+        assert!(text.contains("# TYPE wxcloudrun_call_deadline_exceeded counter\n"));
+        assert!(text.contains("\nwxcloudrun_call_deadline_exceeded_total{"));
     }
 
     #[test]
@@ -292,7 +432,7 @@ mod tests {
         ] {
             let cold = metrics.request_started(&series.labels);
             let elapsed = Duration::from_millis(3);
-            metrics.request_finished(&labels, &series, (status, error), elapsed, cold);
+            metrics.request_finished(&labels, &series, (status, error), (elapsed, None), cold);
         }
         let text = crate::endpoint::render(&registry);
         let count = |status: &str, error: &str| {

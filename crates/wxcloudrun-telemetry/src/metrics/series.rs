@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use http::Method;
 use prometheus::Registry;
 
+use super::exemplar::SampledRequest;
 use super::histogram::{Histogram, HistogramFamily};
 use crate::cache::ReadMostlyMap;
 use crate::config::{ConfigError, WxTelemetryBuilder};
@@ -63,16 +64,15 @@ impl SeriesCache {
         builder: &WxTelemetryBuilder,
         histogram: HistogramLabels,
     ) -> Result<Self, ConfigError> {
-        let duration = HistogramFamily::register(
-            registry,
-            (
-                DURATION,
-                "Duration of HTTP server requests, to the end of the response body.",
-            ),
+        let duration = HistogramFamily::with_exemplars(
+            DURATION,
+            "Duration of HTTP server requests, to the end of the response body.",
             &histogram.names(),
             &builder.duration_buckets,
             NANOS_PER_SECOND,
+            true,
         )?;
+        registry.register(Box::new(duration.clone()))?;
         let size_labels = [name::METHOD, name::ROUTE, name::SERVICE];
         let request_size = HistogramFamily::register(
             registry,
@@ -147,22 +147,32 @@ impl SeriesCache {
             })
     }
 
-    /// Observes `nanos` in the duration series of `series` ending with `outcome`.
+    /// Observes `nanos` in the duration series of `series` ending with `outcome`; a `sampled`
+    /// request becomes its bucket's exemplar.
     pub(super) fn observe_duration(
         &self,
         labels: &Vocabulary,
         series: &RequestSeries,
         outcome: Outcome,
-        nanos: u64,
+        (nanos, sampled): (u64, Option<&SampledRequest>),
     ) {
         let (usual_outcome, usual) = series
             .usual_duration
             .get_or_init(|| (outcome, self.duration(labels, series.labels, outcome)));
+        let observe = |histogram: &Histogram| match sampled {
+            None => histogram.observe(nanos),
+            Some(request) => histogram.observe_sampled(nanos, request),
+        };
         if *usual_outcome == outcome {
-            usual.observe(nanos);
+            observe(usual);
         } else {
-            self.duration(labels, series.labels, outcome).observe(nanos);
+            observe(&self.duration(labels, series.labels, outcome));
         }
+    }
+
+    /// The duration family, which keeps the exemplars.
+    pub(super) fn duration_family(&self) -> &HistogramFamily {
+        &self.duration
     }
 
     fn duration(&self, labels: &Vocabulary, request: RequestLabels, outcome: Outcome) -> Histogram {
