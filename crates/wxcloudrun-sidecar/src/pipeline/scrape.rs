@@ -5,9 +5,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use wxcloudrun_exposition::{ACCEPT_HEADER, DecodeError, Format, Limits, decode_body_owned};
+use wxcloudrun_exposition::{DecodeError, Format, Limits, decode_body_owned};
 
 use super::budget::{BodyBound, Exceeded, LimitReason};
+
+/// The scrape's `Accept`: the text format first, OpenMetrics still taken from targets that serve
+/// only that. Prometheus (and `wxcloudrun_exposition::ACCEPT_HEADER`) prefer OpenMetrics, and the
+/// layer then adds exemplars, which change on every scrape: such a page cannot be replayed, and
+/// the sidecar does not forward exemplars yet — asking for OpenMetrics would cost a full parse
+/// each scrape for nothing.
+pub const SCRAPE_ACCEPT: &str =
+    "text/plain;version=0.0.4,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1";
 
 /// A fetched page, not yet parsed.
 #[derive(Debug)]
@@ -120,7 +128,7 @@ impl Scraper {
         let request = self
             .client
             .get(&self.url)
-            .header(http::header::ACCEPT, ACCEPT_HEADER)
+            .header(http::header::ACCEPT, SCRAPE_ACCEPT)
             .header(http::header::ACCEPT_ENCODING, self.accept_encoding)
             .header(
                 "X-Prometheus-Scrape-Timeout-Seconds",
