@@ -162,6 +162,11 @@ mod tests {
         assert_eq!(e.exporters, ExporterThreads::Anywhere);
         assert!(args("--exporter-threads elsewhere").is_err());
         let d = args("").unwrap().unwrap();
-        assert_eq!((d.rounds, d.connections, d.variants.len()), (5, 32, 5));
+        assert_eq!((d.rounds, d.connections), (5, 32));
+        assert_eq!(d.variants, Variant::ALL);
+        assert_eq!(
+            Variant::parse("wx_traces_dropped"),
+            Some(Variant::WxTracesDropped)
+        );
     }
 }
