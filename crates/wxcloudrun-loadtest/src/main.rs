@@ -19,8 +19,8 @@ Options:
     --seconds S         measured seconds per variant per round (default 5)
     --warmup S          unmeasured warm-up seconds before each measurement (default 1)
     --connections C     concurrent keep-alive connections (default 32)
-    --variants a,b,c    variants to run (default all): bare, wx_metrics, wx_traces,
-                        axum_prometheus, trace_otel
+    --variants a,b,c    variants to run (default all): bare, wx_metrics, wx_sampled_out,
+                        wx_traces_dropped, wx_traces, axum_prometheus, trace_otel
     --no-pin            do not pin threads to cores
     --exporter-threads server-core|anywhere
                         where the span exporters' threads run (default server-core: they
@@ -162,6 +162,11 @@ mod tests {
         assert_eq!(e.exporters, ExporterThreads::Anywhere);
         assert!(args("--exporter-threads elsewhere").is_err());
         let d = args("").unwrap().unwrap();
-        assert_eq!((d.rounds, d.connections, d.variants.len()), (5, 32, 5));
+        assert_eq!((d.rounds, d.connections), (5, 32));
+        assert_eq!(d.variants, Variant::ALL);
+        assert_eq!(
+            Variant::parse("wx_traces_dropped"),
+            Some(Variant::WxTracesDropped)
+        );
     }
 }

@@ -16,7 +16,8 @@ use axum::serve::ListenerExt as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -86,9 +87,58 @@ fn otlp_provider(endpoint: &str) -> Result<SdkTracerProvider, String> {
         .build())
 }
 
+/// Accepts every batch of spans and drops it: recording and batching without encoding.
+#[derive(Debug)]
+struct DropExporter;
+
+impl SpanExporter for DropExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        drop(batch);
+        Ok(())
+    }
+}
+
+/// `wx_traces`, or `wx_sampled_out` (no endpoint: ids only): the layer as `Telemetry` sets it up.
+fn wx_telemetry(export: TraceExport) -> Result<(Telemetry, WxTelemetryLayer), String> {
+    let telemetry = Telemetry::new(TelemetryConfig {
+        service_name: SERVICE.to_owned(),
+        export,
+        sampler: TraceSampler::AlwaysOn,
+        ..TelemetryConfig::from_lookup(|_| None)
+    })
+    .map_err(|err| format!("telemetry: {err}"))?;
+    let layer = telemetry
+        .layer()
+        .build()
+        .map_err(|err| format!("layer: {err}"))?;
+    Ok((telemetry, layer))
+}
+
+/// `wx_traces_dropped`: always on, batched by the SDK to [`DropExporter`].
+fn wx_traces_dropped() -> Result<(SdkTracerProvider, WxTelemetryLayer), String> {
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(DropExporter)
+        .with_sampler(Sampler::AlwaysOn)
+        .with_resource(Resource::builder_empty().with_service_name(SERVICE).build())
+        .build();
+    let layer = WxTelemetryLayer::builder()
+        .service_name(SERVICE)
+        .tracer(provider.tracer(SERVICE))
+        .build()
+        .map_err(|err| format!("wx_traces_dropped: {err}"))?;
+    Ok((provider, layer))
+}
+
+/// The layer of a variant built with what it needs kept alive.
+fn layer_of<T>(built: &Option<(T, WxTelemetryLayer)>) -> Option<WxTelemetryLayer> {
+    built.as_ref().map(|(_, layer)| layer.clone())
+}
+
 /// What the variants need, built once per process on the server thread.
 struct Stack {
     wx_metrics: Option<WxTelemetryLayer>,
+    wx_sampled_out: Option<(Telemetry, WxTelemetryLayer)>,
+    wx_traces_dropped: Option<(SdkTracerProvider, WxTelemetryLayer)>,
     wx_traces: Option<(Telemetry, WxTelemetryLayer)>,
     axum_prometheus: Option<axum_prometheus::PrometheusMetricLayer<'static>>,
     trace_otel: Option<SdkTracerProvider>,
@@ -113,24 +163,20 @@ impl Stack {
         } else {
             None
         };
-        let wx_traces = if wants(Variant::WxTraces) {
-            let telemetry = Telemetry::new(TelemetryConfig {
-                service_name: SERVICE.to_owned(),
-                export: TraceExport::Otlp {
-                    endpoint: otlp_endpoint.to_owned(),
-                    protocol: OtlpProtocol::HttpProtobuf,
-                },
-                sampler: TraceSampler::AlwaysOn,
-                ..TelemetryConfig::from_lookup(|_| None)
-            })
-            .map_err(|err| format!("wx_traces: {err}"))?;
-            let layer = telemetry
-                .layer()
-                .build()
-                .map_err(|err| format!("wx_traces: {err}"))?;
-            Some((telemetry, layer))
-        } else {
-            None
+        let wx_sampled_out = match wants(Variant::WxSampledOut) {
+            true => Some(wx_telemetry(TraceExport::NotExported)?),
+            false => None,
+        };
+        let wx_traces_dropped = match wants(Variant::WxTracesDropped) {
+            true => Some(wx_traces_dropped()?),
+            false => None,
+        };
+        let wx_traces = match wants(Variant::WxTraces) {
+            true => Some(wx_telemetry(TraceExport::Otlp {
+                endpoint: otlp_endpoint.to_owned(),
+                protocol: OtlpProtocol::HttpProtobuf,
+            })?),
+            false => None,
         };
         let axum_prometheus = wants(Variant::AxumPrometheus).then(|| {
             let _context = runtime.enter();
@@ -143,6 +189,8 @@ impl Stack {
         };
         Ok(Stack {
             wx_metrics,
+            wx_sampled_out,
+            wx_traces_dropped,
             wx_traces,
             axum_prometheus,
             trace_otel,
@@ -154,12 +202,11 @@ impl Stack {
         match variant {
             Variant::Bare => routes(),
             Variant::WxMetrics => routes().layer(self.wx_metrics.clone().expect(BUILT)),
-            Variant::WxTraces => routes().layer(
-                self.wx_traces
-                    .as_ref()
-                    .map(|(_, layer)| layer.clone())
-                    .expect(BUILT),
-            ),
+            Variant::WxSampledOut => routes().layer(layer_of(&self.wx_sampled_out).expect(BUILT)),
+            Variant::WxTracesDropped => {
+                routes().layer(layer_of(&self.wx_traces_dropped).expect(BUILT))
+            }
+            Variant::WxTraces => routes().layer(layer_of(&self.wx_traces).expect(BUILT)),
             Variant::AxumPrometheus => routes().layer(self.axum_prometheus.clone().expect(BUILT)),
             Variant::TraceOtel => routes().layer(tower_http::trace::TraceLayer::new_for_http()),
         }
@@ -188,6 +235,11 @@ impl Stack {
                     telemetry.flush();
                 }
             }
+            Variant::WxTracesDropped => {
+                if let Some((provider, _)) = &self.wx_traces_dropped {
+                    let _ = provider.force_flush();
+                }
+            }
             Variant::TraceOtel => {
                 if let Some(provider) = &self.trace_otel {
                     let _ = provider.force_flush();
@@ -201,8 +253,12 @@ impl Stack {
         if let Some(provider) = self.trace_otel {
             let _ = provider.shutdown_with_timeout(Duration::from_secs(5));
         }
+        if let Some((provider, _)) = self.wx_traces_dropped {
+            let _ = provider.shutdown_with_timeout(Duration::from_secs(5));
+        }
         // Dropping `Telemetry` shuts its provider down, exporting what is left.
         drop(self.wx_traces);
+        drop(self.wx_sampled_out);
     }
 }
 

@@ -8,7 +8,9 @@ mod common;
 use opentelemetry_sdk::trace::Sampler;
 use tower::ServiceBuilder;
 
-use common::{Traced, call, handler, our_layer, our_layer_with, provider, request};
+use common::{
+    Traced, call, handler, our_layer, our_layer_with, provider, request, sampled_out_telemetry,
+};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -77,8 +79,12 @@ fn main() {
             .service_fn(handler),
         || traced.request(),
     );
+    // As `init()` sets it up without an endpoint (the layer samples first); like every variant
+    // here, without a subscriber.
+    let (_telemetry, layer) = sampled_out_telemetry();
+    let sampled_out = per_request(&mut ServiceBuilder::new().layer(layer).service_fn(handler));
     let sampled_out_provider = provider(Sampler::AlwaysOff);
-    let sampled_out = per_request(
+    let any_tracer = per_request(
         &mut ServiceBuilder::new()
             .layer(our_layer(Some(&sampled_out_provider)))
             .service_fn(handler),
@@ -97,6 +103,7 @@ fn main() {
         ("wx_metrics_traceparent", traceparent),
         ("wx_metrics_client_reports", client_reports),
         ("wx_traces_sampled_out", sampled_out),
+        ("  …_any_tracer", any_tracer),
         ("wx_traces_always_on", always_on),
     ] {
         println!(

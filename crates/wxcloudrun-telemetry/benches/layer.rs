@@ -27,26 +27,14 @@ use http_body_util::Full;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::Sampler;
 use tower::ServiceBuilder;
+use tracing_subscriber::Registry;
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::{EnvFilter, Layer as _, Registry};
-use wxcloudrun_telemetry::{JsonLogLayer, TrustMode, WxContext};
+use wxcloudrun_telemetry::{TrustMode, WxContext};
 
-use common::{Traced, call, handler, our_layer, our_layer_with, provider, request};
-
-/// The subscriber `init` installs, writing to a sink.
-fn init_like_subscriber(
-    provider: &opentelemetry_sdk::trace::SdkTracerProvider,
-) -> impl tracing::Subscriber + Send + Sync {
-    let bridge = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("bench"))
-        .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
-            metadata.target() != "wxcloudrun_telemetry::request"
-        }));
-    Registry::default()
-        .with(EnvFilter::new("info"))
-        .with(JsonLogLayer::new(std::io::sink))
-        .with(bridge)
-}
+use common::{
+    Traced, call, handler, init_like_subscriber, our_layer, our_layer_with, provider, request,
+    sampled_out_telemetry,
+};
 
 fn layers(c: &mut Criterion) {
     let mut group = c.benchmark_group("request");
@@ -86,12 +74,22 @@ fn layers(c: &mut Criterion) {
         b.iter(|| call(&mut reporting, traced.request()))
     });
 
+    // What `init()` sets up without an endpoint: the layer asks the sampler first.
+    let (telemetry, layer) = sampled_out_telemetry();
+    let mut traced_out = ServiceBuilder::new().layer(layer).service_fn(handler);
+    let subscriber = telemetry.subscriber(std::io::sink).expect("a subscriber");
+    tracing::subscriber::with_default(subscriber, || {
+        group.bench_function("wx_traces_sampled_out", |b| {
+            b.iter(|| call(&mut traced_out, request()))
+        });
+    });
+    // Any tracer given to `.tracer(…)`: the SDK builds a span, sampled or not.
     let sampled_out = provider(Sampler::AlwaysOff);
     let mut traced_out = ServiceBuilder::new()
         .layer(our_layer(Some(&sampled_out)))
         .service_fn(handler);
     tracing::subscriber::with_default(init_like_subscriber(&sampled_out), || {
-        group.bench_function("wx_traces_sampled_out", |b| {
+        group.bench_function("wx_traces_sampled_out_any_tracer", |b| {
             b.iter(|| call(&mut traced_out, request()))
         });
     });

@@ -11,7 +11,7 @@ use prometheus::Registry;
 use crate::context::TrustMode;
 use crate::env;
 use crate::labels::{AccessNodeError, AccessNodeTable, LabelCaps, MetricLabel};
-use crate::trace::{DEFAULT_TRACE_ID_HEADER, IdentityPolicy};
+use crate::trace::{DEFAULT_TRACE_ID_HEADER, IdentityPolicy, SampleFirst};
 
 /// Bucket bounds of `http_server_request_duration_seconds`: the OpenTelemetry semconv advice, plus
 /// 15 s (the callContainer limit) and 30 s so calls past the limit stay visible.
@@ -106,6 +106,8 @@ pub struct WxTelemetryBuilder {
     pub(crate) catch_panic: bool,
     pub(crate) process_start: Option<SystemTime>,
     pub(crate) tracer: Option<Arc<BoxedTracer>>,
+    /// The sampler of `tracer`, when known ([`Telemetry::layer`](crate::Telemetry::layer)).
+    pub(crate) sample_first: Option<SampleFirst>,
     pub(crate) identity: IdentityPolicy,
     pub(crate) identity_key: Option<Vec<u8>>,
     pub(crate) trace_id_header: Option<HeaderName>,
@@ -152,6 +154,7 @@ impl Default for WxTelemetryBuilder {
             catch_panic: true,
             process_start: None,
             tracer: None,
+            sample_first: None,
             identity: IdentityPolicy::default(),
             identity_key: None,
             trace_id_header: Some(DEFAULT_TRACE_ID_HEADER),
@@ -290,7 +293,22 @@ impl WxTelemetryBuilder {
         T::Span: Send + Sync + 'static,
     {
         self.tracer = Some(Arc::new(BoxedTracer::new(Box::new(tracer))));
+        // Another tracer's sampler says nothing about this one.
+        self.sample_first = None;
         self
+    }
+
+    /// [`tracer`](Self::tracer), whose sampler and id generator `sampling` are: the layer then
+    /// samples first and starts no span for a request that is sampled out.
+    #[cfg(feature = "init")]
+    pub(crate) fn sampled_tracer<T>(self, tracer: T, sampling: SampleFirst) -> Self
+    where
+        T: Tracer + Send + Sync + 'static,
+        T::Span: Send + Sync + 'static,
+    {
+        let mut builder = self.tracer(tracer);
+        builder.sample_first = Some(sampling);
+        builder
     }
 
     /// How OpenIDs and UnionIDs appear on spans. Defaults to [`IdentityPolicy::Hashed`].

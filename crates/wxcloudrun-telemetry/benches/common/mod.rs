@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -14,7 +15,11 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
 use tower::{Service, ServiceExt};
-use wxcloudrun_telemetry::{HttpRoute, WxTelemetryLayer};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{EnvFilter, Layer as _, Registry};
+use wxcloudrun_telemetry::{
+    HttpRoute, JsonLogLayer, Telemetry, TelemetryConfig, TraceExport, WxTelemetryLayer,
+};
 
 /// The handler every variant wraps: what a tiny JSON endpoint costs.
 pub async fn handler<B>(_req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -107,12 +112,16 @@ where
     std::hint::black_box(body.expect("no body error"));
 }
 
+/// Spans [`DropExporter`] has been handed, for checking that a run lost none.
+pub static EXPORTED: AtomicU64 = AtomicU64::new(0);
+
 /// Accepts every batch and drops it: the cost of recording and batching, without a network.
 #[derive(Debug)]
 pub struct DropExporter;
 
 impl SpanExporter for DropExporter {
     fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        EXPORTED.fetch_add(batch.len() as u64, Ordering::Relaxed);
         drop(batch);
         std::future::ready(Ok(()))
     }
@@ -145,4 +154,35 @@ pub fn our_layer_with(
     }
     .build()
     .expect("valid configuration")
+}
+
+/// The subscriber `init` installs, writing to a sink.
+pub fn init_like_subscriber(
+    provider: &SdkTracerProvider,
+) -> impl tracing::Subscriber + Send + Sync {
+    let bridge = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("bench"))
+        .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+            metadata.target() != "wxcloudrun_telemetry::request"
+        }));
+    Registry::default()
+        .with(EnvFilter::new("info"))
+        .with(JsonLogLayer::new(std::io::sink))
+        .with(bridge)
+}
+
+/// What `init()` sets up without an OTLP endpoint: every span sampled out (ids only), the layer
+/// asking the sampler first. Its layer and its subscriber (JSON logs to a sink) as `init` builds
+/// them.
+pub fn sampled_out_telemetry() -> (Telemetry, WxTelemetryLayer) {
+    let mut config = TelemetryConfig::from_env();
+    config.service_name = "bench".to_owned();
+    config.export = TraceExport::NotExported;
+    let telemetry = Telemetry::new(config).expect("a telemetry set-up");
+    let layer = telemetry
+        .layer()
+        .process_metrics(false)
+        .build()
+        .expect("valid configuration");
+    (telemetry, layer)
 }

@@ -6,6 +6,7 @@
 
 mod config;
 mod exporter;
+mod sampling;
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry::trace::TracerProvider as _;
@@ -21,10 +22,11 @@ use wxcloudrun_connect::secret::redact_url;
 
 use self::config::EXPORT_TIMEOUT;
 pub use self::config::{OtlpProtocol, TelemetryConfig, TraceExport, TraceSampler};
+use self::sampling::{LayerIds, sample_first};
 use crate::config::WxTelemetryBuilder;
 use crate::layer::WxTelemetryLayer;
 use crate::logs::JsonLogLayer;
-use crate::trace::REQUEST_SPAN_TARGET;
+use crate::trace::{REQUEST_SPAN_TARGET, SampleFirst};
 
 /// A failure to set up telemetry.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,8 @@ pub struct Telemetry {
     config: TelemetryConfig,
     provider: Option<SdkTracerProvider>,
     tracer: Option<SdkTracer>,
+    /// The provider's sampler, for the layer to ask first.
+    sample_first: Option<SampleFirst>,
 }
 
 impl Telemetry {
@@ -102,25 +106,29 @@ impl Telemetry {
             });
         }
         let mut warnings = Vec::new();
-        let provider = match &config.export {
-            TraceExport::Disabled => None,
+        let (provider, sampler) = match &config.export {
+            TraceExport::Disabled => (None, None),
             // Ids without export: spans never record, but the trace id still reaches the logs
             // and the response header, and propagates downstream.
-            TraceExport::NotExported => Some(
-                SdkTracerProvider::builder()
-                    .with_sampler(Sampler::AlwaysOff)
-                    .with_resource(config.resource())
-                    .build(),
+            TraceExport::NotExported => (
+                Some(
+                    SdkTracerProvider::builder()
+                        .with_sampler(Sampler::AlwaysOff)
+                        .with_id_generator(LayerIds::default())
+                        .with_resource(config.resource())
+                        .build(),
+                ),
+                Some(Sampler::AlwaysOff),
             ),
             TraceExport::Otlp { endpoint, protocol } => {
                 let exporter = exporter::build(&config, endpoint, *protocol, &mut warnings)?;
-                Some(
-                    SdkTracerProvider::builder()
-                        .with_batch_exporter(exporter)
-                        .with_sampler(config.sampler.to_sdk())
-                        .with_resource(config.resource())
-                        .build(),
-                )
+                let provider = SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_sampler(config.sampler.to_sdk())
+                    .with_id_generator(LayerIds::default())
+                    .with_resource(config.resource())
+                    .build();
+                (Some(provider), Some(config.sampler.to_sdk()))
             }
         };
         config.warnings.extend(warnings);
@@ -135,15 +143,19 @@ impl Telemetry {
             config,
             provider,
             tracer,
+            sample_first: sampler.map(sample_first),
         })
     }
 
     /// A layer builder with the service name and, unless tracing is disabled, the tracer set.
     pub fn layer(&self) -> WxTelemetryBuilder {
         let builder = WxTelemetryLayer::builder().service_name(&self.config.service_name);
-        match &self.tracer {
-            Some(tracer) => builder.tracer(tracer.clone()),
-            None => builder,
+        match (&self.tracer, &self.sample_first) {
+            (Some(tracer), Some(sampling)) => {
+                builder.sampled_tracer(tracer.clone(), sampling.clone())
+            }
+            (Some(tracer), None) => builder.tracer(tracer.clone()),
+            (None, _) => builder,
         }
     }
 

@@ -49,7 +49,7 @@ impl LayerState {
         };
         let tracing = builder.tracer.clone().map(|tracer| {
             Tracing::new(
-                tracer,
+                (tracer, builder.sample_first.clone()),
                 builder.identity,
                 builder.resolved_identity_key(),
                 builder.trace_id_header.clone(),

@@ -11,6 +11,7 @@
 
 mod propagation;
 mod pseudonym;
+mod sample_first;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -28,6 +29,9 @@ pub use self::propagation::{
 };
 pub use self::pseudonym::IdentityPolicy;
 use self::pseudonym::Pseudonyms;
+pub(crate) use self::sample_first::SampleFirst;
+#[cfg(feature = "init")]
+pub(crate) use self::sample_first::{Sampling, preset_trace_id};
 use crate::cache::ReadMostlyMap;
 use crate::context::WxContext;
 use crate::labels::{ErrorKind, LabelId, MethodLabel, RequestLabels, SpanValues};
@@ -68,6 +72,8 @@ const MAX_USER_AGENT_BYTES: usize = 512;
 /// The layer's tracing configuration, shared by every request.
 pub(crate) struct Tracing {
     tracer: Arc<BoxedTracer>,
+    /// The tracer's sampler, when the layer may ask it first (see [`sample_first`]).
+    sample_first: Option<SampleFirst>,
     pseudonyms: Pseudonyms,
     trace_id_header: Option<HeaderName>,
     response_traceparent: bool,
@@ -176,7 +182,7 @@ pub(crate) fn log_span(
 
 impl Tracing {
     pub(crate) fn new(
-        tracer: Arc<BoxedTracer>,
+        (tracer, sample_first): (Arc<BoxedTracer>, Option<SampleFirst>),
         identity: IdentityPolicy,
         identity_key: Option<Vec<u8>>,
         trace_id_header: Option<HeaderName>,
@@ -184,6 +190,7 @@ impl Tracing {
     ) -> Self {
         Tracing {
             tracer,
+            sample_first,
             pseudonyms: Pseudonyms::new(identity, identity_key.as_deref()),
             trace_id_header,
             response_traceparent,
@@ -224,19 +231,24 @@ impl Tracing {
             None => Context::new(),
         };
         let start = SystemTime::now();
-        let mut span = self
-            .tracer
-            .span_builder(self.span_name(labels, route))
-            .with_kind(SpanKind::Server)
-            .with_start_time(start)
-            .start_with_context(&*self.tracer, &parent);
-        if span.is_recording() {
-            span.set_attributes(self.attributes(req, ctx, labels.method, values, cold));
-        }
-        RequestSpan {
-            cx: parent.with_span(span),
-            start,
-        }
+        let name = self.span_name(labels, route);
+        let record = |parent: &Context| {
+            let mut span = self
+                .tracer
+                .span_builder(name.clone())
+                .with_kind(SpanKind::Server)
+                .with_start_time(start)
+                .start_with_context(&*self.tracer, parent);
+            if span.is_recording() {
+                span.set_attributes(self.attributes(req, ctx, labels.method, values, cold));
+            }
+            parent.with_span(span)
+        };
+        let cx = match &self.sample_first {
+            Some(first) => first.start(parent, &name, record),
+            None => record(&parent),
+        };
+        RequestSpan { cx, start }
     }
 
     fn attributes<B>(
@@ -317,7 +329,8 @@ impl Tracing {
             return;
         }
         if let Some(name) = &self.trace_id_header
-            && let Ok(value) = HeaderValue::from_str(&span_context.trace_id().to_string())
+            && let Ok(value) =
+                HeaderValue::from_bytes(&propagation::trace_id_hex(span_context.trace_id()))
         {
             headers.insert(name.clone(), value);
         }
