@@ -26,8 +26,11 @@ const GRACE: Duration = Duration::from_secs(5);
 /// The load to apply.
 #[derive(Clone, Copy, Debug)]
 pub struct Load {
+    /// Concurrent keep-alive connections.
     pub connections: usize,
+    /// Load before the window, not counted.
     pub warmup: Duration,
+    /// The measured window.
     pub measure: Duration,
 }
 
@@ -49,14 +52,18 @@ pub struct LoadResult {
     /// CPU time used during the window by the server thread, this thread, the OTLP sink's
     /// thread and the whole process.
     pub server_cpu: Option<Duration>,
+    /// This (the load generator's) thread (see `server_cpu`).
     pub client_cpu: Option<Duration>,
+    /// The OTLP sink's thread (see `server_cpu`).
     pub sink_cpu: Option<Duration>,
+    /// The whole process (see `server_cpu`).
     pub process_cpu: Option<Duration>,
     /// The server thread's CPU time split into user and kernel time (10 ms resolution).
     pub server_user_system: Option<(Duration, Duration)>,
     /// Share of the window the server's and the load generator's cores were busy, with anything
     /// (other processes included), when pinned.
     pub server_core_busy: Option<f64>,
+    /// The load generator's core (see `server_core_busy`).
     pub loadgen_core_busy: Option<f64>,
 }
 
@@ -133,6 +140,7 @@ fn gateway_headers(addr: SocketAddr) -> HeaderMap {
 pub struct Watch {
     /// Kernel ids of the serving thread and of the OTLP sink's.
     pub server_tid: Option<i32>,
+    /// The OTLP sink's thread (see `server_tid`).
     pub sink_tid: Option<i32>,
     /// The server's and the load generator's CPUs, when pinned.
     pub cores: Option<(usize, usize)>,

@@ -105,12 +105,15 @@ impl Variant {
 /// The settings of a run.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// Rounds; each runs every variant once, interleaved, so drift hits them all alike.
     pub rounds: usize,
     /// The measured window per variant per round.
     pub seconds: Duration,
     /// Load before the window, not counted.
     pub warmup: Duration,
+    /// Concurrent keep-alive connections of the load generator.
     pub connections: usize,
+    /// The servers to compare, in the order run.
     pub variants: Vec<Variant>,
     /// Pin the server and the load generator to one core each (when there are two).
     pub pin: bool,
@@ -135,7 +138,9 @@ impl Default for Options {
 /// One variant in one round.
 #[derive(Debug)]
 pub struct Sample {
+    /// The round it ran in (from 0).
     pub round: usize,
+    /// What the load generator measured.
     pub load: LoadResult,
     /// Spans the sink received for this run (after the variant's flush).
     pub spans: u64,
@@ -144,10 +149,13 @@ pub struct Sample {
 /// Everything a run measured, per variant in the order asked for.
 #[derive(Debug)]
 pub struct Report {
+    /// The settings it ran with.
     pub options: Options,
     /// `(server CPU, load generator CPU)` when pinned.
     pub pinned: Option<(usize, usize)>,
+    /// Each variant's samples, one per round.
     pub results: Vec<(Variant, Vec<Sample>)>,
+    /// Export requests the OTLP sink could not decode (0 unless an exporter is broken).
     pub sink_rejected: u64,
 }
 
@@ -169,28 +177,40 @@ pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
 /// A variant's summary over the rounds.
 #[derive(Clone, Debug)]
 pub struct Summary {
+    /// The variant summarised.
     pub variant: Variant,
+    /// Median requests per second over the rounds.
     pub rps: f64,
     /// `rps / bare rps`, when `bare` ran.
     pub ratio: Option<f64>,
+    /// Median 99th-percentile latency over the rounds, µs.
     pub p99_us: f64,
+    /// Median median latency over the rounds, µs.
     pub p50_us: f64,
+    /// Errors over all rounds.
     pub errors: u64,
+    /// Requests completed in the measured windows of all rounds.
     pub completed: u64,
     /// Median share of the window the server thread, the load generator thread, the OTLP sink's
     /// thread and the other threads (the exporters') were on a CPU.
     pub server_cpu: Option<f64>,
+    /// The load generator thread's share (see `server_cpu`).
     pub client_cpu: Option<f64>,
+    /// The OTLP sink thread's share (see `server_cpu`).
     pub sink_cpu: Option<f64>,
+    /// The other threads' share, the exporters' (see `server_cpu`).
     pub other_cpu: Option<f64>,
     /// Median share of the window each pinned core was busy with anything (other processes too).
     pub server_core_busy: Option<f64>,
+    /// The load generator's core (see `server_core_busy`).
     pub loadgen_core_busy: Option<f64>,
     /// Median server-thread CPU per request in the window, user space and kernel, in µs.
     pub server_user_us_per_request: Option<f64>,
+    /// The kernel part (see `server_user_us_per_request`).
     pub server_kernel_us_per_request: Option<f64>,
     /// Spans received ÷ requests served, for the variants that export.
     pub spans_per_request: Option<f64>,
+    /// Requests per second of each round, in order.
     pub rounds_rps: Vec<f64>,
 }
 

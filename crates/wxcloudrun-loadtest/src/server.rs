@@ -276,9 +276,11 @@ pub enum ExporterThreads {
 /// A request to serve one variant until `stop` fires.
 #[derive(Debug)]
 pub struct Serve {
+    /// The server to run.
     pub variant: Variant,
     /// Receives the listener's address once it accepts.
     pub ready: oneshot::Sender<Result<SocketAddr, String>>,
+    /// Fires when the server should stop.
     pub stop: oneshot::Receiver<()>,
     /// Fires once the server has stopped and the variant's spans were flushed.
     pub done: oneshot::Sender<()>,
@@ -287,12 +289,15 @@ pub struct Serve {
 /// The running server thread.
 #[derive(Debug)]
 pub struct ServerThread {
+    /// Where to send the variants to serve, one after the other.
     pub commands: mpsc::UnboundedSender<Serve>,
     /// The kernel id of the serving thread (for its CPU time), when known.
     pub tid: Option<i32>,
     /// Whether it is pinned, and to which CPU.
     pub pinned: Option<usize>,
+    /// Fires when the thread has ended: its command channel closed, the exporters shut down.
     pub finished: oneshot::Receiver<()>,
+    /// The thread itself.
     pub handle: std::thread::JoinHandle<()>,
 }
 

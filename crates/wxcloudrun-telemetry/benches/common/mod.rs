@@ -22,7 +22,7 @@ use wxcloudrun_telemetry::{
 };
 
 /// The handler every variant wraps: what a tiny JSON endpoint costs.
-pub async fn handler<B>(_req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
+pub(crate) async fn handler<B>(_req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(Response::new(Full::new(Bytes::from_static(
         br#"{"id":42,"nickname":"user-42"}"#,
     ))))
@@ -34,7 +34,7 @@ pub async fn handler<B>(_req: Request<B>) -> Result<Response<Full<Bytes>>, Infal
 /// Header values are `from_static`: like the values hyper parses (slices of its shared read
 /// buffer), cloning them only bumps a reference count. Values made with `from_str` would instead
 /// allocate on their first clone, which a server never sees.
-pub fn request() -> Request<Full<Bytes>> {
+pub(crate) fn request() -> Request<Full<Bytes>> {
     let mut request = Request::get("/users/42")
         .header("x-wx-source", HeaderValue::from_static("wx_client"))
         .header(
@@ -63,16 +63,16 @@ pub fn request() -> Request<Full<Bytes>> {
 /// insert-and-evict path), written into a fresh header value the way a server's parser hands it
 /// over, its bytes just written (a pool of values made in advance would make every request read
 /// a cold cache line that a server never has to).
-pub struct Traced {
+pub(crate) struct Traced {
     next: u64,
 }
 
 impl Traced {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Traced { next: 0 }
     }
 
-    pub fn request(&mut self) -> Request<Full<Bytes>> {
+    pub(crate) fn request(&mut self) -> Request<Full<Bytes>> {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut value = *b"00-0af7651916cd43dd0000000000000000-00f067aa0ba902b7-01";
         let n = self.next;
@@ -90,7 +90,7 @@ impl Traced {
 }
 
 /// Sends one request through `service` and reads the whole response body.
-pub fn call<S, B>(service: &mut S, request: Request<Full<Bytes>>)
+pub(crate) fn call<S, B>(service: &mut S, request: Request<Full<Bytes>>)
 where
     S: Service<Request<Full<Bytes>>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
@@ -113,11 +113,11 @@ where
 }
 
 /// Spans [`DropExporter`] has been handed, for checking that a run lost none.
-pub static EXPORTED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static EXPORTED: AtomicU64 = AtomicU64::new(0);
 
 /// Accepts every batch and drops it: the cost of recording and batching, without a network.
 #[derive(Debug)]
-pub struct DropExporter;
+pub(crate) struct DropExporter;
 
 impl SpanExporter for DropExporter {
     fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
@@ -128,19 +128,19 @@ impl SpanExporter for DropExporter {
 }
 
 /// A tracer provider with a batch processor in front of [`DropExporter`].
-pub fn provider(sampler: Sampler) -> SdkTracerProvider {
+pub(crate) fn provider(sampler: Sampler) -> SdkTracerProvider {
     SdkTracerProvider::builder()
         .with_batch_exporter(DropExporter)
         .with_sampler(sampler)
         .build()
 }
 
-pub fn our_layer(provider: Option<&SdkTracerProvider>) -> WxTelemetryLayer {
+pub(crate) fn our_layer(provider: Option<&SdkTracerProvider>) -> WxTelemetryLayer {
     our_layer_with(provider, false)
 }
 
 /// [`our_layer`], with client reports on or off.
-pub fn our_layer_with(
+pub(crate) fn our_layer_with(
     provider: Option<&SdkTracerProvider>,
     client_reports: bool,
 ) -> WxTelemetryLayer {
@@ -157,7 +157,7 @@ pub fn our_layer_with(
 }
 
 /// The subscriber `init` installs, writing to a sink.
-pub fn init_like_subscriber(
+pub(crate) fn init_like_subscriber(
     provider: &SdkTracerProvider,
 ) -> impl tracing::Subscriber + Send + Sync {
     let bridge = tracing_opentelemetry::layer()
@@ -174,7 +174,7 @@ pub fn init_like_subscriber(
 /// What `init()` sets up without an OTLP endpoint: every span sampled out (ids only), the layer
 /// asking the sampler first. Its layer and its subscriber (JSON logs to a sink) as `init` builds
 /// them.
-pub fn sampled_out_telemetry() -> (Telemetry, WxTelemetryLayer) {
+pub(crate) fn sampled_out_telemetry() -> (Telemetry, WxTelemetryLayer) {
     let mut config = TelemetryConfig::from_env();
     config.service_name = "bench".to_owned();
     config.export = TraceExport::NotExported;

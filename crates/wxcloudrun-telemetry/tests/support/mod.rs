@@ -3,21 +3,21 @@
 
 #![allow(dead_code)]
 
-pub mod otlp;
-pub mod pki;
+pub(crate) mod otlp;
+pub(crate) mod pki;
 
 use std::path::PathBuf;
 
 /// One sample line of the Prometheus text format.
 #[derive(Debug)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub name: String,
     pub labels: Vec<(String, String)>,
     pub value: f64,
 }
 
 impl Sample {
-    pub fn label(&self, name: &str) -> Option<&str> {
+    pub(crate) fn label(&self, name: &str) -> Option<&str> {
         self.labels
             .iter()
             .find(|(k, _)| k == name)
@@ -27,7 +27,7 @@ impl Sample {
 
 /// Parses the samples of text rendered by the `prometheus` crate (whose label values escape only
 /// `\\`, `\"` and `\n`).
-pub fn samples(text: &str) -> Vec<Sample> {
+pub(crate) fn samples(text: &str) -> Vec<Sample> {
     text.lines()
         .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
         .map(|line| {
@@ -73,7 +73,7 @@ fn parse_labels(mut text: &str) -> Vec<(String, String)> {
 
 /// The value of the one sample named `name` whose labels include all of `labels`; panics when
 /// none or several match.
-pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     let matching: Vec<Sample> = find(text, name, labels);
     assert_eq!(
         matching.len(),
@@ -84,7 +84,7 @@ pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 /// Every sample named `name` whose labels include all of `labels`.
-pub fn find(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<Sample> {
+pub(crate) fn find(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<Sample> {
     samples(text)
         .into_iter()
         .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
@@ -93,7 +93,7 @@ pub fn find(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<Sample> {
 
 /// `promtool`, or `None` outside CI when it is not installed (a loud skip). Under `CI=true` a
 /// missing binary fails the test.
-pub fn promtool() -> Option<PathBuf> {
+pub(crate) fn promtool() -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join("promtool"))

@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
 #[derive(Clone, Default)]
-pub struct Received {
+pub(crate) struct Received {
     requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
     raw: Arc<Mutex<Vec<u8>>>,
 }
@@ -30,7 +30,7 @@ impl Received {
     }
 
     /// Every span received, flattened.
-    pub fn spans(&self) -> Vec<Span> {
+    pub(crate) fn spans(&self) -> Vec<Span> {
         self.requests
             .lock()
             .unwrap()
@@ -42,7 +42,7 @@ impl Received {
     }
 
     /// The resource attributes of the first batch.
-    pub fn resource(&self) -> Vec<KeyValue> {
+    pub(crate) fn resource(&self) -> Vec<KeyValue> {
         self.requests
             .lock()
             .unwrap()
@@ -54,13 +54,13 @@ impl Received {
     }
 
     /// Every byte the receiver was sent.
-    pub fn raw(&self) -> Vec<u8> {
+    pub(crate) fn raw(&self) -> Vec<u8> {
         self.raw.lock().unwrap().clone()
     }
 }
 
 /// The string form of an attribute value, for comparisons.
-pub fn attr(attributes: &[KeyValue], key: &str) -> Option<String> {
+pub(crate) fn attr(attributes: &[KeyValue], key: &str) -> Option<String> {
     let value = attributes.iter().find(|kv| kv.key == key)?.value.clone()?;
     Some(match value {
         AnyValue {
@@ -77,7 +77,7 @@ pub fn attr(attributes: &[KeyValue], key: &str) -> Option<String> {
 }
 
 /// Starts an HTTP/protobuf receiver; returns its `/v1/traces` URL.
-pub async fn http_receiver() -> (String, Received) {
+pub(crate) async fn http_receiver() -> (String, Received) {
     let received = Received::default();
     let sink = received.clone();
     let app = axum::Router::new().route(
@@ -124,7 +124,7 @@ impl TraceService for GrpcSink {
 }
 
 /// Starts a gRPC receiver; returns its endpoint URL.
-pub async fn grpc_receiver() -> (String, Received) {
+pub(crate) async fn grpc_receiver() -> (String, Received) {
     let received = Received::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
@@ -140,13 +140,13 @@ pub async fn grpc_receiver() -> (String, Received) {
 }
 
 /// The request headers a TLS receiver saw, one map per export request.
-pub type SeenHeaders = Arc<Mutex<Vec<http::HeaderMap>>>;
+pub(crate) type SeenHeaders = Arc<Mutex<Vec<http::HeaderMap>>>;
 
 /// Starts an OTLP/HTTP receiver over HTTPS with `tls` (which may require client
 /// certificates). It answers 401 unless `Authorization` is `authorization`, gunzips bodies sent
 /// with `Content-Encoding: gzip`, and keeps every request's headers. Returns the base URL
 /// (`https://127.0.0.1:<port>`, the receiver serves `/v1/traces`).
-pub async fn https_receiver(
+pub(crate) async fn https_receiver(
     tls: Arc<rustls::ServerConfig>,
     authorization: &'static str,
 ) -> (String, Received, SeenHeaders) {
@@ -284,7 +284,9 @@ impl TraceService for GrpcHeadSink {
 /// Starts a gRPC receiver over TLS with `tls` (which should offer ALPN `h2` and may require
 /// client certificates), accepting gzip; keeps every request's metadata. Returns its
 /// `https://` endpoint.
-pub async fn grpc_tls_receiver(tls: Arc<rustls::ServerConfig>) -> (String, Received, SeenHeaders) {
+pub(crate) async fn grpc_tls_receiver(
+    tls: Arc<rustls::ServerConfig>,
+) -> (String, Received, SeenHeaders) {
     let received = Received::default();
     let seen = SeenHeaders::default();
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);

@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
 /// A CA and the files of one server and one client certificate it signed.
-pub struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
     ca: CertifiedIssuer<'static, KeyPair>,
     server_chain: Vec<CertificateDer<'static>>,
@@ -22,7 +22,7 @@ pub struct Pki {
 
 impl Pki {
     /// A CA, a server certificate for `127.0.0.1` and `localhost`, and a client certificate.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
@@ -62,23 +62,23 @@ impl Pki {
     }
 
     /// The CA certificate (PEM).
-    pub fn ca_file(&self) -> PathBuf {
+    pub(crate) fn ca_file(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
     }
 
     /// The client certificate (PEM).
-    pub fn client_cert_file(&self) -> PathBuf {
+    pub(crate) fn client_cert_file(&self) -> PathBuf {
         self.dir.path().join("client.pem")
     }
 
     /// The client key (PKCS#8 PEM).
-    pub fn client_key_file(&self) -> PathBuf {
+    pub(crate) fn client_key_file(&self) -> PathBuf {
         self.dir.path().join("client.key")
     }
 
     /// A server config with the server certificate that requires a client certificate signed
     /// by the CA, offering `alpn`.
-    pub fn server_config_requiring_client_certs(
+    pub(crate) fn server_config_requiring_client_certs(
         &self,
         alpn: &[&[u8]],
     ) -> Arc<rustls::ServerConfig> {
