@@ -2,10 +2,13 @@
 //! `dashboards/README.md` ("Sidecar self-metric contract"). They are served on the admin listener
 //! and travel with the app's series in every export.
 
-use crate::export::FailureReason;
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
+
+// From the leaf that defines it, not `crate::export`: export/ holds these metrics' handles, and
+// a path through its mod.rs would make the two files import each other.
+use crate::export::attempt::FailureReason;
 
 /// Scrape outcomes.
 pub const SCRAPE_OUTCOMES: [&str; 3] = ["success", "error", "timeout"];

@@ -15,7 +15,7 @@ use tokio::time::{Instant, sleep};
 use crate::config::Config;
 use crate::export::FlushOutcome;
 use crate::pipeline::{InFlight, Pipeline};
-use crate::run::Signals;
+use crate::signals::Signals;
 use crate::supervisor::Child;
 
 /// Why the main loop ended.
