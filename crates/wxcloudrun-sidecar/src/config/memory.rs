@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use super::file::{FileConfig, NumberOrText};
 use super::units::{parse_bytes, parse_duration};
-use super::{Cli, ConfigError, Loader, from_cli};
+use super::cli::Cli;
+use super::merge::{ConfigError, Loader, from_cli};
 
 /// Where cgroup file systems are mounted in a container.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
