@@ -108,4 +108,3 @@ pub(crate) fn series_key<'s>(
     key.sort_unstable();
     key
 }
-

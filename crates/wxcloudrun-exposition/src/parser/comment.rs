@@ -131,4 +131,3 @@ fn unescape_help(text: &str, om: bool) -> Cow<'_, str> {
     }
     Cow::Owned(out)
 }
-

@@ -11,7 +11,6 @@ use super::family::FamilyState;
 use crate::lexer::parse_float;
 use crate::model::{Label, Sample};
 
-
 /// Orders label names as `str` does, deciding on the first eight bytes where they differ (most
 /// neighbouring names do): a library `memcmp` call per comparison costs more than the comparison.
 fn name_cmp(a: &str, b: &str) -> Ordering {
@@ -267,4 +266,3 @@ mod name_order_tests {
         }
     }
 }
-

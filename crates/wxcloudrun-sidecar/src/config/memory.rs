@@ -8,10 +8,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::file::{FileConfig, NumberOrText};
-use super::units::{parse_bytes, parse_duration};
 use super::cli::Cli;
+use super::file::{FileConfig, NumberOrText};
 use super::merge::{ConfigError, Loader, from_cli};
+use super::units::{parse_bytes, parse_duration};
 
 /// Where cgroup file systems are mounted in a container.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -169,7 +169,7 @@ pub(super) fn load(
     let memory_limit_bytes = loader.pick(
         "memory_limit",
         from_cli(
-            cli.memory_limit,
+            cli.memory_limit.clone(),
             "--memory-limit",
             "WXCLOUDRUN_SIDECAR_MEMORY_LIMIT",
             env,
@@ -181,7 +181,7 @@ pub(super) fn load(
     let queue_max_age = loader.pick(
         "queue_max_age",
         from_cli(
-            cli.queue_max_age,
+            cli.queue_max_age.clone(),
             "--queue-max-age",
             "WXCLOUDRUN_SIDECAR_QUEUE_MAX_AGE",
             env,
@@ -190,6 +190,22 @@ pub(super) fn load(
         parse_max_age,
         default_queue_max_age(scrape_interval),
     )?;
+    let scrape_limits = scrape_limits(loader, &cli, file)?;
+    Ok(MemorySettings {
+        memory_limit_bytes,
+        cgroup_limit_bytes,
+        scrape_limits,
+        queue_max_age,
+    })
+}
+
+/// Prometheus's per-scrape limits, each 0 (no limit) by default.
+fn scrape_limits(
+    loader: &mut Loader<'_>,
+    cli: &Flags,
+    file: &FileConfig,
+) -> Result<ScrapeLimits, ConfigError> {
+    let env = loader.env;
     let text = |value: &Option<NumberOrText>| value.as_ref().map(NumberOrText::text);
     let mut count =
         |key: &str, flag: &'static str, value: &Option<String>, file: &Option<NumberOrText>| {
@@ -224,7 +240,7 @@ pub(super) fn load(
     let body_size_limit_bytes = loader.pick(
         "body_size_limit",
         from_cli(
-            cli.body_size_limit,
+            cli.body_size_limit.clone(),
             "--body-size-limit",
             "WXCLOUDRUN_SIDECAR_BODY_SIZE_LIMIT",
             env,
@@ -233,17 +249,12 @@ pub(super) fn load(
         parse_size_limit,
         0,
     )?;
-    Ok(MemorySettings {
-        memory_limit_bytes,
-        cgroup_limit_bytes,
-        scrape_limits: ScrapeLimits {
-            sample_limit,
-            label_limit,
-            label_name_length_limit,
-            label_value_length_limit,
-            body_size_limit_bytes,
-        },
-        queue_max_age,
+    Ok(ScrapeLimits {
+        sample_limit,
+        label_limit,
+        label_name_length_limit,
+        label_value_length_limit,
+        body_size_limit_bytes,
     })
 }
 

@@ -16,8 +16,8 @@
 
 pub mod cli;
 mod file;
-mod merge;
 pub mod memory;
+mod merge;
 mod otlp_backend;
 pub mod print;
 mod remote_write_backends;
@@ -96,7 +96,6 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-
 impl Config {
     /// Parses flags (and their environment variables) from `args`, reads the file they name, and
     /// validates. `env` looks up the variables that have no flag of their own (`OTEL_*`,
@@ -113,7 +112,8 @@ impl Config {
         let bound_spelling = bound_spelling(&mut loader, cli.bound_spelling.take(), &file)?;
         let admin_addr = admin_addr(&mut loader, cli.admin_addr.take(), &file)?;
         let labels = labels(&mut loader, &cli.labels, file.label.as_ref())?;
-        let (remote_write, otlp) = exporters(&mut loader, &mut cli, &file, &labels, bound_spelling)?;
+        let (remote_write, otlp) =
+            exporters(&mut loader, &mut cli, &file, &labels, bound_spelling)?;
 
         Ok(Config {
             scrape_url: schedule.scrape_url,
@@ -204,7 +204,9 @@ fn schedule(
     if scrape_timeout >= scrape_interval {
         return Err(error(
             "--scrape-timeout",
-            format!("{scrape_timeout:?} must be shorter than the scrape interval {scrape_interval:?}"),
+            format!(
+                "{scrape_timeout:?} must be shorter than the scrape interval {scrape_interval:?}"
+            ),
         ));
     }
     let shutdown_budget = loader.pick(

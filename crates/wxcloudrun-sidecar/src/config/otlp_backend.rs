@@ -90,7 +90,11 @@ fn protocol(
 ) -> Result<(Protocol, Origin), ConfigError> {
     let from_file = block.protocol.as_ref().or(file.otlp_protocol.as_ref());
     Ok(
-        match (cli_protocol.filter(|p| !p.trim().is_empty()), from_env.protocol, from_file) {
+        match (
+            cli_protocol.filter(|p| !p.trim().is_empty()),
+            from_env.protocol,
+            from_file,
+        ) {
             (Some(text), ..) => (
                 parse_protocol("--otlp-protocol", &text)?,
                 Origin::Flag("--otlp-protocol"),
