@@ -51,7 +51,7 @@ impl std::fmt::Display for Origin {
 
 /// Picks a flag's value and says where it came from: clap fills the field from the flag or its
 /// environment variable; which one is told by whether the variable holds that same value.
-pub(super) fn from_cli(
+fn from_cli(
     value: Option<String>,
     flag: &'static str,
     var: &str,
@@ -89,6 +89,22 @@ impl<'a> Loader<'a> {
     /// A variable's value, blank counting as unset.
     pub(super) fn env(&self, key: &str) -> Option<String> {
         (self.env)(key).filter(|v| !v.trim().is_empty())
+    }
+
+    /// [`Loader::pick`] for a key with a flag: `flag` is the flag's name and the value clap read
+    /// for it, from the command line or from `WXCLOUDRUN_SIDECAR_<KEY>` (every flag's variable is
+    /// named so: a test in `config` holds clap to it).
+    pub(super) fn pick_flag<T>(
+        &mut self,
+        key: &str,
+        (flag, value): (&'static str, Option<String>),
+        file: Option<String>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        let var = format!("WXCLOUDRUN_SIDECAR_{}", key.to_ascii_uppercase());
+        let cli = from_cli(value, flag, &var, self.env);
+        self.pick(key, cli, file, parse, default)
     }
 
     /// flag/env, else file, else default; records the origin under `key`.

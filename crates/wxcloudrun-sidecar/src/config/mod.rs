@@ -39,10 +39,10 @@ pub use units::{parse_bytes, parse_duration};
 use crate::export::remote_write::BoundSpelling;
 use crate::export::{DEFAULT_QUEUE_MAX_BYTES, ExportConfig, OtlpConfig, RemoteWriteConfig};
 use file::FileConfig;
-use merge::{Loader, error, from_cli, positive_duration};
+use merge::{Loader, error, positive_duration};
 use otlp_backend::otlp_backend;
 use remote_write_backends::remote_write_backends;
-use validate::{check_header, check_http_url, is_label_name, merge_headers, pairs};
+use validate::{check_header, check_http_url, header_table, is_label_name, merge_headers, pairs};
 
 /// Exit code for bad configuration (`EX_USAGE`).
 pub const EXIT_CONFIG: i32 = 64;
@@ -107,10 +107,39 @@ impl Config {
         let mut loader = Loader::new(env);
 
         let schedule = schedule(&mut loader, &mut cli, &file)?;
-        let queue_max_bytes = queue_max_bytes(&mut loader, cli.queue_max_bytes.take(), &file)?;
+        let queue_max_bytes = loader.pick_flag(
+            "queue_max_bytes",
+            ("--queue-max-bytes", cli.queue_max_bytes.take()),
+            file.queue_max_bytes.clone(),
+            |text| match parse_bytes(text)? {
+                bytes if bytes < MIN_QUEUE_MAX_BYTES => Err("must be at least 64KiB".to_owned()),
+                bytes => Ok(bytes),
+            },
+            DEFAULT_QUEUE_MAX_BYTES,
+        )?;
         let memory = memory::load(&mut loader, memory_flags, &file, schedule.scrape_interval)?;
-        let bound_spelling = bound_spelling(&mut loader, cli.bound_spelling.take(), &file)?;
-        let admin_addr = admin_addr(&mut loader, cli.admin_addr.take(), &file)?;
+        let bound_spelling = loader.pick_flag(
+            "bound_spelling",
+            ("--bound-spelling", cli.bound_spelling.take()),
+            file.bound_spelling.clone(),
+            |text| {
+                BoundSpelling::parse(text)
+                    .ok_or_else(|| format!("{text:?} is not prometheus3 or prometheus2"))
+            },
+            BoundSpelling::default(),
+        )?;
+        let admin_addr = loader.pick_flag(
+            "admin_addr",
+            ("--admin-addr", cli.admin_addr.take()),
+            file.admin_addr.clone(),
+            |text| {
+                text.parse::<SocketAddr>()
+                    .map_err(|err| format!("not an address: {err}"))
+            },
+            DEFAULT_ADMIN_ADDR
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9465))),
+        )?;
         let labels = labels(&mut loader, &cli.labels, file.label.as_ref())?;
         let (remote_write, otlp) =
             exporters(&mut loader, &mut cli, &file, &labels, bound_spelling)?;
@@ -164,39 +193,23 @@ fn schedule(
     cli: &mut Cli,
     file: &FileConfig,
 ) -> Result<Schedule, ConfigError> {
-    let env = loader.env;
-    let scrape_url = loader.pick(
+    let scrape_url = loader.pick_flag(
         "scrape_url",
-        from_cli(
-            cli.scrape_url.take(),
-            "--scrape-url",
-            "WXCLOUDRUN_SIDECAR_SCRAPE_URL",
-            env,
-        ),
+        ("--scrape-url", cli.scrape_url.take()),
         file.scrape_url.clone(),
         |url| check_http_url(url).map(|()| url.to_owned()),
         DEFAULT_SCRAPE_URL.to_owned(),
     )?;
-    let scrape_interval = loader.pick(
+    let scrape_interval = loader.pick_flag(
         "scrape_interval",
-        from_cli(
-            cli.scrape_interval.take(),
-            "--scrape-interval",
-            "WXCLOUDRUN_SIDECAR_SCRAPE_INTERVAL",
-            env,
-        ),
+        ("--scrape-interval", cli.scrape_interval.take()),
         file.scrape_interval.clone(),
         positive_duration,
         DEFAULT_SCRAPE_INTERVAL,
     )?;
-    let scrape_timeout = loader.pick(
+    let scrape_timeout = loader.pick_flag(
         "scrape_timeout",
-        from_cli(
-            cli.scrape_timeout.take(),
-            "--scrape-timeout",
-            "WXCLOUDRUN_SIDECAR_SCRAPE_TIMEOUT",
-            env,
-        ),
+        ("--scrape-timeout", cli.scrape_timeout.take()),
         file.scrape_timeout.clone(),
         positive_duration,
         DEFAULT_SCRAPE_TIMEOUT.min(scrape_interval.mul_f64(0.8)),
@@ -209,14 +222,9 @@ fn schedule(
             ),
         ));
     }
-    let shutdown_budget = loader.pick(
+    let shutdown_budget = loader.pick_flag(
         "shutdown_budget",
-        from_cli(
-            cli.shutdown_budget.take(),
-            "--shutdown-budget",
-            "WXCLOUDRUN_SIDECAR_SHUTDOWN_BUDGET",
-            env,
-        ),
+        ("--shutdown-budget", cli.shutdown_budget.take()),
         file.shutdown_budget.clone(),
         positive_duration,
         DEFAULT_SHUTDOWN_BUDGET,
@@ -229,71 +237,6 @@ fn schedule(
     })
 }
 
-/// The cap on each export queue, at least [`MIN_QUEUE_MAX_BYTES`].
-fn queue_max_bytes(
-    loader: &mut Loader<'_>,
-    cli_value: Option<String>,
-    file: &FileConfig,
-) -> Result<u64, ConfigError> {
-    let var = "WXCLOUDRUN_SIDECAR_QUEUE_MAX_BYTES";
-    let cli = from_cli(cli_value, "--queue-max-bytes", var, loader.env);
-    loader.pick(
-        "queue_max_bytes",
-        cli,
-        file.queue_max_bytes.clone(),
-        |text| {
-            let bytes = parse_bytes(text)?;
-            if bytes < MIN_QUEUE_MAX_BYTES {
-                return Err("must be at least 64KiB".to_owned());
-            }
-            Ok(bytes)
-        },
-        DEFAULT_QUEUE_MAX_BYTES,
-    )
-}
-
-/// How remote write spells `le` and `quantile`: `prometheus3` (the default) or `prometheus2`.
-fn bound_spelling(
-    loader: &mut Loader<'_>,
-    cli_value: Option<String>,
-    file: &FileConfig,
-) -> Result<BoundSpelling, ConfigError> {
-    let var = "WXCLOUDRUN_SIDECAR_BOUND_SPELLING";
-    let cli = from_cli(cli_value, "--bound-spelling", var, loader.env);
-    loader.pick(
-        "bound_spelling",
-        cli,
-        file.bound_spelling.clone(),
-        |text| {
-            BoundSpelling::parse(text)
-                .ok_or_else(|| format!("{text:?} is not prometheus3 or prometheus2"))
-        },
-        BoundSpelling::default(),
-    )
-}
-
-/// The admin listener's address, [`DEFAULT_ADMIN_ADDR`] by default.
-fn admin_addr(
-    loader: &mut Loader<'_>,
-    cli_value: Option<String>,
-    file: &FileConfig,
-) -> Result<SocketAddr, ConfigError> {
-    let var = "WXCLOUDRUN_SIDECAR_ADMIN_ADDR";
-    let cli = from_cli(cli_value, "--admin-addr", var, loader.env);
-    loader.pick(
-        "admin_addr",
-        cli,
-        file.admin_addr.clone(),
-        |text| {
-            text.parse::<SocketAddr>()
-                .map_err(|err| format!("not an address: {err}"))
-        },
-        DEFAULT_ADMIN_ADDR
-            .parse()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9465))),
-    )
-}
-
 /// The remote-write backends and the OTLP one, each with the headers for every exporter
 /// (`--header`, or its variable, replacing the file's) under its own.
 fn exporters(
@@ -304,16 +247,11 @@ fn exporters(
     bound_spelling: BoundSpelling,
 ) -> Result<(Vec<RemoteWriteConfig>, Option<OtlpConfig>), ConfigError> {
     let mut common_headers = pairs("--header", &cli.headers)?;
-    if common_headers.is_empty() {
-        common_headers = file
-            .header
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-    }
     for (name, value) in &common_headers {
         check_header("--header", name, value)?;
+    }
+    if common_headers.is_empty() {
+        common_headers = header_table("--header", file.header.as_ref())?;
     }
     let mut remote_write = remote_write_backends(loader, &cli.remote_write_url, file)?;
     for backend in &mut remote_write {
@@ -401,6 +339,31 @@ mod tests {
         let mut all = vec!["--config", path.to_str().unwrap()];
         all.extend_from_slice(args);
         load(&all, env)
+    }
+
+    /// `Loader::pick_flag` names a flag's variable `WXCLOUDRUN_SIDECAR_<KEY>`, the key being
+    /// the long flag with `_` for `-`: clap must read the same variable. (Lists — `--header`,
+    /// `--label`, `--remote-write-url` — are read apart, and their variables are plural.)
+    #[test]
+    fn every_flag_variable_is_named_after_its_flag() {
+        use clap::CommandFactory as _;
+        let command = Cli::command();
+        let mut checked = 0;
+        for arg in command.get_arguments() {
+            let (Some(long), Some(var)) = (arg.get_long(), arg.get_env()) else {
+                continue;
+            };
+            if !matches!(arg.get_action(), clap::ArgAction::Set) {
+                continue;
+            }
+            let expected = format!(
+                "WXCLOUDRUN_SIDECAR_{}",
+                long.replace('-', "_").to_uppercase()
+            );
+            assert_eq!(var.to_str(), Some(expected.as_str()), "--{long}");
+            checked += 1;
+        }
+        assert!(checked >= 10, "only {checked} flags with a variable");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use wxcloudrun_connect::tls::TlsConfig;
 
 use super::file::{FileConfig, OtlpFile};
 use super::merge::{ConfigError, Loader, Origin, error, positive_duration};
-use super::validate::{check_header, check_http_url, check_tls, credentials, merge_headers};
+use super::validate::{check_http_url, check_tls, credentials, header_table, merge_headers};
 use crate::export::OtlpConfig;
 
 /// The OTLP backend, `None` when no endpoint is set or `OTEL_METRICS_EXPORTER=none` says so.
@@ -204,15 +204,7 @@ fn headers(
     from_env: &OtlpEnv,
     block: &OtlpFile,
 ) -> Result<Vec<(String, String)>, ConfigError> {
-    let file_headers: Vec<(String, String)> = block
-        .headers
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    for (name, value) in &file_headers {
-        check_header("otlp.headers", name, value)?;
-    }
+    let file_headers = header_table("otlp.headers", block.headers.as_ref())?;
     if !from_env.headers.is_empty() {
         loader
             .origins

@@ -3,7 +3,7 @@
 
 use super::file::{self, FileConfig, RemoteWriteFile};
 use super::merge::{ConfigError, Loader, Origin, error, positive_duration};
-use super::validate::{check_header, check_http_url, check_tls, credentials, is_label_value_safe};
+use super::validate::{check_http_url, check_tls, credentials, header_table, is_label_value_safe};
 use crate::export::RemoteWriteConfig;
 use crate::export::remote_write::{Relabel, RelabelRule};
 
@@ -86,15 +86,7 @@ fn remote_write_block(
         backend.remote_timeout =
             positive_duration(timeout).map_err(|reason| error(key("remote_timeout"), reason))?;
     }
-    backend.headers = block
-        .headers
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    for (name, value) in &backend.headers {
-        check_header(&key("headers"), name, value)?;
-    }
+    backend.headers = header_table(&key("headers"), block.headers.as_ref())?;
     backend.auth = credentials(
         &key(""),
         block.basic_auth.as_ref(),

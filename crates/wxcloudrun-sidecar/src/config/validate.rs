@@ -1,6 +1,7 @@
 //! Checks shared by several keys: URLs, header names and values, TLS files, label names,
 //! `NAME=VALUE` lists and credentials. Each error names the key it was given.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use wxcloudrun_connect::secret::{SecretFile, redact_url};
@@ -75,6 +76,18 @@ pub(super) fn merge_headers(
         .collect();
     merged.extend(overrides.iter().cloned());
     merged
+}
+
+/// A file's header table as pairs, each checked; `key` names the table in errors.
+pub(super) fn header_table(
+    key: &str,
+    table: Option<&BTreeMap<String, String>>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let headers: Vec<(String, String)> = table.cloned().unwrap_or_default().into_iter().collect();
+    for (name, value) in &headers {
+        check_header(key, name, value)?;
+    }
+    Ok(headers)
 }
 
 /// A header that `http` accepts, name and value.

@@ -154,7 +154,11 @@ pub(crate) fn remote_write_config(urls: &[String], queue_max_bytes: u64) -> Expo
 }
 
 /// An OTLP config for `endpoint` with a request timeout.
-pub(crate) fn otlp_config(endpoint: &str, protocol: OtlpProtocol, timeout: Duration) -> ExportConfig {
+pub(crate) fn otlp_config(
+    endpoint: &str,
+    protocol: OtlpProtocol,
+    timeout: Duration,
+) -> ExportConfig {
     let mut otlp = OtlpConfig::new(endpoint, protocol);
     otlp.timeout = timeout;
     ExportConfig {

@@ -136,7 +136,11 @@ impl OtlpReceiver {
     }
 
     /// Waits (at most until `deadline`) for a request carrying the metric `name`.
-    pub(crate) async fn wait_for_metric(&self, name: &str, deadline: Instant) -> Option<OtlpRequest> {
+    pub(crate) async fn wait_for_metric(
+        &self,
+        name: &str,
+        deadline: Instant,
+    ) -> Option<OtlpRequest> {
         loop {
             let found = self
                 .requests()
