@@ -62,7 +62,12 @@ pub(super) fn read_sample<'a>(
     if cur.at_end() {
         return Err(cur.syntax("missing sample value"));
     }
-    let (value_token, value) = read_value(cur)?;
+    let value_at = cur.pos();
+    let value_token = cur.token()?;
+    let value = parse_float(value_token).ok_or(LineError {
+        offset: value_at,
+        kind: ErrorKind::InvalidValue(Snippet::new(value_token)),
+    })?;
 
     let mut timestamp_ms = None;
     cur.skip_blanks();
@@ -131,7 +136,12 @@ fn read_exemplar<'a>(
     if !cur.skip_blanks() || cur.at_end() {
         return Err(cur.syntax("expected the exemplar value after its labels"));
     }
-    let (_, value) = read_value(cur)?;
+    let value_at = cur.pos();
+    let token = cur.token()?;
+    let value = parse_float(token).ok_or(LineError {
+        offset: value_at,
+        kind: ErrorKind::InvalidValue(Snippet::new(token)),
+    })?;
     let mut timestamp_ms = None;
     cur.skip_blanks();
     if !cur.at_end() {
@@ -151,15 +161,4 @@ fn read_exemplar<'a>(
         value,
         timestamp_ms,
     })
-}
-
-/// A value token (a sample's or an exemplar's) and its number.
-fn read_value<'a>(cur: &mut Cursor<'a>) -> LineResult<(&'a str, f64)> {
-    let value_at = cur.pos();
-    let token = cur.token()?;
-    let value = parse_float(token).ok_or(LineError {
-        offset: value_at,
-        kind: ErrorKind::InvalidValue(Snippet::new(token)),
-    })?;
-    Ok((token, value))
 }
