@@ -9,7 +9,8 @@
 
 mod page;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use prometheus::Encoder;
 use prost::Message;
 use wxcloudrun_exposition::{Format, Limits, parse};
@@ -29,27 +30,45 @@ fn labels() -> Vec<(String, String)> {
 fn pipeline(c: &mut Criterion) {
     let text = page::page();
     let lines = text.lines().count() as u64;
-    let mut group = c.benchmark_group("scrape_10k_series");
-    group.throughput(Throughput::Elements(lines));
-
-    group.bench_function("parse", |b| {
-        b.iter(|| parse(&text, Format::PrometheusText).expect("valid page"))
-    });
-
     let mut converter = Converter::new(&labels(), Some(1_700_000_000_000));
     let mut timestamp = 1_700_000_000_000;
+    // A whole replayed scrape as the sidecar makes it: the app's families with the self-metrics
+    // (an exporter's series and the process collector included) and `up`.
+    let metrics = SelfMetrics::new();
+    let exporter = metrics.exporter("remote_write", 64 << 20);
+    metrics.scrape("success", 0.004, Some(10_000));
+    exporter.success.inc();
+    let mut group = c.benchmark_group("scrape_10k_series");
+    group.throughput(Throughput::Elements(lines));
+    parse_and_encode(&mut group, &text, &mut converter, &mut timestamp);
+    replayed(&mut group, &text, &mut converter, &mut timestamp, &metrics);
+    group.finish();
+    self_metrics(c, &metrics, &mut timestamp);
+}
+
+/// Parse, convert and encode, each step alone and together.
+fn parse_and_encode(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    text: &str,
+    converter: &mut Converter,
+    timestamp: &mut i64,
+) {
+    group.bench_function("parse", |b| {
+        b.iter(|| parse(text, Format::PrometheusText).expect("valid page"))
+    });
+
     group.bench_function("parse_convert", |b| {
         b.iter(|| {
-            timestamp += 1000;
-            let page = parse(&text, Format::PrometheusText).expect("valid page");
-            converter.convert([Source::Page(&page)], timestamp)
+            *timestamp += 1000;
+            let page = parse(text, Format::PrometheusText).expect("valid page");
+            converter.convert([Source::Page(&page)], *timestamp)
         })
     });
 
     // The encoders alone, on one converted batch: the direct writer beside the prost messages it
     // replaced (`timeseries` + `encode_to_vec` + snappy), measured in the same run.
-    let page = parse(&text, Format::PrometheusText).expect("valid page");
-    let batch = converter.convert([Source::Page(&page)], timestamp);
+    let page = parse(text, Format::PrometheusText).expect("valid page");
+    let batch = converter.convert([Source::Page(&page)], *timestamp);
     drop(page);
     group.bench_function("remote_write_encode", |b| {
         b.iter(|| remote_write::encode(&batch, &remote_write::Relabel::default()))
@@ -71,20 +90,20 @@ fn pipeline(c: &mut Criterion) {
     let resource = vec![("service.name".to_owned(), "orders".to_owned())];
     group.bench_function("parse_convert_remote_write", |b| {
         b.iter(|| {
-            timestamp += 1000;
-            let page = parse(&text, Format::PrometheusText).expect("valid page");
+            *timestamp += 1000;
+            let page = parse(text, Format::PrometheusText).expect("valid page");
             remote_write::encode(
-                &converter.convert([Source::Page(&page)], timestamp),
+                &converter.convert([Source::Page(&page)], *timestamp),
                 &remote_write::Relabel::default(),
             )
         })
     });
     group.bench_function("parse_convert_otlp", |b| {
         b.iter(|| {
-            timestamp += 1000;
-            let page = parse(&text, Format::PrometheusText).expect("valid page");
+            *timestamp += 1000;
+            let page = parse(text, Format::PrometheusText).expect("valid page");
             otlp::encode(
-                &converter.convert([Source::Page(&page)], timestamp),
+                &converter.convert([Source::Page(&page)], *timestamp),
                 &resource,
             )
             .into_iter()
@@ -92,16 +111,26 @@ fn pipeline(c: &mut Criterion) {
             .sum::<usize>()
         })
     });
+}
 
+/// The scrape replayed once the page's shape is learned, alone and with the self-metrics and
+/// `up` both ways.
+fn replayed(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    text: &str,
+    converter: &mut Converter,
+    timestamp: &mut i64,
+    metrics: &SelfMetrics,
+) {
     // The same scrape once the page's shape is learned: values read, nothing parsed.
     let mut replay = Replay::new();
     let limits = Limits::default();
     let read = |replay: &mut Replay, converter: &mut Converter| {
         replay
-            .read(&text, Format::PrometheusText, &limits, converter)
+            .read(text, Format::PrometheusText, &limits, converter)
             .expect("valid page")
     };
-    let learned = read(&mut replay, &mut converter);
+    let learned = read(&mut replay, converter);
     assert!(
         matches!(learned, Read::Learned(_)),
         "the bench page is learned"
@@ -109,24 +138,18 @@ fn pipeline(c: &mut Criterion) {
     drop(learned);
     group.bench_function("replay_convert_remote_write", |b| {
         b.iter(|| {
-            timestamp += 1000;
-            let mut replayed = read(&mut replay, &mut converter);
+            *timestamp += 1000;
+            let mut replayed = read(&mut replay, converter);
             assert!(matches!(replayed, Read::Replayed(_)), "same shape");
-            let batch = converter.convert([replayed.source()], timestamp);
+            let batch = converter.convert([replayed.source()], *timestamp);
             remote_write::encode(&batch, &remote_write::Relabel::default())
         })
     });
 
-    // A whole replayed scrape as the sidecar makes it: the app's families with the self-metrics
-    // (an exporter's series and the process collector included) and `up`.
-    let metrics = SelfMetrics::new();
-    let exporter = metrics.exporter("remote_write", 64 << 20);
-    metrics.scrape("success", 0.004, Some(10_000));
-    exporter.success.inc();
     group.bench_function("replay_scrape_self_metrics_via_text", |b| {
         b.iter(|| {
-            timestamp += 1000;
-            let mut replayed = read(&mut replay, &mut converter);
+            *timestamp += 1000;
+            let mut replayed = read(&mut replay, converter);
             // What the sidecar did before: render the registry, parse it and a text `up` back.
             let mut rendered = Vec::new();
             prometheus::TextEncoder::new()
@@ -137,28 +160,29 @@ fn pipeline(c: &mut Criterion) {
             let up_text = format!("# TYPE up gauge\nup {}\n", 1);
             let up = parse(&up_text, Format::PrometheusText).expect("valid page");
             let sources = [replayed.source(), Source::Page(&own), Source::Page(&up)];
-            let batch = converter.convert(sources, timestamp);
+            let batch = converter.convert(sources, *timestamp);
             remote_write::encode(&batch, &remote_write::Relabel::default())
         })
     });
     group.bench_function("replay_scrape_self_metrics_direct", |b| {
         b.iter(|| {
-            timestamp += 1000;
-            let mut replayed = read(&mut replay, &mut converter);
+            *timestamp += 1000;
+            let mut replayed = read(&mut replay, converter);
             let own = metrics.registry().gather();
             let sources = [replayed.source(), Source::Gathered(&own), Source::Up(true)];
-            let batch = converter.convert(sources, timestamp);
+            let batch = converter.convert(sources, *timestamp);
             remote_write::encode(&batch, &remote_write::Relabel::default())
         })
     });
-    group.finish();
+}
 
-    // The self-metrics and `up` alone, both ways, on a converter that knows them.
+/// The self-metrics and `up` alone, both ways, on a converter that knows them.
+fn self_metrics(c: &mut Criterion, metrics: &SelfMetrics, timestamp: &mut i64) {
     let mut group = c.benchmark_group("self_metrics");
     let mut own_converter = Converter::new(&labels(), Some(1_700_000_000_000));
     group.bench_function("via_text", |b| {
         b.iter(|| {
-            timestamp += 1000;
+            *timestamp += 1000;
             let mut rendered = Vec::new();
             prometheus::TextEncoder::new()
                 .encode(&metrics.registry().gather(), &mut rendered)
@@ -167,14 +191,14 @@ fn pipeline(c: &mut Criterion) {
             let own = parse(&own_text, Format::PrometheusText).expect("valid page");
             let up_text = format!("# TYPE up gauge\nup {}\n", 1);
             let up = parse(&up_text, Format::PrometheusText).expect("valid page");
-            own_converter.convert([Source::Page(&own), Source::Page(&up)], timestamp)
+            own_converter.convert([Source::Page(&own), Source::Page(&up)], *timestamp)
         })
     });
     group.bench_function("direct", |b| {
         b.iter(|| {
-            timestamp += 1000;
+            *timestamp += 1000;
             let own = metrics.registry().gather();
-            own_converter.convert([Source::Gathered(&own), Source::Up(true)], timestamp)
+            own_converter.convert([Source::Gathered(&own), Source::Up(true)], *timestamp)
         })
     });
     group.bench_function("gather_only", |b| b.iter(|| metrics.registry().gather()));

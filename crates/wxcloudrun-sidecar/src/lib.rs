@@ -9,8 +9,9 @@
 //! On SIGTERM it scrapes one last time, passes the signal to the app, waits for it, sends stale
 //! markers and flushes every queue — all within `--shutdown-budget`, counted from the signal.
 //!
-//! [`run`] keeps the loop and the signals, [`pipeline`] does each scrape (fetch → replay | parse
-//! → convert → batch), [`export`] delivers batches, `shutdown` ends it all inside the budget.
+//! [`run`] keeps the loop, [`pipeline`] does each scrape (fetch → replay | parse → convert →
+//! batch), [`export`] delivers batches, `shutdown` ends it all inside the budget; `signals` is what
+//! the loop and the shutdown both listen to.
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -23,4 +24,5 @@ pub mod model;
 pub mod pipeline;
 pub mod run;
 mod shutdown;
+mod signals;
 pub mod supervisor;

@@ -2,10 +2,13 @@
 //! `dashboards/README.md` ("Sidecar self-metric contract"). They are served on the admin listener
 //! and travel with the app's series in every export.
 
-use crate::export::FailureReason;
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
+
+// From the leaf that defines it, not `crate::export`: export/ holds these metrics' handles, and
+// a path through its mod.rs would make the two files import each other.
+use crate::export::attempt::FailureReason;
 
 /// Scrape outcomes.
 pub const SCRAPE_OUTCOMES: [&str; 3] = ["success", "error", "timeout"];
@@ -43,13 +46,7 @@ pub struct SelfMetrics {
     scrapes: IntCounterVec,
     scrape_duration: Histogram,
     scrape_samples: IntGauge,
-    export_requests: IntCounterVec,
-    export_retries: IntCounterVec,
-    queue_bytes: IntGaugeVec,
-    queue_max_bytes: IntGaugeVec,
-    dropped_samples: IntCounterVec,
-    export_errors: IntCounterVec,
-    last_export_success: prometheus::GaugeVec,
+    exporters: ExporterVecs,
     shutdown_flushes: IntCounterVec,
     limits_exceeded: IntCounterVec,
     scrape_samples_dropped: IntCounterVec,
@@ -167,6 +164,63 @@ fn register_process_collector(registry: &Registry) {
     let _ = registry;
 }
 
+/// The per-exporter vectors, labelled by `exporter` (and outcome or reason); [`ExporterMetrics`]
+/// holds one exporter's handles into them.
+#[derive(Clone, Debug)]
+struct ExporterVecs {
+    requests: IntCounterVec,
+    retries: IntCounterVec,
+    queue_bytes: IntGaugeVec,
+    queue_max_bytes: IntGaugeVec,
+    dropped_samples: IntCounterVec,
+    errors: IntCounterVec,
+    last_success: prometheus::GaugeVec,
+}
+
+impl ExporterVecs {
+    fn register(registry: &Registry) -> Self {
+        ExporterVecs {
+            requests: counter_vec(
+                registry,
+                "wxcloudrun_sidecar_export_requests_total",
+                "Export requests by exporter and final outcome.",
+                &["exporter", "outcome"],
+            ),
+            retries: counter_vec(
+                registry,
+                "wxcloudrun_sidecar_export_retries_total",
+                "Retried export attempts (5xx, 429, network errors).",
+                &["exporter"],
+            ),
+            queue_bytes: gauge_vec(
+                registry,
+                "wxcloudrun_sidecar_queue_bytes",
+                "Bytes waiting in the exporter's queue.",
+                &["exporter"],
+            ),
+            queue_max_bytes: gauge_vec(
+                registry,
+                "wxcloudrun_sidecar_queue_max_bytes",
+                "The exporter's queue cap in bytes.",
+                &["exporter"],
+            ),
+            dropped_samples: counter_vec(
+                registry,
+                "wxcloudrun_sidecar_dropped_samples_total",
+                "Samples that will never reach the backend, by exporter and reason.",
+                &["exporter", "reason"],
+            ),
+            errors: counter_vec(
+                registry,
+                "wxcloudrun_sidecar_export_errors_total",
+                "Failed export attempts by exporter and reason (tls, auth, connect, timeout, http_4xx, http_5xx, other).",
+                &["exporter", "reason"],
+            ),
+            last_success: last_export_success(registry),
+        }
+    }
+}
+
 impl Default for SelfMetrics {
     fn default() -> Self {
         Self::new()
@@ -192,7 +246,6 @@ impl SelfMetrics {
             )
             .expect("valid metric definition"),
         );
-        let last_export_success = last_export_success(&registry);
         let shutdown_flushes = outcomes(
             &registry,
             "wxcloudrun_sidecar_shutdown_flushes_total",
@@ -232,43 +285,7 @@ impl SelfMetrics {
             scrapes,
             scrape_duration,
             scrape_samples,
-            export_requests: counter_vec(
-                &registry,
-                "wxcloudrun_sidecar_export_requests_total",
-                "Export requests by exporter and final outcome.",
-                &["exporter", "outcome"],
-            ),
-            export_retries: counter_vec(
-                &registry,
-                "wxcloudrun_sidecar_export_retries_total",
-                "Retried export attempts (5xx, 429, network errors).",
-                &["exporter"],
-            ),
-            queue_bytes: gauge_vec(
-                &registry,
-                "wxcloudrun_sidecar_queue_bytes",
-                "Bytes waiting in the exporter's queue.",
-                &["exporter"],
-            ),
-            queue_max_bytes: gauge_vec(
-                &registry,
-                "wxcloudrun_sidecar_queue_max_bytes",
-                "The exporter's queue cap in bytes.",
-                &["exporter"],
-            ),
-            dropped_samples: counter_vec(
-                &registry,
-                "wxcloudrun_sidecar_dropped_samples_total",
-                "Samples that will never reach the backend, by exporter and reason.",
-                &["exporter", "reason"],
-            ),
-            export_errors: counter_vec(
-                &registry,
-                "wxcloudrun_sidecar_export_errors_total",
-                "Failed export attempts by exporter and reason (tls, auth, connect, timeout, http_4xx, http_5xx, other).",
-                &["exporter", "reason"],
-            ),
-            last_export_success,
+            exporters: ExporterVecs::register(&registry),
             shutdown_flushes,
             registry,
         }
@@ -316,23 +333,35 @@ impl SelfMetrics {
 
     /// Resolves (and creates at zero) one exporter's series.
     pub fn exporter(&self, exporter: &str, queue_max_bytes: u64) -> ExporterMetrics {
-        let request = |outcome| self.export_requests.with_label_values(&[exporter, outcome]);
-        let dropped = |reason| self.dropped_samples.with_label_values(&[exporter, reason]);
+        let request = |outcome| {
+            self.exporters
+                .requests
+                .with_label_values(&[exporter, outcome])
+        };
+        let dropped = |reason| {
+            self.exporters
+                .dropped_samples
+                .with_label_values(&[exporter, reason])
+        };
         let metrics = ExporterMetrics {
             success: request("success"),
             failed: request("failed"),
             dropped: request("dropped"),
-            retries: self.export_retries.with_label_values(&[exporter]),
-            queue_bytes: self.queue_bytes.with_label_values(&[exporter]),
-            queue_max_bytes: self.queue_max_bytes.with_label_values(&[exporter]),
+            retries: self.exporters.retries.with_label_values(&[exporter]),
+            queue_bytes: self.exporters.queue_bytes.with_label_values(&[exporter]),
+            queue_max_bytes: self
+                .exporters
+                .queue_max_bytes
+                .with_label_values(&[exporter]),
             dropped_queue_full: dropped("queue_full"),
             dropped_too_old: dropped("too_old"),
             dropped_rejected: dropped("rejected"),
             dropped_retries_exhausted: dropped("retries_exhausted"),
             dropped_shutdown: dropped("shutdown"),
-            last_success: self.last_export_success.with_label_values(&[exporter]),
+            last_success: self.exporters.last_success.with_label_values(&[exporter]),
             errors: FailureReason::ALL.map(|reason| {
-                self.export_errors
+                self.exporters
+                    .errors
                     .with_label_values(&[exporter, reason.label()])
             }),
         };

@@ -15,7 +15,7 @@ use tokio::time::{Instant, sleep};
 use crate::config::Config;
 use crate::export::FlushOutcome;
 use crate::pipeline::{InFlight, Pipeline};
-use crate::run::Signals;
+use crate::signals::Signals;
 use crate::supervisor::Child;
 
 /// Why the main loop ended.
@@ -45,12 +45,12 @@ pub(crate) struct Stopping<'s> {
 
 /// The shutdown budget, counted from the signal.
 #[derive(Debug, Clone, Copy)]
-struct Budget {
+struct ShutdownBudget {
     began: Instant,
     total: Duration,
 }
 
-impl Budget {
+impl ShutdownBudget {
     fn deadline(self) -> Instant {
         self.began + self.total
     }
@@ -90,7 +90,7 @@ pub(crate) async fn shutdown(
         Ending::Signal { at, .. } => at,
         Ending::ChildExited(_) => Instant::now(),
     };
-    let budget = Budget {
+    let budget = ShutdownBudget {
         began,
         total: config.shutdown_budget,
     };
@@ -153,7 +153,7 @@ async fn scrape_until(
 }
 
 /// The app's data first; how its delivery went is the last thing the sidecar reports.
-async fn flush(mut pipeline: Pipeline, budget: Budget) {
+async fn flush(mut pipeline: Pipeline, budget: ShutdownBudget) {
     let deadline = budget.deadline();
     let reserve =
         (deadline.saturating_duration_since(Instant::now()) / 4).max(Duration::from_millis(200));
@@ -204,7 +204,7 @@ mod tests {
     fn the_budget_is_split_from_the_signal() {
         let began = Instant::now();
         let at = |d: Instant| d - began;
-        let budget = Budget {
+        let budget = ShutdownBudget {
             began,
             total: Duration::from_secs(8),
         };
@@ -218,7 +218,7 @@ mod tests {
         assert_eq!(at(budget.app_exit_until()), Duration::from_secs(6));
         assert_eq!(at(budget.deadline()), Duration::from_secs(8));
         // A small budget keeps at least 500 ms for the flush.
-        let small = Budget {
+        let small = ShutdownBudget {
             began,
             total: Duration::from_secs(1),
         };

@@ -18,10 +18,10 @@ use std::fmt::Write as _;
 
 use wxcloudrun_exposition::{Exposition, Format, Label, MetricType, ParseError, parse};
 
-pub const TEXT: Format = Format::PrometheusText;
-pub const OM: Format = Format::OpenMetrics;
+pub(crate) const TEXT: Format = Format::PrometheusText;
+pub(crate) const OM: Format = Format::OpenMetrics;
 
-pub fn labels(labels: &[Label<'_>]) -> String {
+pub(crate) fn labels(labels: &[Label<'_>]) -> String {
     let inner: Vec<String> = labels
         .iter()
         .map(|l| format!("{}={:?}", l.name, l.value))
@@ -29,7 +29,7 @@ pub fn labels(labels: &[Label<'_>]) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
-pub fn render(exposition: &Exposition<'_>, format: Format) -> String {
+pub(crate) fn render(exposition: &Exposition<'_>, format: Format) -> String {
     let mut out = String::new();
     for family in &exposition.families {
         write!(
@@ -118,7 +118,7 @@ pub fn render(exposition: &Exposition<'_>, format: Format) -> String {
     out
 }
 
-pub fn outcome(result: Result<Exposition<'_>, ParseError>, format: Format) -> String {
+pub(crate) fn outcome(result: Result<Exposition<'_>, ParseError>, format: Format) -> String {
     match result {
         Ok(exposition) => render(&exposition, format),
         Err(e) => format!("error: {e}\n"),
@@ -126,7 +126,7 @@ pub fn outcome(result: Result<Exposition<'_>, ParseError>, format: Format) -> St
 }
 
 /// Runs a table of `(name, format, page, expected rendering)`; reports every mismatch at once.
-pub fn run_table(cases: &[(&str, Format, &str, &str)]) {
+pub(crate) fn run_table(cases: &[(&str, Format, &str, &str)]) {
     let mut failures = Vec::new();
     for &(name, format, page, expected) in cases {
         let actual = outcome(parse(page, format), format);

@@ -8,9 +8,10 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::cli::Cli;
 use super::file::{FileConfig, NumberOrText};
+use super::merge::{ConfigError, Loader};
 use super::units::{parse_bytes, parse_duration};
-use super::{Cli, ConfigError, Loader, from_cli};
 
 /// Where cgroup file systems are mounted in a container.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -160,41 +161,43 @@ pub(super) fn load(
     file: &FileConfig,
     scrape_interval: Duration,
 ) -> Result<MemorySettings, ConfigError> {
-    let env = loader.env;
     let root = loader
         .env("WXCLOUDRUN_SIDECAR_CGROUP_ROOT")
         .unwrap_or_else(|| CGROUP_ROOT.to_owned());
     let cgroup_limit_bytes = cgroup_memory_limit(Path::new(&root));
-    let memory_limit_bytes = loader.pick(
+    let memory_limit_bytes = loader.pick_flag(
         "memory_limit",
-        from_cli(
-            cli.memory_limit,
-            "--memory-limit",
-            "WXCLOUDRUN_SIDECAR_MEMORY_LIMIT",
-            env,
-        ),
+        ("--memory-limit", cli.memory_limit.clone()),
         file.memory_limit.clone(),
         parse_memory_limit,
         default_memory_limit(cgroup_limit_bytes),
     )?;
-    let queue_max_age = loader.pick(
+    let queue_max_age = loader.pick_flag(
         "queue_max_age",
-        from_cli(
-            cli.queue_max_age,
-            "--queue-max-age",
-            "WXCLOUDRUN_SIDECAR_QUEUE_MAX_AGE",
-            env,
-        ),
+        ("--queue-max-age", cli.queue_max_age.clone()),
         file.queue_max_age.clone(),
         parse_max_age,
         default_queue_max_age(scrape_interval),
     )?;
+    let scrape_limits = scrape_limits(loader, &cli, file)?;
+    Ok(MemorySettings {
+        memory_limit_bytes,
+        cgroup_limit_bytes,
+        scrape_limits,
+        queue_max_age,
+    })
+}
+
+/// Prometheus's per-scrape limits, each 0 (no limit) by default.
+fn scrape_limits(
+    loader: &mut Loader<'_>,
+    cli: &Flags,
+    file: &FileConfig,
+) -> Result<ScrapeLimits, ConfigError> {
     let text = |value: &Option<NumberOrText>| value.as_ref().map(NumberOrText::text);
     let mut count =
         |key: &str, flag: &'static str, value: &Option<String>, file: &Option<NumberOrText>| {
-            let var = format!("WXCLOUDRUN_SIDECAR_{}", key.to_ascii_uppercase());
-            let cli = from_cli(value.clone(), flag, &var, env);
-            loader.pick(key, cli, text(file), parse_count, 0)
+            loader.pick_flag(key, (flag, value.clone()), text(file), parse_count, 0)
         };
     let sample_limit = count(
         "sample_limit",
@@ -220,29 +223,19 @@ pub(super) fn load(
         &cli.label_value_length_limit,
         &file.label_value_length_limit,
     )?;
-    let body_size_limit_bytes = loader.pick(
+    let body_size_limit_bytes = loader.pick_flag(
         "body_size_limit",
-        from_cli(
-            cli.body_size_limit,
-            "--body-size-limit",
-            "WXCLOUDRUN_SIDECAR_BODY_SIZE_LIMIT",
-            env,
-        ),
+        ("--body-size-limit", cli.body_size_limit.clone()),
         text(&file.body_size_limit),
         parse_size_limit,
         0,
     )?;
-    Ok(MemorySettings {
-        memory_limit_bytes,
-        cgroup_limit_bytes,
-        scrape_limits: ScrapeLimits {
-            sample_limit,
-            label_limit,
-            label_name_length_limit,
-            label_value_length_limit,
-            body_size_limit_bytes,
-        },
-        queue_max_age,
+    Ok(ScrapeLimits {
+        sample_limit,
+        label_limit,
+        label_name_length_limit,
+        label_value_length_limit,
+        body_size_limit_bytes,
     })
 }
 

@@ -8,30 +8,41 @@
 //!   each `OTEL_EXPORTER_OTLP_METRICS_*` variant winning over the generic one.
 //! - [`print`]: `--check-config`, the effective configuration as TOML with every value's source
 //!   and secrets as `<secret>`.
+//!
+//! How: `merge` is the one precedence rule (and the origin of every value), `validate` the checks
+//! several keys share, [`memory`] the memory budget and per-scrape limits,
+//! `remote_write_backends` and `otlp_backend` resolve the exporters. [`Config::load`] reads them in
+//! that order.
 
 pub mod cli;
 mod file;
 pub mod memory;
+mod merge;
+mod otlp_backend;
 pub mod print;
+mod remote_write_backends;
 pub mod units;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
-use wxcloudrun_connect::otlp_env::{self, Compression, OtlpEnv, Protocol, Signal};
-use wxcloudrun_connect::secret::{SecretFile, redact_url};
-use wxcloudrun_connect::tls::TlsConfig;
+use wxcloudrun_connect::otlp_env;
 
 pub use cli::Cli;
+pub use merge::{ConfigError, Origin};
 pub use units::{parse_bytes, parse_duration};
 
-use crate::export::auth::{Auth, SecretSource};
-use crate::export::remote_write::{BoundSpelling, Relabel, RelabelRule};
+use crate::export::remote_write::BoundSpelling;
 use crate::export::{DEFAULT_QUEUE_MAX_BYTES, ExportConfig, OtlpConfig, RemoteWriteConfig};
-use file::{AuthorizationFile, BasicAuthFile, FileConfig, OtlpFile, RemoteWriteFile};
+use file::FileConfig;
+use merge::{Loader, error, positive_duration};
+use otlp_backend::otlp_backend;
+use remote_write_backends::remote_write_backends;
+use validate::{check_header, check_http_url, header_table, is_label_name, merge_headers, pairs};
 
 /// Exit code for bad configuration (`EX_USAGE`).
 pub const EXIT_CONFIG: i32 = 64;
@@ -52,47 +63,6 @@ pub const DEFAULT_SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9465";
 /// The smallest queue cap accepted.
 pub const MIN_QUEUE_MAX_BYTES: u64 = 64 << 10;
-
-/// A configuration error: the key and what is wrong with it.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid configuration: {key}: {reason}")]
-pub struct ConfigError {
-    /// The key as the user wrote it (`--scrape-timeout`, `remote_write[0].tls_config`, …).
-    pub key: String,
-    /// What is wrong.
-    pub reason: String,
-}
-
-fn error(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.into(),
-        reason: reason.into(),
-    }
-}
-
-/// Where a value came from, for `--check-config`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Origin {
-    /// A command-line flag.
-    Flag(&'static str),
-    /// An environment variable.
-    Env(String),
-    /// The `--config` file.
-    File,
-    /// The built-in default.
-    Default,
-}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Origin::Flag(flag) => write!(f, "flag {flag}"),
-            Origin::Env(var) => write!(f, "env {var}"),
-            Origin::File => f.write_str("file"),
-            Origin::Default => f.write_str("default"),
-        }
-    }
-}
 
 /// The validated configuration.
 #[derive(Clone, Debug)]
@@ -126,71 +96,6 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// Picks a flag's value and says where it came from: clap fills the field from the flag or its
-/// environment variable; which one is told by whether the variable holds that same value.
-fn from_cli(
-    value: Option<String>,
-    flag: &'static str,
-    var: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Option<(String, Origin)> {
-    let value = value.filter(|v| !v.trim().is_empty())?;
-    let origin = if env(var).as_deref() == Some(value.as_str()) {
-        Origin::Env(var.to_owned())
-    } else {
-        Origin::Flag(flag)
-    };
-    Some((value, origin))
-}
-
-/// Loading state: the environment and the origins found so far.
-struct Loader<'a> {
-    env: &'a dyn Fn(&str) -> Option<String>,
-    origins: BTreeMap<String, Origin>,
-    warnings: Vec<String>,
-}
-
-impl Loader<'_> {
-    fn env(&self, key: &str) -> Option<String> {
-        (self.env)(key).filter(|v| !v.trim().is_empty())
-    }
-
-    /// flag/env, else file, else default; records the origin under `key`.
-    fn pick<T>(
-        &mut self,
-        key: &str,
-        cli: Option<(String, Origin)>,
-        file: Option<String>,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-        default: T,
-    ) -> Result<T, ConfigError> {
-        let (text, origin) = match (cli, file) {
-            (Some((text, origin)), _) => (text, origin),
-            (None, Some(text)) => (text, Origin::File),
-            (None, None) => {
-                self.origins.insert(key.to_owned(), Origin::Default);
-                return Ok(default);
-            }
-        };
-        let shown = match &origin {
-            Origin::Flag(flag) => (*flag).to_owned(),
-            Origin::Env(var) => var.clone(),
-            _ => key.to_owned(),
-        };
-        let value = parse(&text).map_err(|reason| error(shown, reason))?;
-        self.origins.insert(key.to_owned(), origin);
-        Ok(value)
-    }
-}
-
-fn positive_duration(text: &str) -> Result<Duration, String> {
-    let parsed = parse_duration(text)?;
-    if parsed.is_zero() {
-        return Err("must be longer than zero".to_owned());
-    }
-    Ok(parsed)
-}
-
 impl Config {
     /// Parses flags (and their environment variables) from `args`, reads the file they name, and
     /// validates. `env` looks up the variables that have no flag of their own (`OTEL_*`,
@@ -198,105 +103,24 @@ impl Config {
     pub fn load(mut cli: Cli, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let memory_flags = memory::Flags::take(&mut cli);
         let env: &dyn Fn(&str) -> Option<String> = &env;
-        let file = match &cli.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|err| {
-                    error("--config", format!("cannot read {}: {err}", path.display()))
-                })?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|err| error("--config", format!("{}: {err}", path.display())))?
-            }
-            None => FileConfig::default(),
-        };
-        let mut loader = Loader {
-            env,
-            origins: BTreeMap::new(),
-            warnings: Vec::new(),
-        };
+        let file = read_file(cli.config.as_deref())?;
+        let mut loader = Loader::new(env);
 
-        let scrape_url = loader.pick(
-            "scrape_url",
-            from_cli(
-                cli.scrape_url,
-                "--scrape-url",
-                "WXCLOUDRUN_SIDECAR_SCRAPE_URL",
-                env,
-            ),
-            file.scrape_url.clone(),
-            |url| check_http_url(url).map(|()| url.to_owned()),
-            DEFAULT_SCRAPE_URL.to_owned(),
-        )?;
-        let scrape_interval = loader.pick(
-            "scrape_interval",
-            from_cli(
-                cli.scrape_interval,
-                "--scrape-interval",
-                "WXCLOUDRUN_SIDECAR_SCRAPE_INTERVAL",
-                env,
-            ),
-            file.scrape_interval.clone(),
-            positive_duration,
-            DEFAULT_SCRAPE_INTERVAL,
-        )?;
-        let scrape_timeout = loader.pick(
-            "scrape_timeout",
-            from_cli(
-                cli.scrape_timeout,
-                "--scrape-timeout",
-                "WXCLOUDRUN_SIDECAR_SCRAPE_TIMEOUT",
-                env,
-            ),
-            file.scrape_timeout.clone(),
-            positive_duration,
-            DEFAULT_SCRAPE_TIMEOUT.min(scrape_interval.mul_f64(0.8)),
-        )?;
-        if scrape_timeout >= scrape_interval {
-            return Err(error(
-                "--scrape-timeout",
-                format!(
-                    "{scrape_timeout:?} must be shorter than the scrape interval {scrape_interval:?}"
-                ),
-            ));
-        }
-        let shutdown_budget = loader.pick(
-            "shutdown_budget",
-            from_cli(
-                cli.shutdown_budget,
-                "--shutdown-budget",
-                "WXCLOUDRUN_SIDECAR_SHUTDOWN_BUDGET",
-                env,
-            ),
-            file.shutdown_budget.clone(),
-            positive_duration,
-            DEFAULT_SHUTDOWN_BUDGET,
-        )?;
-        let queue_max_bytes = loader.pick(
+        let schedule = schedule(&mut loader, &mut cli, &file)?;
+        let queue_max_bytes = loader.pick_flag(
             "queue_max_bytes",
-            from_cli(
-                cli.queue_max_bytes,
-                "--queue-max-bytes",
-                "WXCLOUDRUN_SIDECAR_QUEUE_MAX_BYTES",
-                env,
-            ),
+            ("--queue-max-bytes", cli.queue_max_bytes.take()),
             file.queue_max_bytes.clone(),
-            |text| {
-                let bytes = parse_bytes(text)?;
-                if bytes < MIN_QUEUE_MAX_BYTES {
-                    return Err("must be at least 64KiB".to_owned());
-                }
-                Ok(bytes)
+            |text| match parse_bytes(text)? {
+                bytes if bytes < MIN_QUEUE_MAX_BYTES => Err("must be at least 64KiB".to_owned()),
+                bytes => Ok(bytes),
             },
             DEFAULT_QUEUE_MAX_BYTES,
         )?;
-        let memory = memory::load(&mut loader, memory_flags, &file, scrape_interval)?;
-        let bound_spelling = loader.pick(
+        let memory = memory::load(&mut loader, memory_flags, &file, schedule.scrape_interval)?;
+        let bound_spelling = loader.pick_flag(
             "bound_spelling",
-            from_cli(
-                cli.bound_spelling,
-                "--bound-spelling",
-                "WXCLOUDRUN_SIDECAR_BOUND_SPELLING",
-                env,
-            ),
+            ("--bound-spelling", cli.bound_spelling.take()),
             file.bound_spelling.clone(),
             |text| {
                 BoundSpelling::parse(text)
@@ -304,14 +128,9 @@ impl Config {
             },
             BoundSpelling::default(),
         )?;
-        let admin_addr = loader.pick(
+        let admin_addr = loader.pick_flag(
             "admin_addr",
-            from_cli(
-                cli.admin_addr,
-                "--admin-addr",
-                "WXCLOUDRUN_SIDECAR_ADMIN_ADDR",
-                env,
-            ),
+            ("--admin-addr", cli.admin_addr.take()),
             file.admin_addr.clone(),
             |text| {
                 text.parse::<SocketAddr>()
@@ -321,44 +140,14 @@ impl Config {
                 .parse()
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9465))),
         )?;
-
-        // Headers on every exporter: flags (or their variable) replace the file's.
-        let mut common_headers = pairs("--header", &cli.headers)?;
-        if common_headers.is_empty() {
-            common_headers = file
-                .header
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-        }
-        for (name, value) in &common_headers {
-            check_header("--header", name, value)?;
-        }
-
         let labels = labels(&mut loader, &cli.labels, file.label.as_ref())?;
-
-        let mut remote_write = remote_write_backends(&mut loader, &cli.remote_write_url, &file)?;
-        for backend in &mut remote_write {
-            backend.headers = merge_headers(&common_headers, &backend.headers);
-            backend.bound_spelling = bound_spelling;
-        }
-        let otlp = otlp_backend(
-            &mut loader,
-            cli.otlp_endpoint,
-            cli.otlp_protocol,
-            &file,
-            &labels,
-        )?
-        .map(|mut otlp| {
-            otlp.headers = merge_headers(&common_headers, &otlp.headers);
-            otlp
-        });
+        let (remote_write, otlp) =
+            exporters(&mut loader, &mut cli, &file, &labels, bound_spelling)?;
 
         Ok(Config {
-            scrape_url,
-            scrape_interval,
-            scrape_timeout,
+            scrape_url: schedule.scrape_url,
+            scrape_interval: schedule.scrape_interval,
+            scrape_timeout: schedule.scrape_timeout,
             export: ExportConfig {
                 remote_write,
                 otlp,
@@ -366,7 +155,7 @@ impl Config {
                 queue_max_age: memory.queue_max_age,
             },
             labels,
-            shutdown_budget,
+            shutdown_budget: schedule.shutdown_budget,
             bound_spelling,
             memory,
             admin_addr,
@@ -376,6 +165,111 @@ impl Config {
             warnings: loader.warnings,
         })
     }
+}
+
+/// The `--config` file, or an empty one.
+fn read_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| error("--config", format!("cannot read {}: {err}", path.display())))?;
+    toml::from_str::<FileConfig>(&text)
+        .map_err(|err| error("--config", format!("{}: {err}", path.display())))
+}
+
+/// What to scrape, how often, for how long, and how long the shutdown may take.
+struct Schedule {
+    scrape_url: String,
+    scrape_interval: Duration,
+    scrape_timeout: Duration,
+    shutdown_budget: Duration,
+}
+
+/// The [`Schedule`]: the scrape timeout defaults to min(5 s, 0.8 × the interval) and must be
+/// shorter than the interval.
+fn schedule(
+    loader: &mut Loader<'_>,
+    cli: &mut Cli,
+    file: &FileConfig,
+) -> Result<Schedule, ConfigError> {
+    let scrape_url = loader.pick_flag(
+        "scrape_url",
+        ("--scrape-url", cli.scrape_url.take()),
+        file.scrape_url.clone(),
+        |url| check_http_url(url).map(|()| url.to_owned()),
+        DEFAULT_SCRAPE_URL.to_owned(),
+    )?;
+    let scrape_interval = loader.pick_flag(
+        "scrape_interval",
+        ("--scrape-interval", cli.scrape_interval.take()),
+        file.scrape_interval.clone(),
+        positive_duration,
+        DEFAULT_SCRAPE_INTERVAL,
+    )?;
+    let scrape_timeout = loader.pick_flag(
+        "scrape_timeout",
+        ("--scrape-timeout", cli.scrape_timeout.take()),
+        file.scrape_timeout.clone(),
+        positive_duration,
+        DEFAULT_SCRAPE_TIMEOUT.min(scrape_interval.mul_f64(0.8)),
+    )?;
+    if scrape_timeout >= scrape_interval {
+        return Err(error(
+            "--scrape-timeout",
+            format!(
+                "{scrape_timeout:?} must be shorter than the scrape interval {scrape_interval:?}"
+            ),
+        ));
+    }
+    let shutdown_budget = loader.pick_flag(
+        "shutdown_budget",
+        ("--shutdown-budget", cli.shutdown_budget.take()),
+        file.shutdown_budget.clone(),
+        positive_duration,
+        DEFAULT_SHUTDOWN_BUDGET,
+    )?;
+    Ok(Schedule {
+        scrape_url,
+        scrape_interval,
+        scrape_timeout,
+        shutdown_budget,
+    })
+}
+
+/// The remote-write backends and the OTLP one, each with the headers for every exporter
+/// (`--header`, or its variable, replacing the file's) under its own.
+fn exporters(
+    loader: &mut Loader<'_>,
+    cli: &mut Cli,
+    file: &FileConfig,
+    labels: &[(String, String)],
+    bound_spelling: BoundSpelling,
+) -> Result<(Vec<RemoteWriteConfig>, Option<OtlpConfig>), ConfigError> {
+    let mut common_headers = pairs("--header", &cli.headers)?;
+    for (name, value) in &common_headers {
+        check_header("--header", name, value)?;
+    }
+    if common_headers.is_empty() {
+        common_headers = header_table("--header", file.header.as_ref())?;
+    }
+    let mut remote_write = remote_write_backends(loader, &cli.remote_write_url, file)?;
+    for backend in &mut remote_write {
+        backend.headers = merge_headers(&common_headers, &backend.headers);
+        backend.bound_spelling = bound_spelling;
+    }
+    let otlp = otlp_backend(
+        loader,
+        cli.otlp_endpoint.take(),
+        cli.otlp_protocol.take(),
+        file,
+        labels,
+    )?
+    .map(|mut otlp| {
+        otlp.headers = merge_headers(&common_headers, &otlp.headers);
+        otlp
+    });
+    Ok((remote_write, otlp))
 }
 
 /// `instance` (host name), `wx_env`, `wx_service`, then the static labels, sorted; empty values
@@ -412,473 +306,7 @@ fn labels(
     labels.retain(|_, value| !value.is_empty());
     Ok(labels.into_iter().collect())
 }
-
-/// `--remote-write-url` (or its variable) as plain backends, replacing the file's; else the
-/// file's `remote_write_url` list and `[[remote_write]]` blocks.
-fn remote_write_backends(
-    loader: &mut Loader<'_>,
-    cli_urls: &[String],
-    file: &FileConfig,
-) -> Result<Vec<RemoteWriteConfig>, ConfigError> {
-    let cli_urls: Vec<&String> = cli_urls.iter().filter(|u| !u.trim().is_empty()).collect();
-    let mut backends = Vec::new();
-    if !cli_urls.is_empty() {
-        let var = "WXCLOUDRUN_SIDECAR_REMOTE_WRITE_URL";
-        let joined: Vec<&str> = cli_urls.iter().map(|u| u.as_str()).collect();
-        let origin = if loader.env(var) == Some(joined.join(",")) {
-            Origin::Env(var.to_owned())
-        } else {
-            Origin::Flag("--remote-write-url")
-        };
-        for url in cli_urls {
-            check_http_url(url).map_err(|reason| error("--remote-write-url", reason))?;
-            let index = backends.len();
-            loader
-                .origins
-                .insert(format!("remote_write[{index}]"), origin.clone());
-            backends.push(RemoteWriteConfig::new(
-                RemoteWriteConfig::default_name(index),
-                url.trim(),
-            ));
-        }
-        return Ok(backends);
-    }
-    let simple = file
-        .remote_write_url
-        .as_ref()
-        .map(file::OneOrMany::to_vec)
-        .unwrap_or_default();
-    for url in simple.iter().filter(|u| !u.trim().is_empty()) {
-        check_http_url(url).map_err(|reason| error("remote_write_url", reason))?;
-        let index = backends.len();
-        loader
-            .origins
-            .insert(format!("remote_write[{index}]"), Origin::File);
-        backends.push(RemoteWriteConfig::new(
-            RemoteWriteConfig::default_name(index),
-            url.trim(),
-        ));
-    }
-    for block in file.remote_write.iter().flatten() {
-        let index = backends.len();
-        let backend = remote_write_block(index, block)?;
-        loader
-            .origins
-            .insert(format!("remote_write[{index}]"), Origin::File);
-        backends.push(backend);
-    }
-    Ok(backends)
-}
-
-fn remote_write_block(
-    index: usize,
-    block: &RemoteWriteFile,
-) -> Result<RemoteWriteConfig, ConfigError> {
-    let key = |field: &str| format!("remote_write[{index}].{field}");
-    check_http_url(&block.url).map_err(|reason| error(key("url"), reason))?;
-    let name = match &block.name {
-        Some(name) if is_label_value_safe(name) => name.clone(),
-        Some(name) => {
-            return Err(error(
-                key("name"),
-                format!("{name:?} must be letters, digits, '_' or '-'"),
-            ));
-        }
-        None => RemoteWriteConfig::default_name(index),
-    };
-    let mut backend = RemoteWriteConfig::new(name, block.url.trim());
-    if let Some(timeout) = &block.remote_timeout {
-        backend.remote_timeout =
-            positive_duration(timeout).map_err(|reason| error(key("remote_timeout"), reason))?;
-    }
-    backend.headers = block
-        .headers
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    for (name, value) in &backend.headers {
-        check_header(&key("headers"), name, value)?;
-    }
-    backend.auth = auth(
-        &key(""),
-        block.basic_auth.as_ref(),
-        block.authorization.as_ref(),
-    )?;
-    backend.tls = block.tls_config.clone().unwrap_or_default();
-    check_tls(&key("tls_config"), &backend.tls)?;
-    let mut rules = Vec::new();
-    for (i, rule) in block.write_relabel_configs.iter().flatten().enumerate() {
-        rules.push(
-            RelabelRule::new(
-                rule.action.as_deref(),
-                rule.source_labels.clone(),
-                rule.separator.as_deref(),
-                rule.regex.as_deref(),
-            )
-            .map_err(|reason| error(key(&format!("write_relabel_configs[{i}]")), reason))?,
-        );
-    }
-    backend.relabel = Relabel::new(rules);
-    Ok(backend)
-}
-
-/// `basic_auth` or `authorization` (not both), each with a value or a file (not both).
-fn auth(
-    prefix: &str,
-    basic: Option<&BasicAuthFile>,
-    authorization: Option<&AuthorizationFile>,
-) -> Result<Auth, ConfigError> {
-    let source = |key: String,
-                  inline: Option<&wxcloudrun_connect::secret::Secret>,
-                  path: Option<&std::path::PathBuf>| {
-        match (inline, path) {
-            (Some(secret), None) => Ok(SecretSource::Inline(secret.clone())),
-            (None, Some(path)) => SecretFile::open(path)
-                .map(|file| SecretSource::File(Arc::new(file)))
-                .map_err(|err| error(key, format!("cannot read {}: {err}", path.display()))),
-            (Some(_), Some(_)) => Err(error(key, "give the value or the file, not both")),
-            (None, None) => Err(error(key, "needs a value or a file")),
-        }
-    };
-    match (basic, authorization) {
-        (Some(_), Some(_)) => Err(error(
-            format!("{prefix}basic_auth"),
-            "basic_auth and authorization cannot both be set",
-        )),
-        (Some(basic), None) => Ok(Auth::Basic {
-            username: basic.username.clone(),
-            password: source(
-                format!("{prefix}basic_auth.password"),
-                basic.password.as_ref(),
-                basic.password_file.as_ref(),
-            )?,
-        }),
-        (None, Some(authorization)) => Ok(Auth::Authorization {
-            scheme: authorization
-                .scheme
-                .clone()
-                .filter(|s| !s.trim().is_empty())
-                .unwrap_or_else(|| "Bearer".to_owned()),
-            credentials: source(
-                format!("{prefix}authorization.credentials"),
-                authorization.credentials.as_ref(),
-                authorization.credentials_file.as_ref(),
-            )?,
-        }),
-        (None, None) => Ok(Auth::None),
-    }
-}
-
-/// The TLS files must be usable now, not at the first push.
-fn check_tls(key: &str, tls: &TlsConfig) -> Result<(), ConfigError> {
-    tls.client_config(&[])
-        .map(|_| ())
-        .map_err(|err| error(key, err.to_string()))
-}
-
-/// The OTLP backend: flag > `OTEL_EXPORTER_OTLP_METRICS_*` > `OTEL_EXPORTER_OTLP_*` > file, field
-/// by field. `OTEL_METRICS_EXPORTER=none` turns it off unless `--otlp-endpoint` is given.
-fn otlp_backend(
-    loader: &mut Loader<'_>,
-    cli_endpoint: Option<String>,
-    cli_protocol: Option<String>,
-    file: &FileConfig,
-    labels: &[(String, String)],
-) -> Result<Option<OtlpConfig>, ConfigError> {
-    let env_error = |err: otlp_env::EnvError| error(err.variable.clone(), err.reason.clone());
-    let from_env = OtlpEnv::read(Signal::Metrics, loader.env).map_err(env_error)?;
-    let enabled = otlp_env::exporter_enabled(Signal::Metrics, loader.env).map_err(env_error)?;
-    let block = file.otlp.as_ref();
-    let default_block = OtlpFile::default();
-    let block_or_default = block.unwrap_or(&default_block);
-    let env_origin = |field: &str| {
-        from_env
-            .origin(field)
-            .map_or(Origin::Default, |var| Origin::Env(var.to_owned()))
-    };
-
-    let (protocol, protocol_origin) = match (
-        cli_protocol.filter(|p| !p.trim().is_empty()),
-        from_env.protocol,
-        block_or_default
-            .protocol
-            .as_ref()
-            .or(file.otlp_protocol.as_ref()),
-    ) {
-        (Some(text), ..) => (
-            parse_protocol("--otlp-protocol", &text)?,
-            Origin::Flag("--otlp-protocol"),
-        ),
-        (None, Some(protocol), _) => (protocol, env_origin("protocol")),
-        (None, None, Some(text)) => (parse_protocol("otlp.protocol", text)?, Origin::File),
-        (None, None, None) => (Protocol::HttpProtobuf, Origin::Default),
-    };
-    let cli_endpoint = cli_endpoint.filter(|e| !e.trim().is_empty());
-    let file_endpoint = block_or_default
-        .endpoint
-        .clone()
-        .or_else(|| file.otlp_endpoint.clone())
-        .filter(|e| !e.trim().is_empty());
-    let from_flag = cli_endpoint.is_some();
-    let (endpoint, endpoint_origin) = match (cli_endpoint, &from_env.endpoint, file_endpoint) {
-        (Some(base), ..) => (otlp_url(&base, protocol), Origin::Flag("--otlp-endpoint")),
-        (None, Some(url), _) => {
-            // The variable was resolved for http/protobuf; gRPC takes the base as is.
-            let url = match (protocol, from_env.origin("endpoint")) {
-                (Protocol::Grpc, Some("OTEL_EXPORTER_OTLP_ENDPOINT")) => {
-                    url.trim_end_matches("/v1/metrics").to_owned()
-                }
-                _ => url.clone(),
-            };
-            (url, env_origin("endpoint"))
-        }
-        (None, None, Some(base)) => (otlp_url(&base, protocol), Origin::File),
-        (None, None, None) => return Ok(None),
-    };
-    if !enabled && !from_flag {
-        loader.warnings.push(format!(
-            "OTEL_METRICS_EXPORTER=none: metrics are not sent to the OTLP endpoint {}",
-            redact_url(&endpoint)
-        ));
-        loader.origins.insert(
-            "otlp".to_owned(),
-            Origin::Env("OTEL_METRICS_EXPORTER".to_owned()),
-        );
-        return Ok(None);
-    }
-    check_http_url(&endpoint).map_err(|reason| error(endpoint_origin.to_string(), reason))?;
-    let mut otlp = OtlpConfig::new(endpoint, protocol);
-    loader
-        .origins
-        .insert("otlp.endpoint".to_owned(), endpoint_origin);
-    loader
-        .origins
-        .insert("otlp.protocol".to_owned(), protocol_origin);
-
-    otlp.compression = match (from_env.compression, &block_or_default.compression) {
-        (Some(compression), _) => {
-            loader
-                .origins
-                .insert("otlp.compression".into(), env_origin("compression"));
-            compression
-        }
-        (None, Some(text)) => {
-            loader
-                .origins
-                .insert("otlp.compression".into(), Origin::File);
-            match text.as_str() {
-                "gzip" => Compression::Gzip,
-                "none" => Compression::None,
-                other => {
-                    return Err(error(
-                        "otlp.compression",
-                        format!("{other:?} is not supported (gzip, none)"),
-                    ));
-                }
-            }
-        }
-        (None, None) => Compression::None,
-    };
-    otlp.timeout = match (from_env.timeout, &block_or_default.timeout) {
-        (Some(timeout), _) => {
-            loader
-                .origins
-                .insert("otlp.timeout".into(), env_origin("timeout"));
-            timeout
-        }
-        (None, Some(text)) => {
-            loader.origins.insert("otlp.timeout".into(), Origin::File);
-            positive_duration(text).map_err(|reason| error("otlp.timeout", reason))?
-        }
-        (None, None) => crate::export::otlp::DEFAULT_TIMEOUT,
-    };
-    if otlp.timeout.is_zero() {
-        return Err(error(env_origin("timeout").to_string(), "must be above 0"));
-    }
-    // Headers: the file's, then the variables', replacing same-named ones.
-    let file_headers: Vec<(String, String)> = block_or_default
-        .headers
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    for (name, value) in &file_headers {
-        check_header("otlp.headers", name, value)?;
-    }
-    otlp.headers = merge_headers(&file_headers, &from_env.headers);
-    if !from_env.headers.is_empty() {
-        loader
-            .origins
-            .insert("otlp.headers".into(), env_origin("headers"));
-    } else if !file_headers.is_empty() {
-        loader.origins.insert("otlp.headers".into(), Origin::File);
-    }
-    otlp.auth = auth(
-        "otlp.",
-        block_or_default.basic_auth.as_ref(),
-        block_or_default.authorization.as_ref(),
-    )?;
-    // TLS: each file given by a variable replaces the file's.
-    let mut tls = block_or_default.tls_config.clone().unwrap_or_default();
-    let env_tls = from_env.tls();
-    if env_tls.ca_file.is_some() {
-        tls.ca_file = env_tls.ca_file;
-        loader
-            .origins
-            .insert("otlp.tls_config.ca_file".into(), env_origin("certificate"));
-    }
-    if env_tls.cert_file.is_some() {
-        tls.cert_file = env_tls.cert_file;
-        loader.origins.insert(
-            "otlp.tls_config.cert_file".into(),
-            env_origin("client_certificate"),
-        );
-    }
-    if env_tls.key_file.is_some() {
-        tls.key_file = env_tls.key_file;
-        loader
-            .origins
-            .insert("otlp.tls_config.key_file".into(), env_origin("client_key"));
-    }
-    check_tls("otlp.tls_config", &tls)?;
-    otlp.tls = tls;
-    if from_env.insecure == Some(true) && otlp.endpoint.starts_with("https://") {
-        loader.warnings.push(
-            "OTEL_EXPORTER_OTLP_INSECURE=true is ignored for an https:// endpoint: the scheme decides".to_owned(),
-        );
-    }
-
-    // Resource: what the sidecar knows, then the file's, then OTEL_RESOURCE_ATTRIBUTES.
-    let label = |key: &str| {
-        labels
-            .iter()
-            .find(|(name, _)| name == key)
-            .map(|(_, v)| v.clone())
-    };
-    let mut resource: BTreeMap<String, String> = BTreeMap::new();
-    resource.insert(
-        "service.name".to_owned(),
-        label("wx_service").unwrap_or_else(|| "unknown_service".to_owned()),
-    );
-    if let Some(instance) = label("instance") {
-        resource.insert("service.instance.id".to_owned(), instance.clone());
-        resource.insert("host.name".to_owned(), instance);
-    }
-    if let Some(env_id) = label("wx_env") {
-        resource.insert("wx.env".to_owned(), env_id);
-        resource.insert("cloud.provider".to_owned(), "tencent_cloud".to_owned());
-        resource.insert("cloud.platform".to_owned(), "tencent_cloud_eks".to_owned());
-    }
-    if let Some(extra) = &block_or_default.resource_attributes {
-        resource.extend(extra.clone());
-        loader
-            .origins
-            .insert("otlp.resource_attributes".into(), Origin::File);
-    }
-    let (from_variable, warnings) = otlp_env::resource_attributes(loader.env);
-    if !from_variable.is_empty() {
-        loader.origins.insert(
-            "otlp.resource_attributes".into(),
-            Origin::Env("OTEL_RESOURCE_ATTRIBUTES".to_owned()),
-        );
-    }
-    resource.extend(from_variable);
-    loader.warnings.extend(warnings);
-    // `service.name` first, as before; the rest sorted.
-    let service = resource.remove("service.name");
-    otlp.resource = service
-        .map(|name| ("service.name".to_owned(), name))
-        .into_iter()
-        .chain(resource)
-        .collect();
-    Ok(Some(otlp))
-}
-
-fn parse_protocol(key: &str, text: &str) -> Result<Protocol, ConfigError> {
-    match text.trim() {
-        "grpc" => Ok(Protocol::Grpc),
-        "http/protobuf" => Ok(Protocol::HttpProtobuf),
-        other => Err(error(
-            key,
-            format!("{other:?} is not grpc or http/protobuf"),
-        )),
-    }
-}
-
-/// `base` first, then `overrides`, replacing headers of the same name (case-insensitive).
-fn merge_headers(
-    base: &[(String, String)],
-    overrides: &[(String, String)],
-) -> Vec<(String, String)> {
-    let mut merged: Vec<(String, String)> = base
-        .iter()
-        .filter(|(name, _)| !overrides.iter().any(|(o, _)| o.eq_ignore_ascii_case(name)))
-        .cloned()
-        .collect();
-    merged.extend(overrides.iter().cloned());
-    merged
-}
-
-fn check_header(key: &str, name: &str, value: &str) -> Result<(), ConfigError> {
-    http::HeaderName::try_from(name)
-        .map_err(|_| error(key, format!("{name:?} is not a header name")))?;
-    http::HeaderValue::try_from(value)
-        .map_err(|_| error(key, format!("the value of {name} is not valid")))?;
-    Ok(())
-}
-
-/// `http://collector:4318` → `http://collector:4318/v1/metrics` for HTTP; gRPC takes the base.
-fn otlp_url(base: &str, protocol: Protocol) -> String {
-    let base = base.trim().trim_end_matches('/');
-    if protocol == Protocol::Grpc || base.ends_with("/v1/metrics") {
-        base.to_owned()
-    } else {
-        format!("{base}/v1/metrics")
-    }
-}
-
-/// An `http(s)://` URL with a host; the message never repeats userinfo.
-fn check_http_url(url: &str) -> Result<(), String> {
-    let shown = redact_url(url);
-    let uri: http::Uri = url
-        .trim()
-        .parse()
-        .map_err(|err| format!("{shown:?} is not a URL: {err}"))?;
-    match (uri.scheme_str(), uri.host()) {
-        (Some("http" | "https"), Some(_)) => Ok(()),
-        _ => Err(format!("{shown:?} is not an http(s) URL")),
-    }
-}
-
-fn pairs(key: &str, values: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
-    values
-        .iter()
-        .filter(|value| !value.trim().is_empty())
-        .map(|value| match value.split_once('=') {
-            Some((name, value)) if !name.trim().is_empty() => {
-                Ok((name.trim().to_owned(), value.trim().to_owned()))
-            }
-            _ => Err(error(key, "an entry is not NAME=VALUE")),
-        })
-        .collect()
-}
-
-fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-fn is_label_value_safe(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
+/// The kernel's host name, when `HOSTNAME` is not set.
 fn hostname() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -891,7 +319,7 @@ mod tests {
     use clap::Parser as _;
 
     use super::*;
-    use crate::export::OtlpProtocol;
+    use crate::export::{Compression, OtlpProtocol};
 
     fn load(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let env: BTreeMap<String, String> = env
@@ -911,6 +339,31 @@ mod tests {
         let mut all = vec!["--config", path.to_str().unwrap()];
         all.extend_from_slice(args);
         load(&all, env)
+    }
+
+    /// `Loader::pick_flag` names a flag's variable `WXCLOUDRUN_SIDECAR_<KEY>`, the key being
+    /// the long flag with `_` for `-`: clap must read the same variable. (Lists — `--header`,
+    /// `--label`, `--remote-write-url` — are read apart, and their variables are plural.)
+    #[test]
+    fn every_flag_variable_is_named_after_its_flag() {
+        use clap::CommandFactory as _;
+        let command = Cli::command();
+        let mut checked = 0;
+        for arg in command.get_arguments() {
+            let (Some(long), Some(var)) = (arg.get_long(), arg.get_env()) else {
+                continue;
+            };
+            if !matches!(arg.get_action(), clap::ArgAction::Set) {
+                continue;
+            }
+            let expected = format!(
+                "WXCLOUDRUN_SIDECAR_{}",
+                long.replace('-', "_").to_uppercase()
+            );
+            assert_eq!(var.to_str(), Some(expected.as_str()), "--{long}");
+            checked += 1;
+        }
+        assert!(checked >= 10, "only {checked} flags with a variable");
     }
 
     #[test]

@@ -20,80 +20,82 @@ pub fn render(config: &Config) -> String {
         "# wxcloudrun-sidecar: the effective configuration. Secrets are shown as <secret>;\n\
          # after each value, where it came from (flag, env, file, default).\n",
     );
-    let origin = |key: &str| {
-        config
-            .origins
-            .get(key)
-            .map_or_else(|| Origin::Default.to_string(), Origin::to_string)
-    };
-    let mut line = |key: &str, value: String, from: String| {
-        let _ = writeln!(out, "{key} = {value}  # {from}");
-    };
+    write_settings(&mut out, config);
+    write_remote_write(&mut out, config);
+    write_otlp(&mut out, config);
+    for warning in &config.warnings {
+        let _ = writeln!(out, "# warning: {warning}");
+    }
+    out
+}
+
+/// `key = value  # from`.
+fn line(out: &mut String, key: &str, value: String, from: String) {
+    let _ = writeln!(out, "{key} = {value}  # {from}");
+}
+
+/// Where the value of `key` came from, as printed after it.
+fn origin(config: &Config, key: &str) -> String {
+    config
+        .origins
+        .get(key)
+        .map_or_else(|| Origin::Default.to_string(), Origin::to_string)
+}
+
+/// The top-level keys, and the wrapped app as a comment.
+fn write_settings(out: &mut String, config: &Config) {
+    let origin = |key: &str| origin(config, key);
     line(
+        out,
         "scrape_url",
         quote(&redact_url(&config.scrape_url)),
         origin("scrape_url"),
     );
     line(
+        out,
         "scrape_interval",
         quote(&format_duration(config.scrape_interval)),
         origin("scrape_interval"),
     );
     line(
+        out,
         "scrape_timeout",
         quote(&format_duration(config.scrape_timeout)),
         origin("scrape_timeout"),
     );
     line(
+        out,
         "shutdown_budget",
         quote(&format_duration(config.shutdown_budget)),
         origin("shutdown_budget"),
     );
     line(
+        out,
         "queue_max_bytes",
         quote(&config.export.queue_max_bytes.to_string()),
         origin("queue_max_bytes"),
     );
     line(
+        out,
         "queue_max_age",
         quote(&format_duration(config.memory.queue_max_age)),
         origin("queue_max_age"),
     );
-    let memory = &config.memory;
-    let cgroup = memory.cgroup_limit_bytes.map_or_else(
-        || "no cgroup limit".to_owned(),
-        |bytes| format!("cgroup limit {bytes}"),
-    );
+    write_memory(out, config);
     line(
-        "memory_limit",
-        quote(&memory.memory_limit_bytes.to_string()),
-        format!("{}, {cgroup}", origin("memory_limit")),
-    );
-    let limits = &memory.scrape_limits;
-    for (key, value) in [
-        ("sample_limit", limits.sample_limit),
-        ("label_limit", limits.label_limit),
-        ("label_name_length_limit", limits.label_name_length_limit),
-        ("label_value_length_limit", limits.label_value_length_limit),
-    ] {
-        line(key, value.to_string(), origin(key));
-    }
-    line(
-        "body_size_limit",
-        quote(&limits.body_size_limit_bytes.to_string()),
-        origin("body_size_limit"),
-    );
-    line(
+        out,
         "bound_spelling",
         quote(config.bound_spelling.as_str()),
         origin("bound_spelling"),
     );
     line(
+        out,
         "admin_addr",
         quote(&config.admin_addr.to_string()),
         origin("admin_addr"),
     );
     line(
+        out,
         "label",
         table(config.labels.iter().map(|(k, v)| (k.as_str(), v.clone()))),
         "HOSTNAME, CBR_ENV_ID, WXCLOUDRUN_SERVICE / OTEL_SERVICE_NAME, --label".to_owned(),
@@ -106,12 +108,46 @@ pub fn render(config: &Config) -> String {
             .collect();
         let _ = writeln!(out, "# wrapped app: {command:?}");
     }
+}
 
+/// The memory budget and Prometheus's per-scrape limits.
+fn write_memory(out: &mut String, config: &Config) {
+    let origin = |key: &str| origin(config, key);
+    let memory = &config.memory;
+    let cgroup = memory.cgroup_limit_bytes.map_or_else(
+        || "no cgroup limit".to_owned(),
+        |bytes| format!("cgroup limit {bytes}"),
+    );
+    line(
+        out,
+        "memory_limit",
+        quote(&memory.memory_limit_bytes.to_string()),
+        format!("{}, {cgroup}", origin("memory_limit")),
+    );
+    let limits = &memory.scrape_limits;
+    for (key, value) in [
+        ("sample_limit", limits.sample_limit),
+        ("label_limit", limits.label_limit),
+        ("label_name_length_limit", limits.label_name_length_limit),
+        ("label_value_length_limit", limits.label_value_length_limit),
+    ] {
+        line(out, key, value.to_string(), origin(key));
+    }
+    line(
+        out,
+        "body_size_limit",
+        quote(&limits.body_size_limit_bytes.to_string()),
+        origin("body_size_limit"),
+    );
+}
+
+/// One `[[remote_write]]` block per backend.
+fn write_remote_write(out: &mut String, config: &Config) {
     for (index, backend) in config.export.remote_write.iter().enumerate() {
         let _ = writeln!(
             out,
             "\n[[remote_write]]  # {}",
-            origin(&format!("remote_write[{index}]"))
+            origin(config, &format!("remote_write[{index}]"))
         );
         let _ = writeln!(out, "name = {}", quote(&backend.name));
         let _ = writeln!(out, "url = {}", quote(&redact_url(&backend.url)));
@@ -120,10 +156,14 @@ pub fn render(config: &Config) -> String {
             "remote_timeout = {}",
             quote(&format_duration(backend.remote_timeout))
         );
-        write_common(&mut out, &backend.headers, &backend.auth, &backend.tls);
-        write_relabel(&mut out, &backend.relabel);
+        write_common(out, &backend.headers, &backend.auth, &backend.tls);
+        write_relabel(out, &backend.relabel);
     }
+}
 
+/// The `[otlp]` block, or a comment saying why it is off.
+fn write_otlp(out: &mut String, config: &Config) {
+    let origin = |key: &str| origin(config, key);
     match &config.export.otlp {
         Some(otlp) => {
             let _ = writeln!(out, "\n[otlp]");
@@ -159,7 +199,7 @@ pub fn render(config: &Config) -> String {
                 quote(&format_duration(otlp.timeout)),
                 origin("otlp.timeout")
             );
-            write_common(&mut out, &otlp.headers, &otlp.auth, &otlp.tls);
+            write_common(out, &otlp.headers, &otlp.auth, &otlp.tls);
             let _ = writeln!(
                 out,
                 "resource_attributes = {}  # {}",
@@ -172,12 +212,9 @@ pub fn render(config: &Config) -> String {
         }
         None => {}
     }
-    for warning in &config.warnings {
-        let _ = writeln!(out, "# warning: {warning}");
-    }
-    out
 }
 
+/// `headers`, the credentials and `tls_config`, secrets as `<secret>`.
 fn write_common(out: &mut String, headers: &[(String, String)], auth: &Auth, tls: &TlsConfig) {
     if !headers.is_empty() {
         let _ = writeln!(

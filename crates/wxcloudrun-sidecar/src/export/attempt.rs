@@ -105,26 +105,26 @@ pub(crate) enum Attempt {
     /// Worth retrying, after `after` if the backend said so.
     Retry {
         after: Option<Duration>,
-        failure: Failure,
+        failure: AttemptFailure,
     },
     /// Refused for good.
-    Rejected { failure: Failure },
+    Rejected { failure: AttemptFailure },
 }
 
 /// A failed attempt: why, the HTTP status (0 when there was none) and what the backend said.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Failure {
+pub(crate) struct AttemptFailure {
     pub(crate) reason: FailureReason,
     pub(crate) status: u16,
     /// The error, or the first 256 bytes of the answer.
     pub(crate) detail: String,
 }
 
-impl Failure {
+impl AttemptFailure {
     /// An HTTP answer that is not a success.
-    pub(crate) fn http(status: StatusCode, answer: &[u8]) -> Failure {
+    pub(crate) fn http(status: StatusCode, answer: &[u8]) -> AttemptFailure {
         let text = String::from_utf8_lossy(&answer[..answer.len().min(256)]);
-        Failure {
+        AttemptFailure {
             reason: FailureReason::of_status(status),
             status: status.as_u16(),
             detail: text.trim().to_owned(),
@@ -132,8 +132,8 @@ impl Failure {
     }
 
     /// A request that got no answer.
-    pub(crate) fn transport(error: &(dyn std::error::Error + 'static)) -> Failure {
-        Failure {
+    pub(crate) fn transport(error: &(dyn std::error::Error + 'static)) -> AttemptFailure {
+        AttemptFailure {
             reason: FailureReason::of_error(error),
             status: 0,
             detail: error_chain(error),

@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use wxcloudrun_connect::secret::is_sensitive_header;
 use wxcloudrun_connect::tls::TlsConfig;
 
-use super::attempt::{Attempt, Failure};
+use super::attempt::{Attempt, AttemptFailure};
 use super::auth::Auth;
 use super::retry::retry_after;
 
@@ -93,7 +93,7 @@ impl HttpTransport {
             Err(error) => {
                 return Attempt::Retry {
                     after: None,
-                    failure: Failure::transport(&error),
+                    failure: AttemptFailure::transport(&error),
                 };
             }
         };
@@ -108,11 +108,11 @@ impl HttpTransport {
         } else if (self.retryable)(status) {
             Attempt::Retry {
                 after,
-                failure: Failure::http(status, &answer),
+                failure: AttemptFailure::http(status, &answer),
             }
         } else {
             Attempt::Rejected {
-                failure: Failure::http(status, &answer),
+                failure: AttemptFailure::http(status, &answer),
             }
         }
     }

@@ -150,7 +150,7 @@ impl Transport {
             }
             // Bodies are encoded for their transport in `Exporters::submit`.
             _ => Attempt::Rejected {
-                failure: attempt::Failure {
+                failure: attempt::AttemptFailure {
                     reason: FailureReason::Other,
                     status: 0,
                     detail: "request encoded for another transport".to_owned(),
@@ -212,79 +212,36 @@ impl Exporters {
         metrics: &SelfMetrics,
         policy: RetryPolicy,
     ) -> Result<Self, ExportError> {
-        let mut planned = Vec::new();
-        for (index, backend) in config.remote_write.iter().enumerate() {
-            let encoding = Encoding::RemoteWrite(
-                (!backend.relabel.is_empty()).then_some(index),
-                backend.bound_spelling,
-            );
-            planned.push((
-                backend.name.clone(),
-                encoding,
-                backend.transport()?,
-                backend.remote_timeout,
-            ));
-            if backend.tls.insecure_skip_verify {
-                tracing::warn!(exporter = %backend.name, "tls_config.insecure_skip_verify is on: the backend's certificate is NOT verified");
-            }
-        }
-        if let Some(otlp) = &config.otlp {
-            let encoding = match otlp.protocol {
-                OtlpProtocol::Grpc => Encoding::OtlpGrpc,
-                OtlpProtocol::HttpProtobuf => Encoding::OtlpHttp,
-            };
-            planned.push((
-                otlp.name().to_owned(),
-                encoding,
-                otlp.transport()?,
-                otlp.timeout,
-            ));
-            if otlp.tls.insecure_skip_verify {
-                tracing::warn!(
-                    exporter = otlp.name(),
-                    "tls_config.insecure_skip_verify is on: the backend's certificate is NOT verified"
-                );
-            }
-        }
-        let mut names: Vec<&str> = planned.iter().map(|(name, ..)| name.as_str()).collect();
-        names.sort_unstable();
-        if let Some(twice) = names.windows(2).find(|pair| pair[0] == pair[1]) {
-            return Err(ExportError::new(
-                "remote_write.name",
-                format!("{:?} names two exporters", twice[0]),
-            ));
-        }
-        if !planned.is_empty() && config.queue_max_bytes == 0 {
-            return Err(ExportError::new("queue_max_bytes", "must be above 0"));
-        }
-        if let Some((name, ..)) = planned.iter().find(|(.., timeout)| timeout.is_zero()) {
-            return Err(ExportError::new(
-                "remote_timeout",
-                format!("{name}: must be above 0"),
-            ));
-        }
+        let planned = plan(config)?;
         let workers = planned
             .into_iter()
-            .map(|(name, encoding, transport, timeout)| {
-                let exporter_metrics = metrics.exporter(&name, config.queue_max_bytes);
-                let queue = Arc::new(Queue::new(
-                    name,
-                    config.queue_max_bytes,
-                    config.queue_max_age,
-                    exporter_metrics,
-                ));
-                let handle = tokio::spawn(worker::run(
-                    queue.clone(),
-                    transport,
-                    policy.clone(),
-                    timeout,
-                ));
-                Worker {
-                    queue,
-                    encoding,
-                    handle,
-                }
-            })
+            .map(
+                |Planned {
+                     name,
+                     encoding,
+                     transport,
+                     timeout,
+                 }| {
+                    let exporter_metrics = metrics.exporter(&name, config.queue_max_bytes);
+                    let queue = Arc::new(Queue::new(
+                        name,
+                        config.queue_max_bytes,
+                        config.queue_max_age,
+                        exporter_metrics,
+                    ));
+                    let handle = tokio::spawn(worker::deliver_queue(
+                        queue.clone(),
+                        transport,
+                        policy.clone(),
+                        timeout,
+                    ));
+                    Worker {
+                        queue,
+                        encoding,
+                        handle,
+                    }
+                },
+            )
             .collect();
         Ok(Exporters {
             workers,
@@ -417,6 +374,71 @@ impl Exporters {
             FlushOutcome::Success
         }
     }
+}
+
+/// An exporter about to start: its name, how its requests are encoded, its transport and its
+/// request timeout.
+struct Planned {
+    name: String,
+    encoding: Encoding,
+    transport: Transport,
+    timeout: Duration,
+}
+
+/// Every configured exporter, checked: names unique, a queue cap and timeouts above zero.
+fn plan(config: &ExportConfig) -> Result<Vec<Planned>, ExportError> {
+    let mut planned = Vec::new();
+    for (index, backend) in config.remote_write.iter().enumerate() {
+        let encoding = Encoding::RemoteWrite(
+            (!backend.relabel.is_empty()).then_some(index),
+            backend.bound_spelling,
+        );
+        planned.push(Planned {
+            name: backend.name.clone(),
+            encoding,
+            transport: backend.transport()?,
+            timeout: backend.remote_timeout,
+        });
+        if backend.tls.insecure_skip_verify {
+            tracing::warn!(exporter = %backend.name, "tls_config.insecure_skip_verify is on: the backend's certificate is NOT verified");
+        }
+    }
+    if let Some(otlp) = &config.otlp {
+        let encoding = match otlp.protocol {
+            OtlpProtocol::Grpc => Encoding::OtlpGrpc,
+            OtlpProtocol::HttpProtobuf => Encoding::OtlpHttp,
+        };
+        planned.push(Planned {
+            name: otlp.name().to_owned(),
+            encoding,
+            transport: otlp.transport()?,
+            timeout: otlp.timeout,
+        });
+        if otlp.tls.insecure_skip_verify {
+            tracing::warn!(
+                exporter = otlp.name(),
+                "tls_config.insecure_skip_verify is on: the backend's certificate is NOT verified"
+            );
+        }
+    }
+    let mut names: Vec<&str> = planned.iter().map(|p| p.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(twice) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(ExportError::new(
+            "remote_write.name",
+            format!("{:?} names two exporters", twice[0]),
+        ));
+    }
+    if !planned.is_empty() && config.queue_max_bytes == 0 {
+        return Err(ExportError::new("queue_max_bytes", "must be above 0"));
+    }
+    if let Some(zero) = planned.iter().find(|p| p.timeout.is_zero()) {
+        return Err(ExportError::new(
+            "remote_timeout",
+            format!("{}: must be above 0", zero.name),
+        ));
+    }
+    Ok(planned)
 }
 
 impl Drop for Exporters {

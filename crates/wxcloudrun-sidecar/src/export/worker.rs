@@ -17,20 +17,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::attempt::{Attempt, Failure, FailureReason};
+use super::attempt::{Attempt, AttemptFailure, FailureReason};
 use super::queue::Queue;
 use super::retry::RetryPolicy;
 use super::{Payload, Transport};
 
 /// The worker task: sends the queue in order until the flush ends it.
-pub(crate) async fn run(
+pub(crate) async fn deliver_queue(
     queue: Arc<Queue>,
     transport: Transport,
     policy: RetryPolicy,
     request_timeout: Duration,
 ) {
     let mut rng = StdRng::from_os_rng();
-    let mut health = Health::default();
+    let mut health = LoggedState::default();
     loop {
         let Some(payload) = queue.next() else {
             if queue.deadline.borrow().is_some() {
@@ -56,7 +56,7 @@ pub(crate) async fn run(
 
 /// What the log last said about the backend: a line only when this changes.
 #[derive(Debug, Default)]
-struct Health {
+struct LoggedState {
     failing: Option<(FailureReason, u16)>,
 }
 
@@ -65,7 +65,7 @@ struct Sender<'a> {
     transport: &'a Transport,
     policy: &'a RetryPolicy,
     request_timeout: Duration,
-    health: &'a mut Health,
+    health: &'a mut LoggedState,
     rng: &'a mut StdRng,
 }
 
@@ -89,7 +89,7 @@ impl Sender<'_> {
                 Some(Ok(outcome)) => outcome,
                 Some(Err(_)) => Attempt::Retry {
                     after: None,
-                    failure: Failure {
+                    failure: AttemptFailure {
                         reason: FailureReason::Timeout,
                         status: 0,
                         detail: format!("no answer within {:?}", self.request_timeout),
@@ -151,7 +151,7 @@ impl Sender<'_> {
     }
 
     /// Counts a failed attempt by reason and logs it when the backend's state changed.
-    fn failed(&mut self, failure: &Failure, message: &'static str) {
+    fn failed(&mut self, failure: &AttemptFailure, message: &'static str) {
         self.queue.metrics.errors(failure.reason).inc();
         let state = Some((failure.reason, failure.status));
         if self.health.failing == state {

@@ -22,10 +22,10 @@ use wxcloudrun_sidecar::metrics::{ExporterMetrics, SelfMetrics};
 use wxcloudrun_sidecar::model::{Batch, Family, Kind, Labels, Point, Value};
 
 /// The queue cap of the tests, unless a test needs a small one.
-pub const QUEUE: u64 = 8 << 20;
+pub(crate) const QUEUE: u64 = 8 << 20;
 
 /// Labels from pairs (sorted, as the model requires).
-pub fn labels(pairs: &[(&str, &str)]) -> Labels {
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> Labels {
     let mut labels: Labels = pairs
         .iter()
         .map(|(k, v)| (Arc::from(*k), Arc::from(*v)))
@@ -35,7 +35,7 @@ pub fn labels(pairs: &[(&str, &str)]) -> Labels {
 }
 
 /// A one-point family of plain numbers.
-pub fn number(kind: Kind, name: &str, value: f64, pairs: &[(&str, &str)]) -> Family {
+pub(crate) fn number(kind: Kind, name: &str, value: f64, pairs: &[(&str, &str)]) -> Family {
     Family {
         name: name.into(),
         help: "".into(),
@@ -53,7 +53,7 @@ pub fn number(kind: Kind, name: &str, value: f64, pairs: &[(&str, &str)]) -> Fam
 }
 
 /// A one-point histogram family.
-pub fn histogram(
+pub(crate) fn histogram(
     name: &str,
     buckets: &[(f64, f64)],
     sum: f64,
@@ -79,7 +79,7 @@ pub fn histogram(
 }
 
 /// A one-point summary family.
-pub fn summary(
+pub(crate) fn summary(
     name: &str,
     quantiles: &[(f64, f64)],
     sum: f64,
@@ -105,7 +105,7 @@ pub fn summary(
 }
 
 /// A batch with one gauge `seq{n}` = `n`: easy to follow through a backend in order.
-pub fn numbered(n: u32) -> Arc<Batch> {
+pub(crate) fn numbered(n: u32) -> Arc<Batch> {
     Arc::new(Batch {
         timestamp_ms: 1_700_000_000_000 + i64::from(n),
         families: vec![number(
@@ -118,7 +118,7 @@ pub fn numbered(n: u32) -> Arc<Batch> {
 }
 
 /// The `seq` values carried by remote-write bodies, in arrival order.
-pub fn sequence(bodies: &[Bytes]) -> Vec<f64> {
+pub(crate) fn sequence(bodies: &[Bytes]) -> Vec<f64> {
     bodies
         .iter()
         .flat_map(|body| decode_remote_write(body).timeseries)
@@ -127,7 +127,7 @@ pub fn sequence(bodies: &[Bytes]) -> Vec<f64> {
 }
 
 /// A remote-write body, decompressed (snappy block format) and decoded.
-pub fn decode_remote_write(body: &[u8]) -> WriteRequest {
+pub(crate) fn decode_remote_write(body: &[u8]) -> WriteRequest {
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
         .expect("snappy block format");
@@ -135,7 +135,7 @@ pub fn decode_remote_write(body: &[u8]) -> WriteRequest {
 }
 
 /// A remote-write config for `urls` with short timeouts.
-pub fn remote_write_config(urls: &[String], queue_max_bytes: u64) -> ExportConfig {
+pub(crate) fn remote_write_config(urls: &[String], queue_max_bytes: u64) -> ExportConfig {
     ExportConfig {
         remote_write: urls
             .iter()
@@ -154,7 +154,11 @@ pub fn remote_write_config(urls: &[String], queue_max_bytes: u64) -> ExportConfi
 }
 
 /// An OTLP config for `endpoint` with a request timeout.
-pub fn otlp_config(endpoint: &str, protocol: OtlpProtocol, timeout: Duration) -> ExportConfig {
+pub(crate) fn otlp_config(
+    endpoint: &str,
+    protocol: OtlpProtocol,
+    timeout: Duration,
+) -> ExportConfig {
     let mut otlp = OtlpConfig::new(endpoint, protocol);
     otlp.timeout = timeout;
     ExportConfig {
@@ -166,7 +170,7 @@ pub fn otlp_config(endpoint: &str, protocol: OtlpProtocol, timeout: Duration) ->
 }
 
 /// Sets `headers` on every exporter of `config`.
-pub fn with_headers(mut config: ExportConfig, headers: &[(&str, &str)]) -> ExportConfig {
+pub(crate) fn with_headers(mut config: ExportConfig, headers: &[(&str, &str)]) -> ExportConfig {
     let headers: Vec<(String, String)> = headers
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -181,7 +185,7 @@ pub fn with_headers(mut config: ExportConfig, headers: &[(&str, &str)]) -> Expor
 }
 
 /// Sets the request timeout of every exporter of `config`.
-pub fn with_timeout(mut config: ExportConfig, timeout: Duration) -> ExportConfig {
+pub(crate) fn with_timeout(mut config: ExportConfig, timeout: Duration) -> ExportConfig {
     for backend in &mut config.remote_write {
         backend.remote_timeout = timeout;
     }
@@ -192,7 +196,7 @@ pub fn with_timeout(mut config: ExportConfig, timeout: Duration) -> ExportConfig
 }
 
 /// Retries quick enough for tests; requests give up after `max_age`.
-pub fn quick_policy(max_age: Duration) -> RetryPolicy {
+pub(crate) fn quick_policy(max_age: Duration) -> RetryPolicy {
     RetryPolicy {
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(200),
@@ -202,14 +206,14 @@ pub fn quick_policy(max_age: Duration) -> RetryPolicy {
 }
 
 /// Starts exporters with [`quick_policy`] (a minute of retries).
-pub fn start(config: &ExportConfig, metrics: &SelfMetrics) -> Exporters {
+pub(crate) fn start(config: &ExportConfig, metrics: &SelfMetrics) -> Exporters {
     Exporters::start_with_policy(config, metrics, quick_policy(Duration::from_secs(60)))
         .expect("valid config")
 }
 
 /// One exporter's self-metrics read back at once.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ExporterStats {
+pub(crate) struct ExporterStats {
     /// Requests delivered.
     pub success: u64,
     /// Requests given up on (retries exhausted, shutdown).
@@ -232,7 +236,7 @@ pub struct ExporterStats {
 
 impl ExporterStats {
     /// Reads the current values.
-    pub fn read(metrics: &ExporterMetrics) -> Self {
+    pub(crate) fn read(metrics: &ExporterMetrics) -> Self {
         ExporterStats {
             success: metrics.success.get(),
             failed: metrics.failed.get(),
@@ -248,13 +252,13 @@ impl ExporterStats {
 }
 
 /// One exporter's self-metrics, read back.
-pub fn stats(metrics: &SelfMetrics, exporter: &str, queue_max_bytes: u64) -> ExporterStats {
+pub(crate) fn stats(metrics: &SelfMetrics, exporter: &str, queue_max_bytes: u64) -> ExporterStats {
     ExporterStats::read(&metrics.exporter(exporter, queue_max_bytes))
 }
 
 /// How the backend answers one request.
 #[derive(Clone, Debug)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// This status, empty body.
     Status(u16),
     /// This status with a `Retry-After` header.
@@ -267,7 +271,7 @@ pub enum Reply {
 
 /// A request the backend saw.
 #[derive(Clone, Debug)]
-pub struct Received {
+pub(crate) struct Received {
     /// When it arrived.
     pub at: Instant,
     /// Its path.
@@ -281,7 +285,7 @@ pub struct Received {
 /// An HTTP backend on loopback that records every request and answers from a script, then
 /// with a default reply.
 #[derive(Clone)]
-pub struct Backend {
+pub(crate) struct Backend {
     script: Arc<Mutex<VecDeque<Reply>>>,
     default: Arc<Mutex<Reply>>,
     received: Arc<Mutex<Vec<Received>>>,
@@ -290,7 +294,7 @@ pub struct Backend {
 
 impl Backend {
     /// A backend answering 200 unless scripted otherwise.
-    pub fn new(script: impl IntoIterator<Item = Reply>) -> Self {
+    pub(crate) fn new(script: impl IntoIterator<Item = Reply>) -> Self {
         Backend {
             script: Arc::new(Mutex::new(script.into_iter().collect())),
             default: Arc::new(Mutex::new(Reply::Status(200))),
@@ -300,12 +304,12 @@ impl Backend {
     }
 
     /// Answers every unscripted request with `reply`.
-    pub fn answer_with(&self, reply: Reply) {
+    pub(crate) fn answer_with(&self, reply: Reply) {
         *self.default.lock().unwrap() = reply;
     }
 
     /// Serves on a new loopback port; returns the `…/api/v1/write` URL.
-    pub async fn serve(&self) -> (SocketAddr, String) {
+    pub(crate) async fn serve(&self) -> (SocketAddr, String) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         self.serve_on(listener);
@@ -313,7 +317,7 @@ impl Backend {
     }
 
     /// Serves on `listener`.
-    pub fn serve_on(&self, listener: tokio::net::TcpListener) {
+    pub(crate) fn serve_on(&self, listener: tokio::net::TcpListener) {
         let backend = self.clone();
         let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
             let backend = backend.clone();
@@ -345,17 +349,17 @@ impl Backend {
     }
 
     /// Every request so far.
-    pub fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
 
     /// The bodies of every request so far, in arrival order.
-    pub fn bodies(&self) -> Vec<Bytes> {
+    pub(crate) fn bodies(&self) -> Vec<Bytes> {
         self.received().into_iter().map(|r| r.body).collect()
     }
 
     /// Waits (at most `within`) until `count` requests arrived; returns whether they did.
-    pub async fn wait_for(&self, count: usize, within: Duration) -> bool {
+    pub(crate) async fn wait_for(&self, count: usize, within: Duration) -> bool {
         let until = Instant::now() + within;
         loop {
             let arrived = self.arrived.notified();
@@ -370,7 +374,7 @@ impl Backend {
 }
 
 /// A loopback port nobody listens on (yet).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -379,7 +383,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Polls `condition` every 10 ms for at most `within`.
-pub async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+pub(crate) async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + within;
     while Instant::now() < until {
         if condition() {

@@ -25,11 +25,11 @@ use prost::Message;
 use wxcloudrun_telemetry_tests::prometheus::{http_get, wait_for};
 use wxcloudrun_telemetry_tests::tls::{TestPki, TlsListener, TlsStats, server_config};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_wxcloudrun-sidecar");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_wxcloudrun-sidecar");
 
 /// One request the OTLP receiver got.
 #[derive(Clone, Debug)]
-pub struct OtlpRequest {
+pub(crate) struct OtlpRequest {
     /// Its path (`/v1/metrics` expected).
     pub path: String,
     /// Its headers.
@@ -40,14 +40,14 @@ pub struct OtlpRequest {
 
 impl OtlpRequest {
     /// A header's value as text.
-    pub fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         self.headers
             .get(name)
             .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
     }
 
     /// The string value of a resource attribute, from the first resource that has it.
-    pub fn resource_attribute(&self, key: &str) -> Option<String> {
+    pub(crate) fn resource_attribute(&self, key: &str) -> Option<String> {
         let request = self.body.as_ref().ok()?;
         request
             .resource_metrics
@@ -62,7 +62,7 @@ impl OtlpRequest {
     }
 
     /// The names of every metric carried.
-    pub fn metric_names(&self) -> Vec<String> {
+    pub(crate) fn metric_names(&self) -> Vec<String> {
         let Ok(request) = &self.body else {
             return Vec::new();
         };
@@ -80,7 +80,7 @@ impl OtlpRequest {
 /// server certificate and optionally requiring a client certificate of the test CA. Records each
 /// request and answers 200 with an empty `ExportMetricsServiceResponse`.
 #[derive(Debug)]
-pub struct OtlpReceiver {
+pub(crate) struct OtlpReceiver {
     addr: SocketAddr,
     stats: TlsStats,
     requests: Arc<Mutex<Vec<OtlpRequest>>>,
@@ -88,7 +88,7 @@ pub struct OtlpReceiver {
 
 impl OtlpReceiver {
     /// Starts on the current Tokio runtime.
-    pub async fn start(pki: &TestPki, require_client_cert: bool) -> OtlpReceiver {
+    pub(crate) async fn start(pki: &TestPki, require_client_cert: bool) -> OtlpReceiver {
         let client_ca = require_client_cert.then_some(pki.ca_file.as_path());
         let config = server_config(&pki.server_cert, &pki.server_key, client_ca).unwrap();
         let listener = TlsListener::bind(config).await.unwrap();
@@ -121,22 +121,26 @@ impl OtlpReceiver {
     }
 
     /// `https://127.0.0.1:PORT` (no path: the exporter appends `/v1/metrics`).
-    pub fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("https://{}", self.addr)
     }
 
     /// Connections and handshakes seen.
-    pub fn stats(&self) -> &TlsStats {
+    pub(crate) fn stats(&self) -> &TlsStats {
         &self.stats
     }
 
     /// Every request so far.
-    pub fn requests(&self) -> Vec<OtlpRequest> {
+    pub(crate) fn requests(&self) -> Vec<OtlpRequest> {
         self.requests.lock().unwrap().clone()
     }
 
     /// Waits (at most until `deadline`) for a request carrying the metric `name`.
-    pub async fn wait_for_metric(&self, name: &str, deadline: Instant) -> Option<OtlpRequest> {
+    pub(crate) async fn wait_for_metric(
+        &self,
+        name: &str,
+        deadline: Instant,
+    ) -> Option<OtlpRequest> {
         loop {
             let found = self
                 .requests()
@@ -168,14 +172,14 @@ fn decode_otlp(headers: &HeaderMap, body: &[u8]) -> Result<ExportMetricsServiceR
 
 /// A metrics page of two series: `app_requests_total{route="/a"} 7` and
 /// `process_cpu_seconds_total 1.5`.
-pub const PAGE: &str = "# TYPE app_requests_total counter\n\
+pub(crate) const PAGE: &str = "# TYPE app_requests_total counter\n\
 app_requests_total{route=\"/a\"} 7\n\
 # TYPE process_cpu_seconds_total counter\n\
 process_cpu_seconds_total 1.5\n";
 
 /// Serves [`PAGE`] on `GET /metrics` of a free loopback port (plain HTTP) on the current
 /// runtime; returns the URL.
-pub async fn serve_page() -> String {
+pub(crate) async fn serve_page() -> String {
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(|| async {
@@ -189,7 +193,7 @@ pub async fn serve_page() -> String {
 }
 
 /// A loopback port nobody listens on (bound, read, released).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -197,7 +201,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A TOML basic string holding `text`.
-pub fn toml_str(text: &str) -> String {
+pub(crate) fn toml_str(text: &str) -> String {
     let mut quoted = String::from("\"");
     for c in text.chars() {
         match c {
@@ -213,13 +217,13 @@ pub fn toml_str(text: &str) -> String {
 }
 
 /// A TOML string holding a path.
-pub fn toml_path(path: &Path) -> String {
+pub(crate) fn toml_path(path: &Path) -> String {
     toml_str(path.to_str().expect("a UTF-8 path"))
 }
 
 /// `command` with an empty environment but `PATH` and `HOSTNAME=tls-pod`, then `env`: the
 /// developer's own `OTEL_*` or `WXCLOUDRUN_*` variables never reach the child.
-pub fn clean_env(command: &mut Command, env: &[(&str, &str)]) {
+pub(crate) fn clean_env(command: &mut Command, env: &[(&str, &str)]) {
     command
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -230,7 +234,7 @@ pub fn clean_env(command: &mut Command, env: &[(&str, &str)]) {
 }
 
 /// Waits for `child` at most `limit`; killed and `None` after that.
-pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+pub(crate) fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -248,7 +252,7 @@ pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
 /// The sidecar binary in standalone mode (no app), `--scrape-interval 1s`, its admin listener on
 /// a free port, stdout and stderr in files. Killed when dropped if still running.
 #[derive(Debug)]
-pub struct Sidecar {
+pub(crate) struct Sidecar {
     child: Child,
     admin: SocketAddr,
     stdout: PathBuf,
@@ -259,7 +263,7 @@ pub struct Sidecar {
 impl Sidecar {
     /// Starts the sidecar with `--config` holding `toml`, then `args`, in a clean environment
     /// plus `env`.
-    pub fn spawn(toml: &str, args: &[&str], env: &[(&str, &str)]) -> Sidecar {
+    pub(crate) fn spawn(toml: &str, args: &[&str], env: &[(&str, &str)]) -> Sidecar {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("sidecar.toml");
         std::fs::write(&config, toml).unwrap();
@@ -288,22 +292,22 @@ impl Sidecar {
     }
 
     /// A directory that lives as long as the sidecar (for password files and the like).
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
     /// Everything it printed on stdout so far.
-    pub fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         std::fs::read_to_string(&self.stdout).unwrap_or_default()
     }
 
     /// Everything it printed on stderr so far.
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
     /// The last lines of stdout and stderr, for failure messages.
-    pub fn output_tail(&self) -> String {
+    pub(crate) fn output_tail(&self) -> String {
         let tail = |text: String| {
             let lines: Vec<&str> = text.lines().collect();
             lines[lines.len().saturating_sub(15)..].join("\n")
@@ -316,18 +320,18 @@ impl Sidecar {
     }
 
     /// Whether the process is still running.
-    pub fn running(&mut self) -> bool {
+    pub(crate) fn running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
 
     /// `GET path` on the admin listener: (status, body), `None` while it does not answer.
-    pub async fn admin_get(&self, path: &str) -> Option<(u16, String)> {
+    pub(crate) async fn admin_get(&self, path: &str) -> Option<(u16, String)> {
         http_get(self.admin, path).await.ok()
     }
 
     /// The sum of the samples of `name` whose labels include all of `labels`, on the admin
     /// listener's `/metrics`; `None` while it does not answer.
-    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         match self.admin_get("/metrics").await {
             Some((200, text)) => Some(sum_samples(&text, name, labels)),
             _ => None,
@@ -335,7 +339,7 @@ impl Sidecar {
     }
 
     /// Waits until [`Sidecar::metric`] is at least `at_least`, at most until `deadline`.
-    pub async fn wait_metric(
+    pub(crate) async fn wait_metric(
         &self,
         name: &str,
         labels: &[(&str, &str)],
@@ -359,7 +363,7 @@ impl Sidecar {
     }
 
     /// Waits until stdout contains `needle`, at most until `deadline`.
-    pub async fn wait_stdout(&self, needle: &str, deadline: Instant) -> Result<(), String> {
+    pub(crate) async fn wait_stdout(&self, needle: &str, deadline: Instant) -> Result<(), String> {
         wait_for(deadline, || async {
             if self.stdout().contains(needle) {
                 Ok(())
@@ -371,7 +375,7 @@ impl Sidecar {
     }
 
     /// SIGTERM, then waits (at most 15 s) for the exit.
-    pub fn stop(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn stop(&mut self) -> Option<ExitStatus> {
         if let Ok(Some(status)) = self.child.try_wait() {
             return Some(status);
         }
@@ -380,7 +384,7 @@ impl Sidecar {
     }
 
     /// [`Sidecar::stop`], and fails unless it exited with 0.
-    pub fn stop_cleanly(&mut self) {
+    pub(crate) fn stop_cleanly(&mut self) {
         let status = self.stop();
         assert_eq!(
             status.and_then(|s| s.code()),
@@ -430,7 +434,7 @@ fn parse_labels(text: &str) -> Vec<(String, String)> {
 
 /// The sum of the samples of `name` in the text format whose labels include all of `labels`
 /// (0 when none matches).
-pub fn sum_samples(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn sum_samples(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| {

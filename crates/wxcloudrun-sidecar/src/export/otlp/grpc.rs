@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 use wxcloudrun_connect::otlp_env::Compression;
 
 use super::OtlpConfig;
-use crate::export::attempt::{Attempt, Failure, FailureReason};
+use crate::export::attempt::{Attempt, AttemptFailure, FailureReason};
 use crate::export::auth::Auth;
 use crate::export::http::{CONNECT_TIMEOUT, header_pair};
 use crate::export::{ExportError, USER_AGENT};
@@ -103,7 +103,7 @@ pub(crate) fn attempt_of(status: &tonic::Status) -> Attempt {
         Code::Unavailable | Code::Unknown => FailureReason::of_error(status),
         _ => FailureReason::Other,
     };
-    let failure = Failure {
+    let failure = AttemptFailure {
         reason,
         status: 0,
         detail: format!("gRPC {:?}: {}", status.code(), status.message()),

@@ -11,7 +11,7 @@ const BUCKETS: [&str; 16] = [
 
 /// 500 histogram label sets × 18 series (16 finite buckets, `+Inf`, sum, count) = 9,000 series,
 /// then 500 counters and 500 gauges: 10,000 series in all.
-pub fn page() -> String {
+pub(crate) fn page() -> String {
     let mut out = String::with_capacity(2 << 20);
     out.push_str("# HELP http_server_request_duration_seconds Duration of HTTP server requests.\n");
     out.push_str("# TYPE http_server_request_duration_seconds histogram\n");

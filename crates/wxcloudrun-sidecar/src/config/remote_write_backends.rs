@@ -1,0 +1,111 @@
+//! The remote-write backends: `--remote-write-url` (or its variable) as plain backends, else the
+//! file's `remote_write_url` list and `[[remote_write]]` blocks with Prometheus's field names.
+
+use super::file::{self, FileConfig, RemoteWriteFile};
+use super::merge::{ConfigError, Loader, Origin, error, positive_duration};
+use super::validate::{check_http_url, check_tls, credentials, header_table, is_label_value_safe};
+use crate::export::RemoteWriteConfig;
+use crate::export::remote_write::{Relabel, RelabelRule};
+
+/// `--remote-write-url` (or its variable) as plain backends, replacing the file's; else the
+/// file's `remote_write_url` list and `[[remote_write]]` blocks.
+pub(super) fn remote_write_backends(
+    loader: &mut Loader<'_>,
+    cli_urls: &[String],
+    file: &FileConfig,
+) -> Result<Vec<RemoteWriteConfig>, ConfigError> {
+    let cli_urls: Vec<&String> = cli_urls.iter().filter(|u| !u.trim().is_empty()).collect();
+    let mut backends = Vec::new();
+    if !cli_urls.is_empty() {
+        let var = "WXCLOUDRUN_SIDECAR_REMOTE_WRITE_URL";
+        let joined: Vec<&str> = cli_urls.iter().map(|u| u.as_str()).collect();
+        let origin = if loader.env(var) == Some(joined.join(",")) {
+            Origin::Env(var.to_owned())
+        } else {
+            Origin::Flag("--remote-write-url")
+        };
+        for url in cli_urls {
+            check_http_url(url).map_err(|reason| error("--remote-write-url", reason))?;
+            let index = backends.len();
+            loader
+                .origins
+                .insert(format!("remote_write[{index}]"), origin.clone());
+            backends.push(RemoteWriteConfig::new(
+                RemoteWriteConfig::default_name(index),
+                url.trim(),
+            ));
+        }
+        return Ok(backends);
+    }
+    let simple = file
+        .remote_write_url
+        .as_ref()
+        .map(file::OneOrMany::to_vec)
+        .unwrap_or_default();
+    for url in simple.iter().filter(|u| !u.trim().is_empty()) {
+        check_http_url(url).map_err(|reason| error("remote_write_url", reason))?;
+        let index = backends.len();
+        loader
+            .origins
+            .insert(format!("remote_write[{index}]"), Origin::File);
+        backends.push(RemoteWriteConfig::new(
+            RemoteWriteConfig::default_name(index),
+            url.trim(),
+        ));
+    }
+    for block in file.remote_write.iter().flatten() {
+        let index = backends.len();
+        let backend = remote_write_block(index, block)?;
+        loader
+            .origins
+            .insert(format!("remote_write[{index}]"), Origin::File);
+        backends.push(backend);
+    }
+    Ok(backends)
+}
+
+/// One `[[remote_write]]` block, the `index`-th backend.
+fn remote_write_block(
+    index: usize,
+    block: &RemoteWriteFile,
+) -> Result<RemoteWriteConfig, ConfigError> {
+    let key = |field: &str| format!("remote_write[{index}].{field}");
+    check_http_url(&block.url).map_err(|reason| error(key("url"), reason))?;
+    let name = match &block.name {
+        Some(name) if is_label_value_safe(name) => name.clone(),
+        Some(name) => {
+            return Err(error(
+                key("name"),
+                format!("{name:?} must be letters, digits, '_' or '-'"),
+            ));
+        }
+        None => RemoteWriteConfig::default_name(index),
+    };
+    let mut backend = RemoteWriteConfig::new(name, block.url.trim());
+    if let Some(timeout) = &block.remote_timeout {
+        backend.remote_timeout =
+            positive_duration(timeout).map_err(|reason| error(key("remote_timeout"), reason))?;
+    }
+    backend.headers = header_table(&key("headers"), block.headers.as_ref())?;
+    backend.auth = credentials(
+        &key(""),
+        block.basic_auth.as_ref(),
+        block.authorization.as_ref(),
+    )?;
+    backend.tls = block.tls_config.clone().unwrap_or_default();
+    check_tls(&key("tls_config"), &backend.tls)?;
+    let mut rules = Vec::new();
+    for (i, rule) in block.write_relabel_configs.iter().flatten().enumerate() {
+        rules.push(
+            RelabelRule::new(
+                rule.action.as_deref(),
+                rule.source_labels.clone(),
+                rule.separator.as_deref(),
+                rule.regex.as_deref(),
+            )
+            .map_err(|reason| error(key(&format!("write_relabel_configs[{i}]")), reason))?,
+        );
+    }
+    backend.relabel = Relabel::new(rules);
+    Ok(backend)
+}
