@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 /// `n` counter series of one family with four labels (~100 bytes a line), the shape of a page
 /// whose app put an id into a label.
-pub fn series(n: usize) -> String {
+pub(crate) fn series(n: usize) -> String {
     let mut out = String::with_capacity(n * 110);
     out.push_str("# TYPE app_requests_total counter\n");
     for i in 0..n {
@@ -19,7 +19,7 @@ pub fn series(n: usize) -> String {
 }
 
 /// `n` series with one short label (~18 bytes a line): the most series per byte a real page has.
-pub fn tiny_series(n: usize) -> String {
+pub(crate) fn tiny_series(n: usize) -> String {
     let mut out = String::with_capacity(n * 20);
     out.push_str("# TYPE m gauge\n");
     for i in 0..n {
@@ -29,7 +29,7 @@ pub fn tiny_series(n: usize) -> String {
 }
 
 /// `n` untyped families of one sample each, every one its own name.
-pub fn names(n: usize) -> String {
+pub(crate) fn names(n: usize) -> String {
     let mut out = String::with_capacity(n * 24);
     for i in 0..n {
         let _ = writeln!(out, "metric_name_{i:07} {}", i % 10);
@@ -38,7 +38,7 @@ pub fn names(n: usize) -> String {
 }
 
 /// `n` series whose one label value is ~450 bytes.
-pub fn long_labels(n: usize) -> String {
+pub(crate) fn long_labels(n: usize) -> String {
     let filler = "x".repeat(440);
     let mut out = String::with_capacity(n * 470);
     for i in 0..n {
