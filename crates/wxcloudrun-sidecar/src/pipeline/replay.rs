@@ -32,7 +32,9 @@ use wxcloudrun_exposition::{
     Exposition, Format, Limits, ParseError, parse_value, parse_with_limits,
 };
 
-use crate::model::{Family, Value, normalize_nan};
+use std::sync::Arc;
+
+use crate::model::{Family, Kind, Point, Value, normalize_nan};
 use crate::pipeline::convert::{Converter, Source};
 
 /// Learning stops after this many scrapes in a row whose shape did not last one scrape; it is
@@ -62,8 +64,9 @@ struct PageShape {
     /// Where each sample line's value goes (a line may feed two places: a histogram's `+Inf`
     /// bucket is also its count when `_count` is missing).
     placements: Vec<Placement>,
-    /// The converted families of the learned page; their values are overwritten on replay.
-    families: Vec<Family>,
+    /// The converted families of the learned page, without their labels (the converter
+    /// remembers those) or values (written on replay).
+    template: Template,
     /// Samples in the page, as the parser counts them (duplicates excluded).
     sample_count: usize,
     /// Histogram and summary samples whose bound does not parse (left out of every point).
@@ -96,6 +99,151 @@ enum Component {
     Sum,
     /// A histogram's bucket or a summary's quantile, by position.
     Entry(u32),
+}
+
+/// The families of a learned page, small: each point is the key of its series (whose labels
+/// the converter remembers, as it remembers every series of the last scrape) and the form of its
+/// value. A page's label sets are thus kept once, by the converter, not a second time here.
+#[derive(Debug, Default)]
+struct Template {
+    families: Vec<TemplateFamily>,
+    points: Vec<TemplatePoint>,
+}
+
+#[derive(Debug)]
+struct TemplateFamily {
+    name: Arc<str>,
+    help: Arc<str>,
+    unit: Arc<str>,
+    kind: Kind,
+    /// Its points, the next ones of [`Template::points`].
+    points: usize,
+}
+
+#[derive(Debug)]
+struct TemplatePoint {
+    /// See [`Converter::remember_series`].
+    key: (u64, u64),
+    form: Form,
+}
+
+/// A value without its numbers.
+#[derive(Debug)]
+enum Form {
+    Number(Arc<str>),
+    /// Bucket bounds (shared by the points that have the same), and whether there is a sum.
+    Histogram(Arc<[f64]>, bool),
+    /// Quantiles, and whether there is a sum.
+    Summary(Arc<[f64]>, bool),
+}
+
+impl Form {
+    fn of(value: &Value, last: Option<&Form>) -> Form {
+        let bounds = |entries: &[(f64, f64)]| -> Arc<[f64]> {
+            let shared = match last {
+                Some(Form::Histogram(b, _) | Form::Summary(b, _)) => Some(b),
+                _ => None,
+            };
+            match shared {
+                Some(b)
+                    if b.len() == entries.len()
+                        && b.iter()
+                            .zip(entries)
+                            .all(|(a, e)| a.to_bits() == e.0.to_bits()) =>
+                {
+                    b.clone()
+                }
+                _ => entries.iter().map(|e| e.0).collect(),
+            }
+        };
+        match value {
+            Value::Number { name, .. } => Form::Number(name.clone()),
+            Value::Histogram { buckets, sum, .. } => {
+                Form::Histogram(bounds(buckets), sum.is_some())
+            }
+            Value::Summary { quantiles, sum, .. } => {
+                Form::Summary(bounds(quantiles), sum.is_some())
+            }
+        }
+    }
+
+    /// The value, every number NaN (replay writes them all).
+    fn value(&self) -> Value {
+        let entries = |bounds: &[f64]| bounds.iter().map(|b| (*b, f64::NAN)).collect();
+        match self {
+            Form::Number(name) => Value::Number {
+                name: name.clone(),
+                value: f64::NAN,
+            },
+            Form::Histogram(bounds, sum) => Value::Histogram {
+                count: f64::NAN,
+                sum: sum.then_some(f64::NAN),
+                buckets: entries(bounds),
+                stale: false,
+            },
+            Form::Summary(bounds, sum) => Value::Summary {
+                count: f64::NAN,
+                sum: sum.then_some(f64::NAN),
+                quantiles: entries(bounds),
+                stale: false,
+            },
+        }
+    }
+}
+
+impl Template {
+    fn of(families: &[Family], converter: &mut Converter) -> Template {
+        let mut template = Template {
+            families: Vec::with_capacity(families.len()),
+            points: Vec::with_capacity(families.iter().map(|f| f.points.len()).sum()),
+        };
+        for family in families {
+            template.families.push(TemplateFamily {
+                name: family.name.clone(),
+                help: family.help.clone(),
+                unit: family.unit.clone(),
+                kind: family.kind,
+                points: family.points.len(),
+            });
+            for point in &family.points {
+                let form = Form::of(&point.value, template.points.last().map(|p| &p.form));
+                template.points.push(TemplatePoint {
+                    key: converter.remember_series(&family.name, family.kind, point),
+                    form,
+                });
+            }
+        }
+        template
+    }
+
+    /// The families, their labels from `converter`, every value NaN; `None` if a series is no
+    /// longer remembered (a failed scrape in between forgot them).
+    fn families(&self, converter: &Converter) -> Option<Vec<Family>> {
+        let mut points = self.points.iter();
+        self.families
+            .iter()
+            .map(|family| {
+                let points = points
+                    .by_ref()
+                    .take(family.points)
+                    .map(|point| {
+                        Some(Point {
+                            labels: converter.remembered_labels(point.key)?,
+                            start_ms: None,
+                            value: point.form.value(),
+                        })
+                    })
+                    .collect::<Option<Vec<Point>>>()?;
+                Some(Family {
+                    name: family.name.clone(),
+                    help: family.help.clone(),
+                    unit: family.unit.clone(),
+                    kind: family.kind,
+                    points,
+                })
+            })
+            .collect()
+    }
 }
 
 /// A page read through its shape: the app's families with this scrape's values (start times not
@@ -213,7 +361,7 @@ impl Replay {
         converter: &mut Converter,
         check: impl FnOnce(&Exposition<'t>) -> Result<(), E>,
     ) -> Result<Read<'t>, ReadError<E>> {
-        if let Some(replayed) = self.replay(text, format, limits) {
+        if let Some(replayed) = self.replay(text, format, limits, converter) {
             return Ok(Read::Replayed(replayed));
         }
         let page = parse_with_limits(text, format, limits).map_err(ReadError::Parse)?;
@@ -229,9 +377,15 @@ impl Replay {
 
     /// The page's families if it has the learned shape, else `None` (and the shape is dropped
     /// when the page no longer matches it).
-    fn replay(&mut self, text: &str, format: Format, limits: &Limits) -> Option<Replayed> {
+    fn replay(
+        &mut self,
+        text: &str,
+        format: Format,
+        limits: &Limits,
+        converter: &Converter,
+    ) -> Option<Replayed> {
         let shape = self.shape.as_ref()?;
-        let replayed = shape.replay(text, format, limits);
+        let replayed = shape.replay(text, format, limits, converter);
         if replayed.is_some() {
             self.used = true;
             self.next_pause = 0;
@@ -368,7 +522,7 @@ impl PageShape {
             hashers: Default::default(),
             lines: Vec::with_capacity(lines.len()),
             placements: Vec::new(),
-            families: Vec::new(),
+            template: Template::default(),
             sample_count: page.sample_count(),
             without_bound: samples_without_bound(&page),
         };
@@ -408,9 +562,9 @@ impl PageShape {
             return Err(page);
         }
         drop(page);
-        // Copied now that the page is gone, so that what is kept lands in the space it freed
+        // Made now that the page is gone, so that what is kept lands in the space it freed
         // rather than above it, where it would keep the allocator from returning memory.
-        shape.families = template.clone();
+        shape.template = Template::of(&template, converter);
         drop(template);
         shape.lines.shrink_to_fit();
         let replayed = Replayed {
@@ -420,7 +574,13 @@ impl PageShape {
         Ok((shape, replayed))
     }
 
-    fn replay(&self, text: &str, format: Format, limits: &Limits) -> Option<Replayed> {
+    fn replay(
+        &self,
+        text: &str,
+        format: Format,
+        limits: &Limits,
+        converter: &Converter,
+    ) -> Option<Replayed> {
         if format != self.format || text.len() > limits.max_body_bytes {
             return None;
         }
@@ -448,7 +608,7 @@ impl PageShape {
         if lines.next().is_some() {
             return None;
         }
-        let mut families = self.families.clone();
+        let mut families = self.template.families(converter)?;
         self.fill(&mut families, &values)?;
         Some(Replayed {
             families,
@@ -534,4 +694,55 @@ fn placements(families: &[Family], line_count: usize) -> Option<Vec<Placement>> 
         }
     }
     Some(placements)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Batch;
+    use wxcloudrun_exposition::parse;
+
+    /// The batch as text, stale markers (in hash-map order) sorted; NaNs compare equal so.
+    fn canonical(mut batch: Batch) -> String {
+        for family in &mut batch.families {
+            family.points.sort_by(|a, b| a.labels.cmp(&b.labels));
+        }
+        format!("{batch:?}")
+    }
+
+    /// A failed scrape between two equal pages makes the converter forget the page's series,
+    /// whose labels the shape does not keep: the page is then read again, and its batch is the
+    /// one parsing would give, start times included.
+    #[test]
+    fn a_page_after_a_failed_scrape_is_read_again_not_replayed_without_its_labels() {
+        let text = "# TYPE c counter\nc_total{a=\"1\",instance=\"app\"} 1\nc_total{a=\"2\"} 2\n\
+                    # TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n";
+        let added = [("instance".to_owned(), "pod".to_owned())];
+        let limits = Limits::default();
+        let mut converter = Converter::new(&added, None);
+        let mut reference = Converter::new(&added, None);
+        let mut replay = Replay::new();
+        let mut paths = Vec::new();
+        for (round, fail) in [false, false, true, false, false].into_iter().enumerate() {
+            let at = 1_000 * (i64::try_from(round).unwrap() + 1);
+            if fail {
+                let stale = canonical(converter.convert([], at));
+                assert_eq!(stale, canonical(reference.convert([], at)));
+                continue;
+            }
+            let mut read = replay
+                .read(text, Format::PrometheusText, &limits, &mut converter)
+                .unwrap();
+            paths.push(match read {
+                Read::Replayed(_) => "replayed",
+                Read::Learned(_) => "learned",
+                Read::Parsed(_) => "parsed",
+            });
+            let batch = converter.convert([read.source()], at);
+            let page = parse(text, Format::PrometheusText).unwrap();
+            let expected = reference.convert([Source::Page(&page)], at);
+            assert_eq!(canonical(batch), canonical(expected), "round {round}");
+        }
+        assert_eq!(paths, ["learned", "replayed", "learned", "replayed"]);
+    }
 }

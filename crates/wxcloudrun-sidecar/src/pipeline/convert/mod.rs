@@ -14,14 +14,14 @@
 //! exposes something a direct Prometheus scrape would have stored as written.
 
 mod gathered;
+mod seen;
 
-use std::collections::{HashMap, HashSet};
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use wxcloudrun_exposition::{Exposition, MetricFamily, MetricType};
 
-use crate::model::{Batch, Family, Kind, Labels, Point, Value, normalize_nan, stale_nan};
+use crate::model::{Batch, Family, Kind, Labels, Point, Value, normalize_nan};
+use seen::{Remembered, Strings};
 
 /// One part of a scrape.
 #[derive(Debug)]
@@ -38,149 +38,15 @@ pub enum Source<'a> {
     Up(bool),
 }
 
-/// What the converter remembers about a series between scrapes.
-#[derive(Clone, Debug)]
-struct Seen {
-    family: Arc<str>,
-    kind: Kind,
-    labels: Labels,
-    marker: StaleMarker,
-    /// Start of the current cumulative interval.
-    start_ms: i64,
-    /// The last value (`_count` for histograms and summaries), to detect resets.
-    last: f64,
-    /// The scrape that last saw it.
-    generation: u64,
-}
-
-/// Enough of a series to write its stale marker.
-#[derive(Clone, Debug)]
-enum StaleMarker {
-    Number(Arc<str>),
-    Histogram(Vec<f64>),
-    Summary(Vec<f64>),
-}
-
-impl StaleMarker {
-    fn of(value: &Value) -> StaleMarker {
-        let bounds = |entries: &[(f64, f64)]| entries.iter().map(|e| e.0).collect();
-        match value {
-            Value::Number { name, .. } => StaleMarker::Number(name.clone()),
-            Value::Histogram { buckets, .. } => StaleMarker::Histogram(bounds(buckets)),
-            Value::Summary { quantiles, .. } => StaleMarker::Summary(bounds(quantiles)),
-        }
-    }
-
-    /// Whether the marker of `value` would be this one (then it need not be built again).
-    fn fits(&self, value: &Value) -> bool {
-        let same = |bounds: &[f64], entries: &[(f64, f64)]| {
-            bounds.len() == entries.len()
-                && bounds
-                    .iter()
-                    .zip(entries)
-                    .all(|(a, b)| a.to_bits() == b.0.to_bits())
-        };
-        match (self, value) {
-            (StaleMarker::Number(a), Value::Number { name, .. }) => a == name,
-            (StaleMarker::Histogram(bounds), Value::Histogram { buckets, .. }) => {
-                same(bounds, buckets)
-            }
-            (StaleMarker::Summary(bounds), Value::Summary { quantiles, .. }) => {
-                same(bounds, quantiles)
-            }
-            _ => false,
-        }
-    }
-
-    fn stale_value(&self) -> Value {
-        let stale = |bounds: &[f64]| bounds.iter().map(|b| (*b, stale_nan())).collect();
-        match self {
-            StaleMarker::Number(name) => Value::Number {
-                name: name.clone(),
-                value: stale_nan(),
-            },
-            StaleMarker::Histogram(bounds) => Value::Histogram {
-                count: stale_nan(),
-                sum: Some(stale_nan()),
-                buckets: stale(bounds),
-                stale: true,
-            },
-            StaleMarker::Summary(quantiles) => Value::Summary {
-                count: stale_nan(),
-                sum: Some(stale_nan()),
-                quantiles: stale(quantiles),
-                stale: true,
-            },
-        }
-    }
-}
-
 /// Turns scrapes into batches, remembering series across scrapes.
 #[derive(Debug)]
 pub struct Converter {
     added: Vec<(Arc<str>, Arc<str>)>,
     /// The app's start in wrapper mode: every cumulative interval starts there until a reset.
     process_start_ms: Option<i64>,
-    /// The series seen, by a 128-bit hash of their identity (see [`write_series_key`]) rather
-    /// than the identity itself: the key text would cost each remembered series its length
-    /// again (~100 bytes on a typical page). Two keyed 64-bit hashes, as the replay's line
-    /// hashes: a collision is out of reach of any page.
-    seen: HashMap<(u64, u64), Seen, foldhash::fast::RandomState>,
-    /// The keys of the two hashes.
-    key_hashers: (
-        foldhash::quality::RandomState,
-        foldhash::quality::RandomState,
-    ),
-    /// Reused buffer for the key of the series being tracked.
-    key: String,
-    strings: Interner,
-    generation: u64,
-}
-
-/// One shared copy of every name and label value in use.
-///
-/// A page repeats the same few hundred strings across thousands of series, scrape after scrape;
-/// sharing them keeps the remembered series small and saves an allocation per label per scrape.
-#[derive(Debug, Default)]
-struct Interner {
-    strings: HashSet<Arc<str>, foldhash::quality::RandomState>,
-    /// The set's size after the last sweep.
-    swept_len: usize,
-}
-
-/// Most strings the interner holds: past it (after a sweep), new strings are still shared by
-/// what holds them but not remembered, so a page of unique values cannot grow the table without
-/// bound (the memory budget bounds the page itself).
-const MAX_INTERNED: usize = 1 << 20;
-
-impl Interner {
-    fn get(&mut self, text: &str) -> Arc<str> {
-        if let Some(shared) = self.strings.get(text) {
-            return shared.clone();
-        }
-        let shared: Arc<str> = Arc::from(text);
-        if self.strings.len() >= MAX_INTERNED {
-            // Swept once per growth, so that a full table does not cost a sweep per string.
-            if self.strings.len() > self.swept_len {
-                self.strings.retain(|shared| Arc::strong_count(shared) > 1);
-                self.swept_len = self.strings.len();
-            }
-            if self.strings.len() >= MAX_INTERNED {
-                return shared;
-            }
-        }
-        self.strings.insert(shared.clone());
-        shared
-    }
-
-    /// Forgets the strings nothing else holds any more (series that vanished, values that
-    /// changed), once the set has doubled since the last sweep: bounded memory, amortised cost.
-    fn sweep(&mut self) {
-        if self.strings.len() > 2 * self.swept_len + 1024 {
-            self.strings.retain(|shared| Arc::strong_count(shared) > 1);
-            self.swept_len = self.strings.len();
-        }
-    }
+    /// Start times and staleness of the series seen.
+    remembered: Remembered,
+    strings: Strings,
 }
 
 fn kind_of(metric_type: MetricType) -> Kind {
@@ -204,11 +70,8 @@ impl Converter {
                 .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
                 .collect(),
             process_start_ms,
-            seen: HashMap::default(),
-            key_hashers: Default::default(),
-            key: String::new(),
-            strings: Interner::default(),
-            generation: 0,
+            remembered: Remembered::default(),
+            strings: Strings::default(),
         }
     }
 
@@ -219,7 +82,7 @@ impl Converter {
         sources: impl IntoIterator<Item = Source<'a>>,
         timestamp_ms: i64,
     ) -> Batch {
-        self.generation += 1;
+        self.remembered.next_scrape();
         let at = Some(timestamp_ms);
         let mut families = Vec::new();
         for source in sources {
@@ -247,9 +110,9 @@ impl Converter {
                 Source::Up(up) => families.push(self.up(up, timestamp_ms)),
             }
         }
-        families.extend(self.vanished());
+        families.extend(self.remembered.vanished(&self.strings, &self.added));
         // After the batch took its references, so that only strings of forgotten series go.
-        self.strings.sweep();
+        self.remembered.compact(&mut self.strings);
         Batch {
             timestamp_ms,
             families,
@@ -261,38 +124,6 @@ impl Converter {
     pub(crate) fn template(&mut self, page: &Exposition<'_>) -> Vec<Family> {
         let families = page.families.iter();
         families.filter_map(|f| self.page_family(f, None)).collect()
-    }
-
-    /// Stale markers for every series no source of this scrape had; forgets them.
-    fn vanished(&mut self) -> Vec<Family> {
-        let generation = self.generation;
-        let mut by_family: HashMap<(Arc<str>, Kind), Vec<Point>> = HashMap::new();
-        self.seen.retain(|_, seen| {
-            if seen.generation == generation {
-                return true;
-            }
-            by_family
-                .entry((seen.family.clone(), seen.kind))
-                .or_default()
-                .push(Point {
-                    labels: std::mem::take(&mut seen.labels),
-                    start_ms: Some(seen.start_ms),
-                    value: seen.marker.stale_value(),
-                });
-            false
-        });
-        let mut families: Vec<Family> = by_family
-            .into_iter()
-            .map(|((name, kind), points)| Family {
-                name,
-                help: Arc::from(""),
-                unit: Arc::from(""),
-                kind,
-                points,
-            })
-            .collect();
-        families.sort_by(|a, b| a.name.cmp(&b.name));
-        families
     }
 
     /// One family of a parsed page; with `at`, its series are tracked as seen at that time.
@@ -458,9 +289,31 @@ impl Converter {
         labels
     }
 
-    /// Remembers the series of `point` and sets its start time (counters, histograms, summaries):
-    /// `_created` when exposed; else the app's start (wrapper mode) or first sight; a new interval
-    /// after a reset.
+    /// Remembers the series of `point` in `family` (unless it is already) for a learned page
+    /// shape, whose labels are then [`remembered_labels`](Self::remembered_labels): the key by
+    /// which it is. The series is seen when a scrape converts it; one that no scrape converts
+    /// is forgotten at the next, without a stale marker.
+    pub(crate) fn remember_series(
+        &mut self,
+        family: &Arc<str>,
+        kind: Kind,
+        point: &Point,
+    ) -> (u64, u64) {
+        let cx = seen::Context {
+            strings: &mut self.strings,
+            added: &self.added,
+            process_start_ms: self.process_start_ms,
+        };
+        self.remembered.register(cx, family, kind, point)
+    }
+
+    /// The labels of the remembered series `key` as they were exported; `None` if it is not
+    /// remembered (it was not in the last scrape, nor remembered for a shape since).
+    pub(crate) fn remembered_labels(&self, key: (u64, u64)) -> Option<Labels> {
+        self.remembered.labels_of(key, &self.strings, &self.added)
+    }
+
+    /// Remembers the series of `point` and sets its start time (see [`Remembered::track`]).
     fn track(
         &mut self,
         family: &Arc<str>,
@@ -469,69 +322,16 @@ impl Converter {
         created_ms: Option<i64>,
         timestamp_ms: i64,
     ) {
-        let (series, last) = match &point.value {
-            Value::Number { name, value } => (name, *value),
-            Value::Histogram { count, .. } | Value::Summary { count, .. } => (family, *count),
+        let cx = seen::Context {
+            strings: &mut self.strings,
+            added: &self.added,
+            process_start_ms: self.process_start_ms,
         };
-        write_series_key(&mut self.key, series, &point.labels);
-        let key = (
-            self.key_hashers.0.hash_one(self.key.as_bytes()),
-            self.key_hashers.1.hash_one(self.key.as_bytes()),
-        );
-        let generation = self.generation;
-        let start_ms = if let Some(seen) = self.seen.get_mut(&key) {
-            if let Some(created) = created_ms {
-                seen.start_ms = created;
-            } else if last < seen.last {
-                // A counter went down: the app restarted it. The new interval began after the
-                // last scrape that saw the old one.
-                seen.start_ms = timestamp_ms.saturating_sub(1);
-            }
-            seen.last = last;
-            if !seen.marker.fits(&point.value) {
-                seen.marker = StaleMarker::of(&point.value);
-            }
-            seen.generation = generation;
-            seen.start_ms
-        } else {
-            let start_ms = created_ms.unwrap_or_else(|| {
-                self.process_start_ms
-                    .unwrap_or(timestamp_ms)
-                    .min(timestamp_ms)
-            });
-            let seen = Seen {
-                family: family.clone(),
-                kind,
-                labels: point.labels.clone(),
-                marker: StaleMarker::of(&point.value),
-                start_ms,
-                last,
-                generation,
-            };
-            self.seen.insert(key, seen);
-            start_ms
-        };
-        point.start_ms = match (&point.value, kind) {
-            (Value::Number { .. }, Kind::Counter) => Some(start_ms),
-            (Value::Number { .. }, _) => None,
-            (Value::Histogram { .. } | Value::Summary { .. }, _) => Some(start_ms),
-        };
+        self.remembered
+            .track(cx, family, kind, point, created_ms, timestamp_ms);
     }
 }
 
-/// The identity of a series across scrapes (the sample name of a number, the family name of a
-/// histogram or summary, then the labels), written into a reused buffer (known series, the
-/// common case, then cost no allocation).
-fn write_series_key(key: &mut String, series: &str, labels: &Labels) {
-    key.clear();
-    key.push_str(series);
-    for (name, value) in labels {
-        key.push('\u{1}');
-        key.push_str(name);
-        key.push('\u{2}');
-        key.push_str(value);
-    }
-}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -569,11 +369,98 @@ mod tests {
         }
         // 10,000 distinct values went through; only about the live ones stay.
         assert!(
-            converter.strings.strings.len() < 3_000,
+            converter.strings.len() < 3_000,
             "{} strings kept",
-            converter.strings.strings.len()
+            converter.strings.len()
         );
-        assert_eq!(converter.seen.len(), 500);
+        assert_eq!(converter.remembered.len(), 500);
+    }
+
+    /// A series as exported: its family, its labels, whether it is a stale marker.
+    type Exported = (String, Vec<(String, String)>, bool);
+
+    /// The series of a batch, sorted.
+    fn exported(batch: &Batch) -> Vec<Exported> {
+        let mut out: Vec<_> = batch
+            .families
+            .iter()
+            .flat_map(|f| {
+                f.points.iter().map(|p| {
+                    let labels = p.labels.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+                    (f.name.to_string(), labels.collect(), p.value.is_stale())
+                })
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Series remembered by numbers come back with their exact labels (the sidecar's own put
+    /// back, a clash's `exported_` kept) in their stale markers, across the compactions that
+    /// renumber them.
+    #[test]
+    fn stale_markers_have_the_labels_exported_across_compactions() {
+        let mut converter = Converter::new(&added(), None);
+        let mut last: Option<Vec<Exported>> = None;
+        for round in 0..12u32 {
+            // 3,000 series a round, a third of them new: compactions happen along the way.
+            let text: String = (0..3000)
+                .map(|i| {
+                    let id = round * 1000 + i;
+                    format!(
+                        "# TYPE c{} counter\nc{}_total{{instance=\"app\",v=\"{id}\",z=\"z{}\"}} 1\n",
+                        id % 7,
+                        id % 7,
+                        id % 5
+                    )
+                })
+                .collect();
+            let page = parse(&text, Format::PrometheusText).unwrap();
+            let batch = converter.convert([Source::Page(&page)], 1_000 * i64::from(round + 1));
+            let now = exported(&batch);
+            if let Some(before) = &last {
+                let stale: Vec<_> = now.iter().filter(|s| s.2).map(|s| (&s.0, &s.1)).collect();
+                let gone: Vec<_> = before
+                    .iter()
+                    .filter(|b| !now.iter().any(|n| !n.2 && n.0 == b.0 && n.1 == b.1))
+                    .map(|b| (&b.0, &b.1))
+                    .collect();
+                assert_eq!(stale.len(), 1000, "round {round}");
+                assert_eq!(stale, gone, "round {round}");
+            }
+            last = Some(now.into_iter().filter(|s| !s.2).collect());
+        }
+        // What 12,000 distinct series left behind was compacted away.
+        assert!(
+            converter.strings.len() < 9_000,
+            "{}",
+            converter.strings.len()
+        );
+        assert_eq!(converter.remembered.len(), 3000);
+    }
+
+    /// After a large page went away, what the converter holds follows the series it remembers
+    /// again, not the page.
+    #[test]
+    fn memory_follows_the_series_after_a_large_page() {
+        let mut converter = Converter::new(&added(), None);
+        let large: String = (0..50_000).map(|i| format!("g{{v=\"{i}\"}} 1\n")).collect();
+        let page = parse(&large, Format::PrometheusText).unwrap();
+        converter.convert([Source::Page(&page)], 1_000);
+        let held = converter.remembered.held();
+        assert!(held.0 >= 50_000 && held.1 >= 50_000, "{held:?}");
+        let small = parse("g{v=\"0\"} 2\n", Format::PrometheusText).unwrap();
+        let batch = converter.convert([Source::Page(&small)], 2_000);
+        assert_eq!(batch.sample_count(), 50_000);
+        drop(batch);
+        converter.convert([Source::Page(&small)], 3_000);
+        let held = converter.remembered.held();
+        assert!(held.0 < 2_000 && held.1 < 2_000, "{held:?}");
+        assert!(
+            converter.strings.len() < 2_000,
+            "{}",
+            converter.strings.len()
+        );
     }
 
     #[test]
@@ -720,11 +607,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(converter.seen.len(), 1);
+        assert_eq!(converter.remembered.len(), 1);
         let gone = converter.convert([], 3_000);
         assert_eq!(gone.families.len(), 1);
         assert!(gone.families[0].points[0].value.is_stale());
-        assert_eq!(converter.seen.len(), 0);
+        assert_eq!(converter.remembered.len(), 0);
     }
 
     #[test]
