@@ -745,4 +745,34 @@ mod tests {
         }
         assert_eq!(paths, ["learned", "replayed", "learned", "replayed"]);
     }
+
+    /// A bucket whose `le` (a quantile whose `quantile`) is no number is left out of the batch and
+    /// counted on every read, learned or replayed (the pipeline adds the count to
+    /// `scrape_samples_dropped_total{reason="unparsable_bound"}`).
+    #[test]
+    fn samples_without_a_bound_are_counted_on_every_path() {
+        let text = "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"soon\"} 1\n\
+                    h_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n\
+                    # TYPE s summary\ns{quantile=\"p99\"} 0.2\ns_sum 1\ns_count 4\n";
+        let limits = Limits::default();
+        let mut converter = Converter::new(&[], None);
+        let mut replay = Replay::new();
+        let mut paths = Vec::new();
+        for round in 0..3 {
+            let mut read = replay
+                .read(text, Format::PrometheusText, &limits, &mut converter)
+                .unwrap();
+            let (path, without_bound) = match &read {
+                Read::Parsed(page) => ("parsed", samples_without_bound(page)),
+                Read::Learned(_) => ("learned", replay.samples_without_bound()),
+                Read::Replayed(_) => ("replayed", replay.samples_without_bound()),
+            };
+            paths.push(path);
+            assert_eq!(without_bound, 2, "round {round} ({path})");
+            let batch = converter.convert([read.source()], 1_000 * (round + 1));
+            let text = format!("{batch:?}");
+            assert!(!text.contains("soon") && !text.contains("p99"), "{text}");
+        }
+        assert_eq!(paths, ["learned", "replayed", "replayed"]);
+    }
 }
