@@ -147,6 +147,15 @@ fn mix(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A value fixed for the process and different in every run: trace and span ids are salted with
+/// it, so two runs against one collector never share a trace id, while the traffic itself stays
+/// reproducible.
+fn run_salt() -> u64 {
+    use std::hash::BuildHasher;
+    static SALT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SALT.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u8))
+}
+
 /// What [`drive_traffic`] saw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TrafficStats {
@@ -284,8 +293,13 @@ fn simulated_call(base_url: &str, n: u64) -> SimulatedCall {
         );
         // The Mini Program package's traceparent: the server span continues the phone's trace,
         // and the report names the call by this trace id.
-        let trace_id = format!("{:016x}{:016x}", mix(r ^ 0x7472_6163), mix(r ^ 0x6964) | 1);
-        let span_id = format!("{:016x}", mix(r ^ 0x7370_616e) | 1);
+        let id = r ^ run_salt();
+        let trace_id = format!(
+            "{:016x}{:016x}",
+            mix(id ^ 0x7472_6163),
+            mix(id ^ 0x6964) | 1
+        );
+        let span_id = format!("{:016x}", mix(id ^ 0x7370_616e) | 1);
         request = request.header("traceparent", format!("00-{trace_id}-{span_id}-01"));
         phone = Some(Phone {
             identity,
@@ -293,7 +307,7 @@ fn simulated_call(base_url: &str, n: u64) -> SimulatedCall {
             trace_id,
             overhead_ms: HOP_OVERHEAD_MS[hop] + (r % 20) as f64,
             oversized: n % OVERSIZED_EVERY == 0,
-            oversized_trace_id: format!("{:016x}{:016x}", mix(r ^ 0x0062_6967) | 1, n),
+            oversized_trace_id: format!("{:016x}{:016x}", mix(id ^ 0x0062_6967) | 1, n),
         });
     }
     let body = match body {
