@@ -179,6 +179,37 @@ fn getter(lookup: impl Fn(&str) -> Option<String>) -> impl Fn(&str) -> Option<St
     }
 }
 
+/// `OTEL_EXPORTER_OTLP_PROTOCOL` (or a signal's): `grpc` or `http/protobuf`, in any case.
+fn parse_protocol(variable: &str, value: &str) -> Result<Protocol, EnvError> {
+    match value.to_ascii_lowercase().as_str() {
+        "grpc" => Ok(Protocol::Grpc),
+        "http/protobuf" => Ok(Protocol::HttpProtobuf),
+        "http/json" => Err(EnvError::new(
+            variable,
+            Some(value),
+            "http/json is not supported (grpc, http/protobuf)",
+        )),
+        _ => Err(EnvError::new(
+            variable,
+            Some(value),
+            "not supported (grpc, http/protobuf)",
+        )),
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_COMPRESSION` (or a signal's): `gzip` or `none`, in any case.
+fn parse_compression(variable: &str, value: &str) -> Result<Compression, EnvError> {
+    match value.to_ascii_lowercase().as_str() {
+        "gzip" => Ok(Compression::Gzip),
+        "none" => Ok(Compression::None),
+        _ => Err(EnvError::new(
+            variable,
+            Some(value),
+            "not supported (gzip, none)",
+        )),
+    }
+}
+
 impl OtlpEnv {
     /// Reads the variables of `signal` through `lookup`. The first value that cannot be honoured
     /// is the error.
@@ -196,24 +227,7 @@ impl OtlpEnv {
         };
 
         if let Some((variable, value)) = pick("PROTOCOL") {
-            env.protocol = Some(match value.to_ascii_lowercase().as_str() {
-                "grpc" => Protocol::Grpc,
-                "http/protobuf" => Protocol::HttpProtobuf,
-                "http/json" => {
-                    return Err(EnvError::new(
-                        &variable,
-                        Some(&value),
-                        "http/json is not supported (grpc, http/protobuf)",
-                    ));
-                }
-                _ => {
-                    return Err(EnvError::new(
-                        &variable,
-                        Some(&value),
-                        "not supported (grpc, http/protobuf)",
-                    ));
-                }
-            });
+            env.protocol = Some(parse_protocol(&variable, &value)?);
             env.origins.push(("protocol", variable));
         }
 
@@ -232,19 +246,7 @@ impl OtlpEnv {
             env.origins.push(("endpoint", variable));
         }
 
-        let mut header_sources = Vec::new();
-        for variable in [generic("HEADERS"), specific("HEADERS")] {
-            let Some(text) = get(&variable) else { continue };
-            for (name, value) in parse_headers(&variable, &text)? {
-                env.headers
-                    .retain(|(known, _)| !known.eq_ignore_ascii_case(&name));
-                env.headers.push((name, value));
-            }
-            header_sources.push(variable);
-        }
-        if !header_sources.is_empty() {
-            env.origins.push(("headers", header_sources.join(", ")));
-        }
+        env.read_headers(&get, [generic("HEADERS"), specific("HEADERS")])?;
 
         if let Some((variable, value)) = pick("TIMEOUT") {
             let millis: u64 = value.parse().map_err(|_| {
@@ -259,17 +261,7 @@ impl OtlpEnv {
         }
 
         if let Some((variable, value)) = pick("COMPRESSION") {
-            env.compression = Some(match value.to_ascii_lowercase().as_str() {
-                "gzip" => Compression::Gzip,
-                "none" => Compression::None,
-                _ => {
-                    return Err(EnvError::new(
-                        &variable,
-                        Some(&value),
-                        "not supported (gzip, none)",
-                    ));
-                }
-            });
+            env.compression = Some(parse_compression(&variable, &value)?);
             env.origins.push(("compression", variable));
         }
 
@@ -298,6 +290,29 @@ impl OtlpEnv {
             env.origins.push(("insecure", variable));
         }
         Ok(env)
+    }
+
+    /// Merges the header lists of `variables` in order (generic, then signal-specific): a later
+    /// one replaces a header of the same name, in any case.
+    fn read_headers(
+        &mut self,
+        get: &impl Fn(&str) -> Option<String>,
+        variables: [String; 2],
+    ) -> Result<(), EnvError> {
+        let mut sources = Vec::new();
+        for variable in variables {
+            let Some(text) = get(&variable) else { continue };
+            for (name, value) in parse_headers(&variable, &text)? {
+                self.headers
+                    .retain(|(known, _)| !known.eq_ignore_ascii_case(&name));
+                self.headers.push((name, value));
+            }
+            sources.push(variable);
+        }
+        if !sources.is_empty() {
+            self.origins.push(("headers", sources.join(", ")));
+        }
+        Ok(())
     }
 
     /// The TLS part as a [`TlsConfig`]: `certificate` → `ca_file`, `client_certificate` →

@@ -229,19 +229,7 @@ impl TlsConfig {
             Arc::new(AcceptAnyCertificate { algorithms })
         } else {
             let roots = match &self.ca_file {
-                Some(path) => {
-                    let mut roots = RootCertStore::empty();
-                    for cert in certificates("ca_file", path)? {
-                        roots.add(cert).map_err(|err| {
-                            TlsError::file(
-                                "ca_file",
-                                path,
-                                format!("unusable CA certificate: {err}"),
-                            )
-                        })?;
-                    }
-                    Arc::new(roots)
-                }
+                Some(path) => ca_roots(path)?,
                 None => default_roots(),
             };
             let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
@@ -300,7 +288,20 @@ impl TlsConfig {
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(config)
     }
+}
 
+/// Only the CAs of `path` (as Prometheus's `ca_file`: the public roots are not added).
+fn ca_roots(path: &Path) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates("ca_file", path)? {
+        roots.add(cert).map_err(|err| {
+            TlsError::file("ca_file", path, format!("unusable CA certificate: {err}"))
+        })?;
+    }
+    Ok(Arc::new(roots))
+}
+
+impl TlsConfig {
     /// The name to send as SNI and verify against for a connection to `host`: `server_name`
     /// when set, else the host itself (brackets of an IPv6 literal removed).
     pub(crate) fn sni_for(&self, host: &str) -> Result<ServerName<'static>, TlsError> {

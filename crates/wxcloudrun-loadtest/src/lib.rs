@@ -457,6 +457,44 @@ pub fn run(
         .map_err(|_| "the load generator thread panicked".to_owned())?
 }
 
+/// Serves `variant` once and drives it with `load`: what the load generator saw and the spans
+/// the sink received for it (after the server drained and flushed).
+async fn run_variant(
+    server: &server::ServerThread,
+    sink: &sink::Sink,
+    variant: Variant,
+    load: Load,
+    pinned: Option<(usize, usize)>,
+) -> Result<(LoadResult, u64), String> {
+    let stopped = || "the server thread stopped".to_owned();
+    let spans_before = sink.counts.spans();
+    let (ready_tx, ready) = oneshot::channel();
+    let (stop, stop_rx) = oneshot::channel();
+    let (done_tx, done) = oneshot::channel();
+    let command = server::Serve {
+        variant,
+        ready: ready_tx,
+        stop: stop_rx,
+        done: done_tx,
+    };
+    server.commands.send(command).map_err(|_| stopped())?;
+    let addr = ready
+        .await
+        .map_err(|_| stopped())?
+        .map_err(|err| format!("{}: {err}", variant.name()))?;
+    let watch = client::Watch {
+        server_tid: server.tid,
+        sink_tid: sink.tid,
+        cores: pinned,
+    };
+    let result = client::drive(addr, load, watch).await;
+    let _ = stop.send(());
+    // The server drains, then flushes the variant's spans to the sink (bounded by the
+    // exporters' own timeouts).
+    let _ = tokio::time::timeout(Duration::from_secs(20), done).await;
+    Ok((result, sink.counts.spans() - spans_before))
+}
+
 async fn drive_rounds(
     options: Options,
     pinned: Option<(usize, usize)>,
@@ -483,46 +521,13 @@ async fn drive_rounds(
         for i in 0..n {
             let slot = (i + round) % n;
             let variant = options.variants[slot];
-            let spans_before = sink.counts.spans();
-            let (ready_tx, ready) = oneshot::channel();
-            let (stop, stop_rx) = oneshot::channel();
-            let (done_tx, done) = oneshot::channel();
-            let command = server::Serve {
-                variant,
-                ready: ready_tx,
-                stop: stop_rx,
-                done: done_tx,
-            };
-            if server.commands.send(command).is_err() {
-                outcome = Err("the server thread stopped".to_owned());
-                break 'rounds;
-            }
-            let addr = match ready.await {
-                Ok(Ok(addr)) => addr,
-                Ok(Err(err)) => {
-                    outcome = Err(format!("{}: {err}", variant.name()));
-                    break 'rounds;
-                }
-                Err(_) => {
-                    outcome = Err("the server thread stopped".to_owned());
+            let (result, spans) = match run_variant(&server, &sink, variant, load, pinned).await {
+                Ok(measured) => measured,
+                Err(err) => {
+                    outcome = Err(err);
                     break 'rounds;
                 }
             };
-            let result = client::drive(
-                addr,
-                load,
-                client::Watch {
-                    server_tid: server.tid,
-                    sink_tid: sink.tid,
-                    cores: pinned,
-                },
-            )
-            .await;
-            let _ = stop.send(());
-            // The server drains, then flushes the variant's spans to the sink (bounded by the
-            // exporters' own timeouts).
-            let _ = tokio::time::timeout(Duration::from_secs(20), done).await;
-            let spans = sink.counts.spans() - spans_before;
             let p99 = result
                 .latency
                 .quantile(0.99)

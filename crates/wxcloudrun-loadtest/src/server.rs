@@ -315,27 +315,15 @@ pub fn spawn(
     let handle = std::thread::Builder::new()
         .name("loadtest-server".into())
         .spawn(move || {
-            let pin = || {
-                cpu.and_then(|cpu| match crate::sys::pin_current_thread(cpu) {
-                    Ok(()) => Some(cpu),
-                    Err(err) => {
-                        eprintln!("warning: server thread not pinned: {err}");
-                        None
-                    }
-                })
-            };
-            let mut pinned = None;
-            match exporters {
-                ExporterThreads::ServerCore => pinned = pin(),
+            // Pinned before the exporters start, their threads share the server's core; else
+            // they may run anywhere and the server is pinned after.
+            let mut pinned = match exporters {
+                ExporterThreads::ServerCore => pin_current_thread(cpu),
                 ExporterThreads::Anywhere => {
-                    // Threads inherit the affinity of the thread that starts them, and this one
-                    // was started by the (pinned) load generator thread: widen it first.
-                    let all = crate::sys::usable_cpus();
-                    if let Err(err) = crate::sys::set_current_thread_cpus(&all) {
-                        eprintln!("warning: exporter threads keep the load generator's CPU: {err}");
-                    }
+                    widen_current_thread();
+                    None
                 }
-            }
+            };
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -354,7 +342,7 @@ pub fn spawn(
                 }
             };
             if exporters == ExporterThreads::Anywhere {
-                pinned = pin();
+                pinned = pin_current_thread(cpu);
             }
             let _ = started_tx.send(Ok((crate::sys::current_thread_id(), pinned)));
             runtime.block_on(async {
@@ -383,6 +371,28 @@ pub fn spawn(
             let _ = handle.join();
             Err("the server thread died while starting".into())
         }
+    }
+}
+
+/// Pins the calling thread to `cpu`, if given; the CPU it is pinned to, `None` (with a warning)
+/// when that failed.
+fn pin_current_thread(cpu: Option<usize>) -> Option<usize> {
+    cpu.and_then(|cpu| match crate::sys::pin_current_thread(cpu) {
+        Ok(()) => Some(cpu),
+        Err(err) => {
+            eprintln!("warning: server thread not pinned: {err}");
+            None
+        }
+    })
+}
+
+/// Lets the calling thread, and the threads it starts, run on every usable CPU: threads inherit
+/// the affinity of the thread that starts them, and the server thread was started by the
+/// (pinned) load generator thread.
+fn widen_current_thread() {
+    let all = crate::sys::usable_cpus();
+    if let Err(err) = crate::sys::set_current_thread_cpus(&all) {
+        eprintln!("warning: exporter threads keep the load generator's CPU: {err}");
     }
 }
 

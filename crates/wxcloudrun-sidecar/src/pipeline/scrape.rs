@@ -119,7 +119,7 @@ impl Scraper {
     /// the rest. An endless or trickling body ends at the bound or at `timeout`.
     pub async fn fetch_bounded(
         &self,
-        mut buffer: Vec<u8>,
+        buffer: Vec<u8>,
         timeout: Duration,
         bound: BodyBound,
     ) -> Result<Page, ScrapeError> {
@@ -161,22 +161,7 @@ impl Scraper {
             {
                 return Err(too_large());
             }
-            // Sized up front: growing a multi-megabyte buffer by doubling leaves the old copies
-            // behind in the allocator, and resident memory is what the platform bills.
-            let expected = response
-                .content_length()
-                .map_or(self.last_body_len.load(Ordering::Relaxed), |len| {
-                    usize::try_from(len).unwrap_or(usize::MAX)
-                })
-                .min(max_body_bytes);
-            // A buffer much larger than this page is not kept: one huge page must not pin its
-            // memory for good.
-            if buffer.capacity() > expected.saturating_mul(2) {
-                buffer = Vec::new();
-            }
-            buffer.clear();
-            buffer.reserve(expected);
-            let mut body = buffer;
+            let mut body = self.body_buffer(buffer, response.content_length(), max_body_bytes);
             while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
                 if body.len() + chunk.len() > max_body_bytes {
                     return Err(too_large());
@@ -200,6 +185,31 @@ impl Scraper {
             format,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// The last page's `buffer`, emptied and sized for this body: the announced length, else the
+    /// last body's, at most `max_body_bytes`. Sized up front: growing a multi-megabyte buffer by
+    /// doubling leaves the old copies behind in the allocator, and resident memory is what the
+    /// platform bills.
+    fn body_buffer(
+        &self,
+        mut buffer: Vec<u8>,
+        content_length: Option<u64>,
+        max_body_bytes: usize,
+    ) -> Vec<u8> {
+        let expected = content_length
+            .map_or(self.last_body_len.load(Ordering::Relaxed), |len| {
+                usize::try_from(len).unwrap_or(usize::MAX)
+            })
+            .min(max_body_bytes);
+        // A buffer much larger than this page is not kept: one huge page must not pin its
+        // memory for good.
+        if buffer.capacity() > expected.saturating_mul(2) {
+            buffer = Vec::new();
+        }
+        buffer.clear();
+        buffer.reserve(expected);
+        buffer
     }
 }
 
