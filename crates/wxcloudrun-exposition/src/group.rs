@@ -62,19 +62,6 @@ pub struct Quantile {
     pub value: f64,
 }
 
-/// A histogram point in OTLP's shape: explicit bounds and per-bucket counts.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OtlpHistogram {
-    /// The finite upper bounds, ascending; the `+Inf` bound is implicit.
-    pub explicit_bounds: Vec<f64>,
-    /// Observations per bucket: one more entry than `explicit_bounds` (the last is `+Inf`).
-    pub bucket_counts: Vec<u64>,
-    /// Total observations (`_count`).
-    pub count: u64,
-    /// `_sum`, unset when not exposed.
-    pub sum: Option<f64>,
-}
-
 /// Why a family could not be grouped into points.
 ///
 /// A bucket or quantile without a usable bound is no error: it is left out of the points and
@@ -92,27 +79,6 @@ pub enum GroupError {
     },
 }
 
-/// Why a histogram point cannot be expressed as OTLP buckets. The exporter drops the point.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum BucketError {
-    /// No `_count`: OTLP needs it (protocols.md §5: drop the point).
-    #[error("histogram point has no _count")]
-    MissingCount,
-    /// A count that is negative, fractional, not finite or too large for a `u64`.
-    #[error("histogram count {0} is not a whole non-negative number")]
-    InvalidCount(f64),
-    /// `le="-Inf"`: no OTLP bucket can hold it.
-    #[error("histogram bucket bound {0} is not allowed")]
-    InvalidBound(f64),
-    /// Two buckets with the same bound (e.g. `le="1"` and `le="1.0"`).
-    #[error("histogram has two buckets with bound {0}")]
-    DuplicateBound(f64),
-    /// A cumulative count lower than the previous bucket's (or `_count` lower than a bucket).
-    #[error("histogram cumulative count decreases at bound {0}")]
-    Decreasing(f64),
-}
-
 impl<'a> MetricFamily<'a> {
     /// Groups a histogram (or gauge histogram) family by label set minus `le`, in order of first
     /// appearance, whatever the order of the lines (label sets may interleave).
@@ -128,10 +94,13 @@ impl<'a> MetricFamily<'a> {
     ///     rpc_seconds_count 10\n";
     /// let exposition = parse(page, Format::PrometheusText)?;
     /// let points = exposition.families[0].histogram_points()?;
-    /// let otlp = points[0].to_otlp()?;
-    /// assert_eq!(otlp.explicit_bounds, [0.1, 0.5]);
-    /// assert_eq!(otlp.bucket_counts, [3, 4, 3]);
-    /// assert_eq!((otlp.count, otlp.sum), (10, Some(2.5)));
+    /// let bounds: Vec<(f64, f64)> = points[0]
+    ///     .buckets
+    ///     .iter()
+    ///     .map(|b| (b.upper_bound, b.cumulative_count))
+    ///     .collect();
+    /// assert_eq!(bounds, [(0.1, 3.0), (0.5, 7.0), (f64::INFINITY, 10.0)]);
+    /// assert_eq!((points[0].count, points[0].sum), (Some(10.0), Some(2.5)));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn histogram_points(&self) -> Result<Vec<HistogramPoint<'a>>, GroupError> {
@@ -277,63 +246,6 @@ impl<'a> MetricFamily<'a> {
             family: self.name.to_string(),
             expected,
         }
-    }
-}
-
-impl HistogramPoint<'_> {
-    /// Converts cumulative buckets to OTLP per-bucket counts: `le=0.1: 3, le=0.5: 7,
-    /// le=+Inf: 10` with `_count 10` gives bounds `[0.1, 0.5]` and counts `[3, 4, 3]`.
-    ///
-    /// The total is `_count`; the implicit `+Inf` bucket holds `_count` minus the last finite
-    /// bucket, so an exposed `+Inf` bucket that disagrees with `_count` (a racy client) does not
-    /// lose the point.
-    pub fn to_otlp(&self) -> Result<OtlpHistogram, BucketError> {
-        let count = self.count.ok_or(BucketError::MissingCount)?;
-        let count = whole(count)?;
-        let mut explicit_bounds = Vec::with_capacity(self.buckets.len());
-        let mut bucket_counts = Vec::with_capacity(self.buckets.len() + 1);
-        let mut previous: u64 = 0;
-        for bucket in &self.buckets {
-            let bound = bucket.upper_bound;
-            if bound == f64::INFINITY {
-                continue;
-            }
-            if !bound.is_finite() {
-                return Err(BucketError::InvalidBound(bound));
-            }
-            if explicit_bounds.last() == Some(&bound) {
-                return Err(BucketError::DuplicateBound(bound));
-            }
-            let cumulative = whole(bucket.cumulative_count)?;
-            let in_bucket = cumulative
-                .checked_sub(previous)
-                .ok_or(BucketError::Decreasing(bound))?;
-            explicit_bounds.push(bound);
-            bucket_counts.push(in_bucket);
-            previous = cumulative;
-        }
-        let in_inf_bucket = count
-            .checked_sub(previous)
-            .ok_or(BucketError::Decreasing(f64::INFINITY))?;
-        bucket_counts.push(in_inf_bucket);
-        Ok(OtlpHistogram {
-            explicit_bounds,
-            bucket_counts,
-            count,
-            sum: self.sum,
-        })
-    }
-}
-
-/// A count as a `u64`, if it is one.
-fn whole(value: f64) -> Result<u64, BucketError> {
-    // 2^64 as f64; anything at or above it does not fit.
-    const LIMIT: f64 = 18_446_744_073_709_551_616.0;
-    if value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value < LIMIT {
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        Ok(value as u64)
-    } else {
-        Err(BucketError::InvalidCount(value))
     }
 }
 

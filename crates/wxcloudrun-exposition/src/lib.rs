@@ -79,8 +79,8 @@
 //!
 //! [`decode_body`] undoes gzip with a bound on the decompressed size.
 //! [`MetricFamily::histogram_points`] and [`MetricFamily::summary_points`] merge a family's
-//! samples per label set, and [`HistogramPoint::to_otlp`] converts cumulative buckets to OTLP's
-//! per-bucket counts. A bucket or quantile whose `le` / `quantile` is missing or not a number
+//! samples per label set (buckets stay cumulative, as written: what a consumer does with a
+//! decreasing count is its own rule — the sidecar's OTLP exporter clamps it to 0). A bucket or quantile whose `le` / `quantile` is missing or not a number
 //! cannot be part of a point: it is left out of them (the rest of the family is not) and listed
 //! by [`MetricFamily::samples_without_bound`], for the caller to keep as written or count (the
 //! sidecar counts them, `wxcloudrun_sidecar_scrape_samples_dropped_total{reason="unparsable_bound"}`,
@@ -167,9 +167,7 @@ mod parser;
 
 pub use decode::{decode_body, decode_body_owned};
 pub use error::{DecodeError, ErrorKind, ParseError, Snippet};
-pub use group::{
-    Bucket, BucketError, GroupError, HistogramPoint, OtlpHistogram, Quantile, SummaryPoint,
-};
+pub use group::{Bucket, GroupError, HistogramPoint, Quantile, SummaryPoint};
 pub use model::{
     ACCEPT_HEADER, Exemplar, Exposition, Format, Label, Limits, MetricFamily, MetricType, Sample,
 };

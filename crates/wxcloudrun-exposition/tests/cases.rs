@@ -200,25 +200,25 @@ const CASES: &[(&str, Format, &str, &str)] = &[
         "histogram grouping with interleaved label sets and le spellings",
         TEXT,
         "# TYPE h histogram\nh_bucket{m=\"a\",le=\"0.1\"} 3\nh_bucket{m=\"b\",le=\"1\"} 1\nh_bucket{le=\"0.5\",m=\"a\"} 7\nh_bucket{m=\"b\",le=\"1e+01\"} 2\nh_bucket{m=\"a\",le=\"+Inf\"} 10\nh_bucket{m=\"b\",le=\"+Inf\"} 2\nh_sum{m=\"b\"} 4\nh_count{m=\"b\"} 2\nh_sum{m=\"a\"} 2.5\nh_count{m=\"a\"} 10\n",
-        "family h histogram\n  h_bucket{m=\"a\",le=\"0.1\"} 3.0\n  h_bucket{m=\"b\",le=\"1\"} 1.0\n  h_bucket{le=\"0.5\",m=\"a\"} 7.0\n  h_bucket{m=\"b\",le=\"1e+01\"} 2.0\n  h_bucket{m=\"a\",le=\"+Inf\"} 10.0\n  h_bucket{m=\"b\",le=\"+Inf\"} 2.0\n  h_sum{m=\"b\"} 4.0\n  h_count{m=\"b\"} 2.0\n  h_sum{m=\"a\"} 2.5\n  h_count{m=\"a\"} 10.0\n  point{m=\"a\"} buckets=[0.1:3.0,0.5:7.0,inf:10.0] count=Some(10.0) sum=Some(2.5) otlp=[0.1, 0.5]/[3, 4, 3]\n  point{m=\"b\"} buckets=[1.0:1.0,10.0:2.0,inf:2.0] count=Some(2.0) sum=Some(4.0) otlp=[1.0, 10.0]/[1, 1, 0]\nduplicates=0\n",
+        "family h histogram\n  h_bucket{m=\"a\",le=\"0.1\"} 3.0\n  h_bucket{m=\"b\",le=\"1\"} 1.0\n  h_bucket{le=\"0.5\",m=\"a\"} 7.0\n  h_bucket{m=\"b\",le=\"1e+01\"} 2.0\n  h_bucket{m=\"a\",le=\"+Inf\"} 10.0\n  h_bucket{m=\"b\",le=\"+Inf\"} 2.0\n  h_sum{m=\"b\"} 4.0\n  h_count{m=\"b\"} 2.0\n  h_sum{m=\"a\"} 2.5\n  h_count{m=\"a\"} 10.0\n  point{m=\"a\"} buckets=[0.1:3.0,0.5:7.0,inf:10.0] count=Some(10.0) sum=Some(2.5)\n  point{m=\"b\"} buckets=[1.0:1.0,10.0:2.0,inf:2.0] count=Some(2.0) sum=Some(4.0)\nduplicates=0\n",
     ),
     (
         "histogram lines of one point in another label order, or with an empty label",
         TEXT,
         "# TYPE h histogram\nh_bucket{m=\"a\",n=\"x\",le=\"1\"} 1\nh_bucket{n=\"x\",m=\"a\",le=\"+Inf\"} 2\nh_sum{m=\"a\",e=\"\",n=\"x\"} 3\nh_count{m=\"a\",n=\"x\"} 2\nh_bucket{m=\"a\",n=\"y\",le=\"+Inf\"} 5\nh_count{m=\"a\",n=\"y\"} 5\n",
-        "family h histogram\n  h_bucket{m=\"a\",n=\"x\",le=\"1\"} 1.0\n  h_bucket{n=\"x\",m=\"a\",le=\"+Inf\"} 2.0\n  h_sum{m=\"a\",e=\"\",n=\"x\"} 3.0\n  h_count{m=\"a\",n=\"x\"} 2.0\n  h_bucket{m=\"a\",n=\"y\",le=\"+Inf\"} 5.0\n  h_count{m=\"a\",n=\"y\"} 5.0\n  point{m=\"a\",n=\"x\"} buckets=[1.0:1.0,inf:2.0] count=Some(2.0) sum=Some(3.0) otlp=[1.0]/[1, 1]\n  point{m=\"a\",n=\"y\"} buckets=[inf:5.0] count=Some(5.0) sum=None otlp=[]/[5]\nduplicates=0\n",
+        "family h histogram\n  h_bucket{m=\"a\",n=\"x\",le=\"1\"} 1.0\n  h_bucket{n=\"x\",m=\"a\",le=\"+Inf\"} 2.0\n  h_sum{m=\"a\",e=\"\",n=\"x\"} 3.0\n  h_count{m=\"a\",n=\"x\"} 2.0\n  h_bucket{m=\"a\",n=\"y\",le=\"+Inf\"} 5.0\n  h_count{m=\"a\",n=\"y\"} 5.0\n  point{m=\"a\",n=\"x\"} buckets=[1.0:1.0,inf:2.0] count=Some(2.0) sum=Some(3.0)\n  point{m=\"a\",n=\"y\"} buckets=[inf:5.0] count=Some(5.0) sum=None\nduplicates=0\n",
     ),
     (
         "histogram without _count cannot become OTLP; without _sum it can",
         TEXT,
         "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\n# TYPE g histogram\ng_bucket{le=\"1\"} 1\ng_count 1\n",
-        "family h histogram\n  h_bucket{le=\"1\"} 1.0\n  h_bucket{le=\"+Inf\"} 1.0\n  h_sum{} 1.0\n  point{} buckets=[1.0:1.0,inf:1.0] count=None sum=Some(1.0) otlp_error=histogram point has no _count\nfamily g histogram\n  g_bucket{le=\"1\"} 1.0\n  g_count{} 1.0\n  point{} buckets=[1.0:1.0] count=Some(1.0) sum=None otlp=[1.0]/[1, 0]\nduplicates=0\n",
+        "family h histogram\n  h_bucket{le=\"1\"} 1.0\n  h_bucket{le=\"+Inf\"} 1.0\n  h_sum{} 1.0\n  point{} buckets=[1.0:1.0,inf:1.0] count=None sum=Some(1.0)\nfamily g histogram\n  g_bucket{le=\"1\"} 1.0\n  g_count{} 1.0\n  point{} buckets=[1.0:1.0] count=Some(1.0) sum=None\nduplicates=0\n",
     ),
     (
         "OpenMetrics histogram with _created and a bucket exemplar",
         OM,
         "# TYPE h histogram\nh_bucket{le=\"0.1\"} 3 # {trace_id=\"t\"} 0.05 1700000000.001\nh_bucket{le=\"+Inf\"} 4\nh_count 4\nh_sum 1.5\nh_created 1699999999.999\n# EOF\n",
-        "family h histogram\n  h_bucket{le=\"0.1\"} 3.0 created=1699999999999 # {trace_id=\"t\"} 0.05 ts=1700000000001\n  h_bucket{le=\"+Inf\"} 4.0 created=1699999999999\n  h_count{} 4.0 created=1699999999999\n  h_sum{} 1.5 created=1699999999999\n  point{} buckets=[0.1:3.0,inf:4.0] count=Some(4.0) sum=Some(1.5) created=1699999999999 otlp=[0.1]/[3, 1]\nduplicates=0\n",
+        "family h histogram\n  h_bucket{le=\"0.1\"} 3.0 created=1699999999999 # {trace_id=\"t\"} 0.05 ts=1700000000001\n  h_bucket{le=\"+Inf\"} 4.0 created=1699999999999\n  h_count{} 4.0 created=1699999999999\n  h_sum{} 1.5 created=1699999999999\n  point{} buckets=[0.1:3.0,inf:4.0] count=Some(4.0) sum=Some(1.5) created=1699999999999\nduplicates=0\n",
     ),
     (
         "summary grouped by label set, NaN quantiles",
@@ -230,7 +230,7 @@ const CASES: &[(&str, Format, &str, &str)] = &[
         "OpenMetrics info, stateset and gaugehistogram",
         OM,
         "# TYPE build info\nbuild_info{version=\"1.2\"} 1\n# TYPE state stateset\nstate{state=\"on\"} 1\nstate{state=\"off\"} 0\n# TYPE q gaugehistogram\nq_bucket{le=\"1\"} 2\nq_bucket{le=\"+Inf\"} 3\nq_gcount 3\nq_gsum 2\n# EOF\n",
-        "family build info\n  build_info{version=\"1.2\"} 1.0\nfamily state stateset\n  state{state=\"on\"} 1.0\n  state{state=\"off\"} 0.0\nfamily q gaugehistogram\n  q_bucket{le=\"1\"} 2.0\n  q_bucket{le=\"+Inf\"} 3.0\n  q_gcount{} 3.0\n  q_gsum{} 2.0\n  point{} buckets=[1.0:2.0,inf:3.0] count=Some(3.0) sum=Some(2.0) otlp=[1.0]/[2, 1]\nduplicates=0\n",
+        "family build info\n  build_info{version=\"1.2\"} 1.0\nfamily state stateset\n  state{state=\"on\"} 1.0\n  state{state=\"off\"} 0.0\nfamily q gaugehistogram\n  q_bucket{le=\"1\"} 2.0\n  q_bucket{le=\"+Inf\"} 3.0\n  q_gcount{} 3.0\n  q_gsum{} 2.0\n  point{} buckets=[1.0:2.0,inf:3.0] count=Some(3.0) sum=Some(2.0)\nduplicates=0\n",
     ),
     (
         "duplicate series: first kept, order and empty labels ignored",
@@ -344,7 +344,7 @@ const CASES: &[(&str, Format, &str, &str)] = &[
         "a sample named like a family whose type has no such sample is its own untyped family",
         TEXT,
         "# TYPE h histogram\nh 1\nh_bucket{le=\"+Inf\"} 1\nh_count 1\nh{x=\"2\"} 2\n",
-        "family h histogram\n  h_bucket{le=\"+Inf\"} 1.0\n  h_count{} 1.0\n  point{} buckets=[inf:1.0] count=Some(1.0) sum=None otlp=[]/[1]\nfamily h untyped\n  h{} 1.0\n  h{x=\"2\"} 2.0\nduplicates=0\n",
+        "family h histogram\n  h_bucket{le=\"+Inf\"} 1.0\n  h_count{} 1.0\n  point{} buckets=[inf:1.0] count=Some(1.0) sum=None\nfamily h untyped\n  h{} 1.0\n  h{x=\"2\"} 2.0\nduplicates=0\n",
     ),
     (
         "text after # EOF on its line",
@@ -554,7 +554,7 @@ fn owned_copy_outlives_the_page() {
 
 #[test]
 fn grouping_errors_are_reported() {
-    use wxcloudrun_exposition::{BucketError, GroupError};
+    use wxcloudrun_exposition::GroupError;
 
     fn family(page: &str) -> wxcloudrun_exposition::MetricFamily<'_> {
         parse(page, TEXT)
@@ -609,53 +609,39 @@ fn grouping_errors_are_reported() {
     // Other types have no bounds to lack.
     assert_eq!(gauge.samples_without_bound().count(), 0);
 
-    let otlp = |page: &str| {
+    // Buckets stay as written, cumulative: what a decreasing count or an odd bound means is the
+    // consumer's rule (the sidecar's OTLP exporter clamps a decrease to 0).
+    let buckets = |page: &str| -> Vec<(f64, f64)> {
         family(page).histogram_points().unwrap()[0]
-            .to_otlp()
-            .unwrap_err()
+            .buckets
+            .iter()
+            .map(|b| (b.upper_bound, b.cumulative_count))
+            .collect()
     };
     assert_eq!(
-        otlp("# TYPE h histogram\nh_bucket{le=\"1\"} 5\nh_bucket{le=\"2\"} 4\nh_count 5\n"),
-        BucketError::Decreasing(2.0)
+        buckets("# TYPE h histogram\nh_bucket{le=\"1\"} 5\nh_bucket{le=\"2\"} 4\nh_count 5\n"),
+        [(1.0, 5.0), (2.0, 4.0)]
     );
     assert_eq!(
-        otlp("# TYPE h histogram\nh_bucket{le=\"1\"} 5\nh_count 4\n"),
-        BucketError::Decreasing(f64::INFINITY)
+        buckets("# TYPE h histogram\nh_bucket{le=\"-Inf\"} 0\nh_bucket{le=\"1\"} 0.5\nh_count 1\n"),
+        [(f64::NEG_INFINITY, 0.0), (1.0, 0.5)]
     );
-    // `le="1"` and `le="1.0"` are one series (the second is a duplicate), so only a point built
-    // by hand can have two buckets with one bound.
+    // `le="1"` and `le="1.0"` are one series: the second is a duplicate.
     let one_bound =
         family("# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"1.0\"} 1\nh_count 1\n");
     assert_eq!(one_bound.histogram_points().unwrap()[0].buckets.len(), 1);
-    let mut point = one_bound.histogram_points().unwrap().remove(0);
-    point.buckets.push(point.buckets[0].clone());
-    assert_eq!(
-        point.to_otlp().unwrap_err(),
-        BucketError::DuplicateBound(1.0)
-    );
-    assert_eq!(
-        otlp("# TYPE h histogram\nh_bucket{le=\"1\"} 0.5\nh_count 1\n"),
-        BucketError::InvalidCount(0.5)
-    );
-    assert_eq!(
-        otlp("# TYPE h histogram\nh_bucket{le=\"-Inf\"} 0\nh_count 1\n"),
-        BucketError::InvalidBound(f64::NEG_INFINITY)
-    );
-    assert!(matches!(
-        otlp("# TYPE h histogram\nh_count NaN\n"),
-        BucketError::InvalidCount(c) if c.is_nan()
-    ));
+    let nan_count = family("# TYPE h histogram\nh_count NaN\n")
+        .histogram_points()
+        .unwrap();
+    assert!(nan_count[0].count.unwrap().is_nan());
 }
 
 #[test]
-fn histogram_without_buckets_is_one_implicit_bucket() {
+fn histogram_without_buckets_is_a_point_with_count_and_sum() {
     let exposition = parse("# TYPE h histogram\nh_count 3\nh_sum 1\n", TEXT).unwrap();
-    let otlp = exposition.families[0].histogram_points().unwrap()[0]
-        .to_otlp()
-        .unwrap();
-    assert!(otlp.explicit_bounds.is_empty());
-    assert_eq!(otlp.bucket_counts, [3]);
-    assert_eq!(otlp.count, 3);
+    let point = &exposition.families[0].histogram_points().unwrap()[0];
+    assert!(point.buckets.is_empty());
+    assert_eq!((point.count, point.sum), (Some(3.0), Some(1.0)));
 }
 
 #[test]
@@ -748,11 +734,22 @@ foo_created 1.520430000123e+09
     let point = &foo.histogram_points().unwrap()[0];
     // `1.520430000123e+09` s has an exponent, so it goes through f64: 1520430000123 ms.
     assert_eq!(point.created_ms, Some(1_520_430_000_123));
-    let otlp = point.to_otlp().unwrap();
+    let buckets: Vec<(f64, f64)> = point
+        .buckets
+        .iter()
+        .map(|b| (b.upper_bound, b.cumulative_count))
+        .collect();
     assert_eq!(
-        otlp.explicit_bounds,
-        [0.0, 1e-5, 0.1, 1.0, 1.55555555555552e6, 1e23]
+        buckets,
+        [
+            (0.0, 0.0),
+            (1e-5, 0.0),
+            (0.1, 8.0),
+            (1.0, 10.0),
+            (1.55555555555552e6, 17.0),
+            (1e23, 17.0),
+            (f64::INFINITY, 17.0)
+        ]
     );
-    assert_eq!(otlp.bucket_counts, [0, 0, 8, 2, 7, 0, 0]);
-    assert_eq!((otlp.count, otlp.sum), (17, Some(324_789.3)));
+    assert_eq!((point.count, point.sum), (Some(17.0), Some(324_789.3)));
 }

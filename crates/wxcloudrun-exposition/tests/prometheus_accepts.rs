@@ -129,13 +129,13 @@ const ACCEPTED: &[(&str, Format, &str, &str)] = &[
         "a histogram concatenated from two registries groups as one",
         TEXT,
         "# TYPE h histogram\nh_bucket{lib=\"a\",le=\"1\"} 1\nh_bucket{lib=\"a\",le=\"+Inf\"} 2\nh_count{lib=\"a\"} 2\n# TYPE g gauge\ng 0\n# TYPE h histogram\nh_bucket{lib=\"b\",le=\"1\"} 3\nh_bucket{lib=\"b\",le=\"+Inf\"} 3\nh_count{lib=\"b\"} 3\n",
-        "family h histogram\n  h_bucket{lib=\"a\",le=\"1\"} 1.0\n  h_bucket{lib=\"a\",le=\"+Inf\"} 2.0\n  h_count{lib=\"a\"} 2.0\n  h_bucket{lib=\"b\",le=\"1\"} 3.0\n  h_bucket{lib=\"b\",le=\"+Inf\"} 3.0\n  h_count{lib=\"b\"} 3.0\n  point{lib=\"a\"} buckets=[1.0:1.0,inf:2.0] count=Some(2.0) sum=None otlp=[1.0]/[1, 1]\n  point{lib=\"b\"} buckets=[1.0:3.0,inf:3.0] count=Some(3.0) sum=None otlp=[1.0]/[3, 0]\nfamily g gauge\n  g{} 0.0\nduplicates=0\n",
+        "family h histogram\n  h_bucket{lib=\"a\",le=\"1\"} 1.0\n  h_bucket{lib=\"a\",le=\"+Inf\"} 2.0\n  h_count{lib=\"a\"} 2.0\n  h_bucket{lib=\"b\",le=\"1\"} 3.0\n  h_bucket{lib=\"b\",le=\"+Inf\"} 3.0\n  h_count{lib=\"b\"} 3.0\n  point{lib=\"a\"} buckets=[1.0:1.0,inf:2.0] count=Some(2.0) sum=None\n  point{lib=\"b\"} buckets=[1.0:3.0,inf:3.0] count=Some(3.0) sum=None\nfamily g gauge\n  g{} 0.0\nduplicates=0\n",
     ),
     (
         "a family's samples interleaved with another's",
         TEXT,
         "# TYPE h histogram\nh_bucket{le=\"1\"} 1\n# TYPE other gauge\nother 5\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n",
-        "family h histogram\n  h_bucket{le=\"1\"} 1.0\n  h_bucket{le=\"+Inf\"} 2.0\n  h_sum{} 3.0\n  h_count{} 2.0\n  point{} buckets=[1.0:1.0,inf:2.0] count=Some(2.0) sum=Some(3.0) otlp=[1.0]/[1, 1]\nfamily other gauge\n  other{} 5.0\nduplicates=0\n",
+        "family h histogram\n  h_bucket{le=\"1\"} 1.0\n  h_bucket{le=\"+Inf\"} 2.0\n  h_sum{} 3.0\n  h_count{} 2.0\n  point{} buckets=[1.0:1.0,inf:2.0] count=Some(2.0) sum=Some(3.0)\nfamily other gauge\n  other{} 5.0\nduplicates=0\n",
     ),
     (
         "a repeated TYPE with another type applies to what follows it",
@@ -159,7 +159,7 @@ const ACCEPTED: &[(&str, Format, &str, &str)] = &[
         "a sample its family's type has no name for is stored as written",
         TEXT,
         "# TYPE h histogram\nh 1\nh_bucket{le=\"+Inf\"} 1\nh_count 1\nh_total 2\n",
-        "family h histogram\n  h_bucket{le=\"+Inf\"} 1.0\n  h_count{} 1.0\n  point{} buckets=[inf:1.0] count=Some(1.0) sum=None otlp=[]/[1]\nfamily h untyped\n  h{} 1.0\nfamily h_total untyped\n  h_total{} 2.0\nduplicates=0\n",
+        "family h histogram\n  h_bucket{le=\"+Inf\"} 1.0\n  h_count{} 1.0\n  point{} buckets=[inf:1.0] count=Some(1.0) sum=None\nfamily h untyped\n  h{} 1.0\nfamily h_total untyped\n  h_total{} 2.0\nduplicates=0\n",
     ),
     // ---- `le` and `quantile` ------------------------------------------------------------------
     (
@@ -167,7 +167,7 @@ const ACCEPTED: &[(&str, Format, &str, &str)] = &[
         "two spellings of one bound are one series in a histogram",
         TEXT,
         "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"1.0\"} 1\nh_bucket{le=\"1e0\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_bucket{le=\"inf\"} 2\nh_count 2\n",
-        "family h histogram\n  h_bucket{le=\"1\"} 1.0\n  h_bucket{le=\"+Inf\"} 2.0\n  h_count{} 2.0\n  point{} buckets=[1.0:1.0,inf:2.0] count=Some(2.0) sum=None otlp=[1.0]/[1, 1]\nduplicates=3\n",
+        "family h histogram\n  h_bucket{le=\"1\"} 1.0\n  h_bucket{le=\"+Inf\"} 2.0\n  h_count{} 2.0\n  point{} buckets=[1.0:1.0,inf:2.0] count=Some(2.0) sum=None\nduplicates=3\n",
     ),
     (
         "two spellings of one quantile are one series in a summary",
@@ -186,7 +186,7 @@ const ACCEPTED: &[(&str, Format, &str, &str)] = &[
         "a bucket or quantile without a usable bound is kept as a sample, outside the points",
         TEXT,
         "# TYPE h histogram\nh_bucket{le=\"fast\"} 1\nh_bucket 1\nh_bucket{le=\"+Inf\"} 2\nh_count 2\n# TYPE s summary\ns{quantile=\"p99\"} 1\ns 2\ns_count 2\n",
-        "family h histogram\n  h_bucket{le=\"fast\"} 1.0\n  h_bucket{} 1.0\n  h_bucket{le=\"+Inf\"} 2.0\n  h_count{} 2.0\n  point{} buckets=[inf:2.0] count=Some(2.0) sum=None otlp=[]/[2]\n  no bound: h_bucket{le=\"fast\"}\n  no bound: h_bucket{}\nfamily s summary\n  s{quantile=\"p99\"} 1.0\n  s{} 2.0\n  s_count{} 2.0\n  point{} quantiles=[] count=Some(2.0) sum=None\n  no bound: s{quantile=\"p99\"}\n  no bound: s{}\nduplicates=0\n",
+        "family h histogram\n  h_bucket{le=\"fast\"} 1.0\n  h_bucket{} 1.0\n  h_bucket{le=\"+Inf\"} 2.0\n  h_count{} 2.0\n  point{} buckets=[inf:2.0] count=Some(2.0) sum=None\n  no bound: h_bucket{le=\"fast\"}\n  no bound: h_bucket{}\nfamily s summary\n  s{quantile=\"p99\"} 1.0\n  s{} 2.0\n  s_count{} 2.0\n  point{} quantiles=[] count=Some(2.0) sum=None\n  no bound: s{quantile=\"p99\"}\n  no bound: s{}\nduplicates=0\n",
     ),
     // ---- OpenMetrics ---------------------------------------------------------------------------
     (

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;
-use wxcloudrun_exposition::{Format, MetricFamily, MetricType, OtlpHistogram, decode_body, parse};
+use wxcloudrun_exposition::{Format, MetricFamily, MetricType, decode_body, parse};
 
 fn config(default_cases: u32) -> Config {
     let cases = std::env::var("PROPTEST_CASES")
@@ -645,24 +645,15 @@ fn expected_type(kind: Kind) -> MetricType {
     }
 }
 
-fn expected_otlp(s: &GenSeries) -> OtlpHistogram {
-    let mut previous = 0;
-    let mut bucket_counts: Vec<u64> = s
-        .buckets
+/// The cumulative `(le, count)` buckets the page writes for `s`: its finite bounds, then `+Inf`
+/// holding the count.
+#[allow(clippy::cast_precision_loss)]
+fn expected_buckets(s: &GenSeries) -> Vec<(f64, f64)> {
+    s.buckets
         .iter()
-        .map(|&(_, c)| {
-            let n = c - previous;
-            previous = c;
-            n
-        })
-        .collect();
-    bucket_counts.push(s.count - previous);
-    OtlpHistogram {
-        explicit_bounds: s.buckets.iter().map(|&(b, _)| b).collect(),
-        bucket_counts,
-        count: s.count,
-        sum: Some(s.value),
-    }
+        .map(|&(bound, cumulative)| (bound, cumulative as f64))
+        .chain([(f64::INFINITY, s.count as f64)])
+        .collect()
 }
 
 fn check_round_trip(
@@ -696,14 +687,16 @@ fn check_round_trip(
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 prop_assert_eq!(points.len(), generated.series.len());
                 for (point, s) in points.iter().zip(&generated.series) {
-                    let otlp = point
-                        .to_otlp()
-                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                    let want = expected_otlp(s);
-                    prop_assert_eq!(&otlp.explicit_bounds, &want.explicit_bounds);
-                    prop_assert_eq!(&otlp.bucket_counts, &want.bucket_counts);
-                    prop_assert_eq!(otlp.count, want.count);
-                    prop_assert_eq!(otlp.sum.map(canonical_bits), want.sum.map(canonical_bits));
+                    let buckets: Vec<(f64, f64)> = point
+                        .buckets
+                        .iter()
+                        .map(|b| (b.upper_bound, b.cumulative_count))
+                        .collect();
+                    prop_assert_eq!(buckets, expected_buckets(s));
+                    #[allow(clippy::cast_precision_loss)]
+                    let count = s.count as f64;
+                    prop_assert_eq!(point.count, Some(count));
+                    prop_assert_eq!(point.sum.map(canonical_bits), Some(canonical_bits(s.value)));
                     prop_assert_eq!(point.created_ms, s.created_ms);
                 }
             }
@@ -758,11 +751,7 @@ fn exercise(page: &str) -> Result<(), TestCaseError> {
         match parse(page, format) {
             Ok(exposition) => {
                 for family in &exposition.families {
-                    if let Ok(points) = family.histogram_points() {
-                        for point in points {
-                            let _ = point.to_otlp();
-                        }
-                    }
+                    let _ = family.histogram_points();
                     let _ = family.summary_points();
                 }
             }

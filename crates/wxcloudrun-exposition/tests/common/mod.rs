@@ -3,7 +3,7 @@
 //! ```text
 //! family <name> <type> [help=<debug>] [unit=<debug>]
 //!   <sample>{<label>=<debug value>,…} <value> [ts=<ms>] [created=<ms>] [# {…} <value> [ts=<ms>]]
-//!   point{…} buckets=[<le>:<count>,…] count=<c> sum=<s> [created=<ms>] otlp=<bounds>/<counts>
+//!   point{…} buckets=[<le>:<count>,…] count=<c> sum=<s> [created=<ms>]
 //!   point{…} quantiles=[<q>:<v>,…] count=<c> sum=<s>
 //!   no bound: <sample>{…}
 //! duplicates=<n>
@@ -84,11 +84,6 @@ pub(crate) fn render(exposition: &Exposition<'_>, format: Format) -> String {
                 if let Some(created) = p.created_ms {
                     write!(out, " created={created}").unwrap();
                 }
-                match p.to_otlp() {
-                    Ok(o) => write!(out, " otlp={:?}/{:?}", o.explicit_bounds, o.bucket_counts),
-                    Err(e) => write!(out, " otlp_error={e}"),
-                }
-                .unwrap();
                 out.push('\n');
             }
         }

@@ -333,6 +333,17 @@ mod tests {
             (vec![1.0, 2.0], vec![5, 0, 0])
         );
         assert_eq!(per_bucket(&[], 4.0), (vec![], vec![4]));
+        // The OpenMetrics specification's example histogram, bounds as Prometheus 3 reads them.
+        let bounds = [0.0, 1e-5, 0.1, 1.0, 1.55555555555552e6, 1e23];
+        let spec: Vec<(f64, f64)> = bounds
+            .into_iter()
+            .zip([0.0, 0.0, 8.0, 10.0, 17.0, 17.0])
+            .chain([(f64::INFINITY, 17.0)])
+            .collect();
+        assert_eq!(
+            per_bucket(&spec, 17.0),
+            (bounds.to_vec(), vec![0, 0, 8, 2, 7, 0, 0])
+        );
     }
 
     #[test]
