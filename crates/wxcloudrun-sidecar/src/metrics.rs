@@ -6,9 +6,52 @@ use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-// From the leaf that defines it, not `crate::export`: export/ holds these metrics' handles, and
-// a path through its mod.rs would make the two files import each other.
-use crate::export::attempt::FailureReason;
+/// Why an export attempt failed: the `reason` of `wxcloudrun_sidecar_export_errors_total`.
+/// What gives which is in [`crate::export::attempt`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailureReason {
+    /// The TLS handshake failed: unknown CA, wrong name, expired or missing client certificate.
+    Tls,
+    /// The backend refused the credentials: HTTP 401/403, gRPC `UNAUTHENTICATED` /
+    /// `PERMISSION_DENIED`.
+    Auth,
+    /// No connection: refused, reset, DNS, unreachable.
+    Connect,
+    /// No answer within the request timeout.
+    Timeout,
+    /// Any other 4xx (429 included).
+    Http4xx,
+    /// A 5xx.
+    Http5xx,
+    /// Anything else (other gRPC statuses, unreadable answers).
+    Other,
+}
+
+impl FailureReason {
+    /// Every reason, in the order of the contract (dashboards/README.md).
+    pub const ALL: [FailureReason; 7] = [
+        FailureReason::Tls,
+        FailureReason::Auth,
+        FailureReason::Connect,
+        FailureReason::Timeout,
+        FailureReason::Http4xx,
+        FailureReason::Http5xx,
+        FailureReason::Other,
+    ];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureReason::Tls => "tls",
+            FailureReason::Auth => "auth",
+            FailureReason::Connect => "connect",
+            FailureReason::Timeout => "timeout",
+            FailureReason::Http4xx => "http_4xx",
+            FailureReason::Http5xx => "http_5xx",
+            FailureReason::Other => "other",
+        }
+    }
+}
 
 /// Scrape outcomes.
 pub const SCRAPE_OUTCOMES: [&str; 3] = ["success", "error", "timeout"];

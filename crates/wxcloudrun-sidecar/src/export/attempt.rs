@@ -1,55 +1,14 @@
-//! What one attempt to deliver a request came to, and why it failed, in the words ops search for
-//! (`reason` of `wxcloudrun_sidecar_export_errors_total`).
+//! What one attempt to deliver a request came to, and why it failed: the [`FailureReason`] (the
+//! `reason` of `wxcloudrun_sidecar_export_errors_total`, a self-metric label defined with the
+//! metrics) a status or a transport error gives.
 
 use std::time::Duration;
 
 use http::StatusCode;
 
-/// Why an attempt failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FailureReason {
-    /// The TLS handshake failed: unknown CA, wrong name, expired or missing client certificate.
-    Tls,
-    /// The backend refused the credentials: HTTP 401/403, gRPC `UNAUTHENTICATED` /
-    /// `PERMISSION_DENIED`.
-    Auth,
-    /// No connection: refused, reset, DNS, unreachable.
-    Connect,
-    /// No answer within the request timeout.
-    Timeout,
-    /// Any other 4xx (429 included).
-    Http4xx,
-    /// A 5xx.
-    Http5xx,
-    /// Anything else (other gRPC statuses, unreadable answers).
-    Other,
-}
+use crate::metrics::FailureReason;
 
 impl FailureReason {
-    /// Every reason, in the order of the contract (dashboards/README.md).
-    pub const ALL: [FailureReason; 7] = [
-        FailureReason::Tls,
-        FailureReason::Auth,
-        FailureReason::Connect,
-        FailureReason::Timeout,
-        FailureReason::Http4xx,
-        FailureReason::Http5xx,
-        FailureReason::Other,
-    ];
-
-    /// The `reason` label.
-    pub fn label(self) -> &'static str {
-        match self {
-            FailureReason::Tls => "tls",
-            FailureReason::Auth => "auth",
-            FailureReason::Connect => "connect",
-            FailureReason::Timeout => "timeout",
-            FailureReason::Http4xx => "http_4xx",
-            FailureReason::Http5xx => "http_5xx",
-            FailureReason::Other => "other",
-        }
-    }
-
     /// The reason an HTTP status gives.
     pub(crate) fn of_status(status: StatusCode) -> FailureReason {
         match status.as_u16() {

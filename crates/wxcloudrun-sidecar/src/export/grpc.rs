@@ -1,5 +1,9 @@
 //! OTLP/gRPC `MetricsService/Export`: the channel (TLS through wxcloudrun-connect), metadata
 //! from the headers and credentials, and the OTLP status rules (protocols.md §4).
+//!
+//! Beside [`http`](super::http) rather than under `otlp/`: like the HTTP side, it is reached by
+//! every worker through [`Transport`](super::transport::Transport), and it takes its settings as
+//! values, so neither the transports nor `otlp/` import each other in a loop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +15,13 @@ use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::Channel;
 use wxcloudrun_connect::otlp_env::Compression;
 
-use super::OtlpConfig;
-use crate::export::attempt::{Attempt, AttemptFailure, FailureReason};
-use crate::export::auth::Auth;
-use crate::export::http::{CONNECT_TIMEOUT, header_pair};
-use crate::export::{ExportError, USER_AGENT};
+use wxcloudrun_connect::tls::TlsConfig;
+
+use super::attempt::{Attempt, AttemptFailure};
+use super::auth::Auth;
+use super::error::ExportError;
+use super::http::{CONNECT_TIMEOUT, USER_AGENT, header_pair};
+use crate::metrics::FailureReason;
 
 /// A gRPC client for one backend.
 #[derive(Debug)]
@@ -26,20 +32,23 @@ pub(crate) struct GrpcTransport {
 }
 
 impl GrpcTransport {
-    pub(crate) fn new(config: &OtlpConfig) -> Result<Self, ExportError> {
-        let channel = wxcloudrun_connect::grpc::channel(
-            &config.endpoint,
-            &config.tls,
-            CONNECT_TIMEOUT,
-            USER_AGENT,
-        )
-        .map_err(|err| ExportError::new("otlp.endpoint", err.to_string()))?;
+    /// A channel to `endpoint` (the base URL) sending `headers` as metadata, `auth` as
+    /// `authorization`, gzip-compressed requests when `compression` says so.
+    pub(crate) fn new(
+        endpoint: &str,
+        tls: &TlsConfig,
+        compression: Compression,
+        headers: &[(String, String)],
+        auth: &Auth,
+    ) -> Result<Self, ExportError> {
+        let channel = wxcloudrun_connect::grpc::channel(endpoint, tls, CONNECT_TIMEOUT, USER_AGENT)
+            .map_err(|err| ExportError::new("otlp.endpoint", err.to_string()))?;
         let mut client = MetricsServiceClient::new(channel);
-        if config.compression == Compression::Gzip {
+        if compression == Compression::Gzip {
             client = client.send_compressed(CompressionEncoding::Gzip);
         }
-        let mut metadata = Vec::with_capacity(config.headers.len());
-        for (name, value) in &config.headers {
+        let mut metadata = Vec::with_capacity(headers.len());
+        for (name, value) in headers {
             header_pair(name, value).map_err(|reason| ExportError::new("otlp.headers", reason))?;
             let key = AsciiMetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes());
             let value = AsciiMetadataValue::try_from(value.as_str());
@@ -56,7 +65,7 @@ impl GrpcTransport {
         Ok(GrpcTransport {
             client,
             metadata,
-            auth: config.auth.clone(),
+            auth: auth.clone(),
         })
     }
 

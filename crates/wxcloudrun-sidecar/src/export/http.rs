@@ -11,7 +11,11 @@ use wxcloudrun_connect::tls::TlsConfig;
 
 use super::attempt::{Attempt, AttemptFailure};
 use super::auth::Auth;
+use super::error::ExportError;
 use super::retry::retry_after;
+
+/// `User-Agent` of every export request.
+pub const USER_AGENT: &str = concat!("wxcloudrun-sidecar/", env!("CARGO_PKG_VERSION"));
 
 /// How long a connection attempt may take.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -121,6 +125,20 @@ impl HttpTransport {
 /// No partial-success information (remote write 1.0).
 pub(crate) fn no_rejections(_: &[u8]) -> u64 {
     0
+}
+
+/// An `http://` or `https://` URL with a host.
+pub(crate) fn http_url(key: &'static str, url: &str) -> Result<reqwest::Url, ExportError> {
+    let shown = wxcloudrun_connect::secret::redact_url(url);
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|error| ExportError::new(key, format!("{shown:?} is not a URL: {error}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(ExportError::new(
+            key,
+            format!("{shown:?} must be an http:// or https:// URL with a host"),
+        ));
+    }
+    Ok(parsed)
 }
 
 #[cfg(test)]

@@ -9,8 +9,10 @@
 //! What every exporter shares is protocol-agnostic: [`queue`](self) (bounded by bytes, oldest
 //! dropped), the worker (in-order delivery, retries, failures counted by [`FailureReason`] and
 //! logged once per change of state), [`RetryPolicy`], [`auth`] (basic or `Authorization`
-//! credentials, files re-read on change) and the HTTP client (TLS through wxcloudrun-connect, one
-//! kept-alive connection per exporter).
+//! credentials, files re-read on change) and the transports a protocol picks from: the HTTP
+//! client (TLS through wxcloudrun-connect, one kept-alive connection per exporter) and the
+//! OTLP/gRPC channel. Imports run one way: this file uses its children, the protocol folders use
+//! the shared files, the shared files use none of them.
 //!
 //! Exporter names (the `exporter` label of the self-metrics): the `name` of a `[[remote_write]]`
 //! block, else `remote_write`, `remote_write_2`, … in order; then `otlp_http` or `otlp_grpc`.
@@ -21,31 +23,32 @@ pub mod otlp;
 pub mod remote_write;
 pub mod retry;
 
+mod error;
+mod grpc;
 mod http;
 mod queue;
+mod transport;
 mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-pub use attempt::FailureReason;
+pub use crate::metrics::FailureReason;
+pub use error::ExportError;
+pub use http::USER_AGENT;
 pub use otlp::{Compression, OtlpConfig, OtlpProtocol};
 pub use remote_write::RemoteWriteConfig;
 pub use retry::RetryPolicy;
 
-use attempt::Attempt;
-use queue::Queue;
+use queue::{Body, Payload, Queue};
+use transport::Transport;
 
 use crate::metrics::SelfMetrics;
 use crate::model::Batch;
-
-/// `User-Agent` of every export request.
-pub const USER_AGENT: &str = concat!("wxcloudrun-sidecar/", env!("CARGO_PKG_VERSION"));
 
 /// Cap on the bytes queued per exporter. Defaults to 64 MiB.
 pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 64 << 20;
@@ -83,88 +86,6 @@ impl FlushOutcome {
             FlushOutcome::Success => "success",
             FlushOutcome::Timeout => "timeout",
             FlushOutcome::Error => "error",
-        }
-    }
-}
-
-/// A failure to start the exporters (bad URL, header, certificate).
-#[derive(Debug, thiserror::Error)]
-#[error("{key}: {reason}")]
-pub struct ExportError {
-    /// The configuration key at fault (`remote_write.url`, `otlp.tls_config`, …).
-    pub key: &'static str,
-    /// Why.
-    pub reason: String,
-}
-
-impl ExportError {
-    fn new(key: &'static str, reason: impl Into<String>) -> Self {
-        ExportError {
-            key,
-            reason: reason.into(),
-        }
-    }
-}
-
-/// What a request carries: raw bytes for HTTP, the message for tonic's codec.
-#[derive(Clone, Debug)]
-pub(crate) enum Body {
-    /// An HTTP body (snappy remote write, or OTLP protobuf).
-    Http(Bytes),
-    /// An OTLP/gRPC request.
-    Grpc(Arc<ExportMetricsServiceRequest>),
-}
-
-/// One queued request.
-#[derive(Clone, Debug)]
-pub(crate) struct Payload {
-    pub(crate) body: Body,
-    /// Encoded size, what the queue cap counts.
-    pub(crate) bytes: u64,
-    /// Samples inside, what the dropped-samples counters count.
-    pub(crate) samples: u64,
-    pub(crate) queued_at: Instant,
-}
-
-/// How one backend is reached.
-#[derive(Debug)]
-pub(crate) enum Transport {
-    /// A `POST` of the body (remote write, OTLP/HTTP).
-    Http {
-        display_url: String,
-        http: http::HttpTransport,
-    },
-    /// OTLP/gRPC `MetricsService/Export`.
-    Grpc {
-        display_url: String,
-        grpc: otlp::GrpcTransport,
-    },
-}
-
-impl Transport {
-    async fn send(&self, body: &Body, timeout: Duration) -> Attempt {
-        match (self, body) {
-            (Transport::Http { http, .. }, Body::Http(bytes)) => http.send(bytes, timeout).await,
-            (Transport::Grpc { grpc, .. }, Body::Grpc(message)) => {
-                grpc.send(message, timeout).await
-            }
-            // Bodies are encoded for their transport in `Exporters::submit`.
-            _ => Attempt::Rejected {
-                failure: attempt::AttemptFailure {
-                    reason: FailureReason::Other,
-                    status: 0,
-                    detail: "request encoded for another transport".to_owned(),
-                },
-            },
-        }
-    }
-
-    /// The URL without userinfo, for logs.
-    fn url(&self) -> &str {
-        match self {
-            Transport::Http { display_url, .. } | Transport::Grpc { display_url, .. } => {
-                display_url
-            }
         }
     }
 }
@@ -448,18 +369,4 @@ impl Drop for Exporters {
             worker.handle.abort();
         }
     }
-}
-
-/// An `http://` or `https://` URL with a host.
-fn http_url(key: &'static str, url: &str) -> Result<reqwest::Url, ExportError> {
-    let shown = wxcloudrun_connect::secret::redact_url(url);
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|error| ExportError::new(key, format!("{shown:?} is not a URL: {error}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(ExportError::new(
-            key,
-            format!("{shown:?} must be an http:// or https:// URL with a host"),
-        ));
-    }
-    Ok(parsed)
 }

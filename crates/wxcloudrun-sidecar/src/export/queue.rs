@@ -9,14 +9,36 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use super::Payload;
 use crate::metrics::ExporterMetrics;
+
+/// What a request carries: raw bytes for HTTP, the message for tonic's codec.
+#[derive(Clone, Debug)]
+pub(crate) enum Body {
+    /// An HTTP body (snappy remote write, or OTLP protobuf).
+    Http(Bytes),
+    /// An OTLP/gRPC request.
+    Grpc(Arc<ExportMetricsServiceRequest>),
+}
+
+/// One queued request.
+#[derive(Clone, Debug)]
+pub(crate) struct Payload {
+    pub(crate) body: Body,
+    /// Encoded size, what the queue cap counts.
+    pub(crate) bytes: u64,
+    /// Samples inside, what the dropped-samples counters count.
+    pub(crate) samples: u64,
+    pub(crate) queued_at: Instant,
+}
 
 /// The queue and the worker's view of the flush, shared by `Exporters` and the worker task.
 #[derive(Debug)]
@@ -222,7 +244,7 @@ mod tests {
 
     fn payload(samples: u64, age: Duration) -> Payload {
         Payload {
-            body: Body::Http(bytes::Bytes::from_static(b"x")),
+            body: Body::Http(Bytes::from_static(b"x")),
             bytes: 100,
             samples,
             queued_at: Instant::now().checked_sub(age).unwrap(),

@@ -17,10 +17,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::attempt::{Attempt, AttemptFailure, FailureReason};
-use super::queue::Queue;
+use super::attempt::{Attempt, AttemptFailure};
+use super::queue::{Payload, Queue};
 use super::retry::RetryPolicy;
-use super::{Payload, Transport};
+use super::transport::Transport;
+use crate::metrics::FailureReason;
 
 /// The worker task: sends the queue in order until the flush ends it.
 pub(crate) async fn deliver_queue(

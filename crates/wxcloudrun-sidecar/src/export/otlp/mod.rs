@@ -7,7 +7,6 @@
 //!   `partial_success` is final.
 
 pub mod encode;
-mod grpc;
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -21,12 +20,12 @@ use wxcloudrun_connect::tls::TlsConfig;
 pub use encode::{Encoded, MAX_POINTS_PER_REQUEST, encode, per_bucket};
 pub use wxcloudrun_connect::otlp_env::{Compression, Protocol as OtlpProtocol};
 
-pub(crate) use grpc::GrpcTransport;
-
 use super::auth::Auth;
-use super::http::HttpTransport;
+use super::error::ExportError;
+use super::grpc::GrpcTransport;
+use super::http::{HttpTransport, USER_AGENT, http_url};
 use super::remote_write::RedactedHeaders;
-use super::{ExportError, Transport, USER_AGENT, http_url};
+use super::transport::Transport;
 
 /// How long one request may take. Defaults to 10 s (the OTLP default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,7 +79,13 @@ impl OtlpConfig {
         match self.protocol {
             OtlpProtocol::Grpc => Ok(Transport::Grpc {
                 display_url,
-                grpc: GrpcTransport::new(self)?,
+                grpc: GrpcTransport::new(
+                    &self.endpoint,
+                    &self.tls,
+                    self.compression,
+                    &self.headers,
+                    &self.auth,
+                )?,
             }),
             OtlpProtocol::HttpProtobuf => {
                 let mut reserved = vec![

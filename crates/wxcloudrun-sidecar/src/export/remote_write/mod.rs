@@ -22,8 +22,9 @@ pub use encode::{
 pub use relabel::{Relabel, RelabelRule};
 
 use super::auth::Auth;
-use super::http::{HttpTransport, no_rejections};
-use super::{ExportError, Transport, USER_AGENT, http_url};
+use super::error::ExportError;
+use super::http::{HttpTransport, USER_AGENT, http_url, no_rejections};
+use super::transport::Transport;
 
 /// How long one request may take. Defaults to 10 s (Prometheus: 30 s; the shutdown budget is 8 s).
 pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(10);
