@@ -12,7 +12,7 @@ use http_body::Body;
 use http_body_util::Full;
 use tower_service::Service;
 
-use super::{ClientReports, not_enabled};
+use super::beacon::{ClientReports, not_enabled};
 
 /// The beacon the Mini Program package sends its reports to: mount it at
 /// [`DEFAULT_CLIENT_REPORT_PATH`](crate::DEFAULT_CLIENT_REPORT_PATH). Get one from

@@ -26,7 +26,8 @@ use wxcloudrun_connect::grpc::ConnectError;
 use wxcloudrun_connect::otlp_env::Compression;
 use wxcloudrun_connect::secret::{is_sensitive_header, redact_url};
 
-use super::{InitError, OtlpProtocol, TelemetryConfig};
+use super::config::{OtlpProtocol, TelemetryConfig};
+use super::error::InitError;
 
 /// The gRPC user agent (tonic appends its own).
 const GRPC_USER_AGENT: &str = concat!("wxcloudrun-telemetry/", env!("CARGO_PKG_VERSION"));

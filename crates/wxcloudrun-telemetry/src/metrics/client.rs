@@ -10,7 +10,7 @@ use std::time::Duration;
 use prometheus::{IntCounter, IntCounterVec, Registry};
 
 use super::histogram::{Histogram, HistogramFamily};
-use super::register_vec;
+use super::register::register_vec;
 use crate::cache::ReadMostlyMap;
 use crate::config::ConfigError;
 use crate::labels::{

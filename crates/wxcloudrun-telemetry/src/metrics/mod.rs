@@ -5,20 +5,21 @@ mod client;
 mod exemplar;
 mod histogram;
 mod process;
+mod register;
 mod series;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
-use prometheus::core::Collector;
-use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 use self::client::CLIENT_DURATION;
 pub(crate) use self::client::{ClientCall, ClientMetrics};
 pub(crate) use self::exemplar::{Exemplar, SPAN_ID_LABEL, SampledRequest, TRACE_ID_LABEL};
 pub(crate) use self::histogram::{ExemplarSnapshot, Histogram, HistogramFamily};
 use self::process::{ColdStart, register_process_metrics};
+use self::register::register_vec;
 pub(crate) use self::series::RequestSeries;
 use self::series::{DURATION, SeriesCache};
 use crate::config::{ConfigError, WxTelemetryBuilder};
@@ -35,18 +36,6 @@ pub(crate) struct Metrics {
     call_deadline: Duration,
     overflow: IntCounterVec,
     cold_start: ColdStart,
-}
-
-/// Registers a family of counters or gauges, made by `new`, and hands it back.
-fn register_vec<C: Collector + Clone + 'static>(
-    registry: &Registry,
-    (name, help): (&str, &str),
-    labels: &[&str],
-    new: impl FnOnce(Opts, &[&str]) -> prometheus::Result<C>,
-) -> Result<C, ConfigError> {
-    let family = new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(family.clone()))?;
-    Ok(family)
 }
 
 impl Metrics {
