@@ -39,68 +39,16 @@ pub mod histogram;
 pub mod server;
 pub mod sink;
 pub mod sys;
+mod variant;
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+pub use crate::variant::Variant;
+
 use crate::client::{Load, LoadResult};
-
-/// One configuration of the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Variant {
-    /// axum alone.
-    Bare,
-    /// Our layer, metrics only.
-    WxMetrics,
-    /// Our layer, every span sampled out.
-    WxSampledOut,
-    /// Our layer, always-on spans batched to an exporter that drops them.
-    WxTracesDropped,
-    /// Our layer, metrics and always-on traces exported over OTLP.
-    WxTraces,
-    /// axum-prometheus.
-    AxumPrometheus,
-    /// tower-http `TraceLayer` + tracing-opentelemetry, always on, exported over OTLP.
-    TraceOtel,
-}
-
-impl Variant {
-    /// Every variant, in the default order.
-    pub const ALL: [Variant; 7] = [
-        Variant::Bare,
-        Variant::WxMetrics,
-        Variant::WxSampledOut,
-        Variant::WxTracesDropped,
-        Variant::WxTraces,
-        Variant::AxumPrometheus,
-        Variant::TraceOtel,
-    ];
-
-    /// The name used on the command line and in the output.
-    pub fn name(self) -> &'static str {
-        match self {
-            Variant::Bare => "bare",
-            Variant::WxMetrics => "wx_metrics",
-            Variant::WxSampledOut => "wx_sampled_out",
-            Variant::WxTracesDropped => "wx_traces_dropped",
-            Variant::WxTraces => "wx_traces",
-            Variant::AxumPrometheus => "axum_prometheus",
-            Variant::TraceOtel => "trace_otel",
-        }
-    }
-
-    /// Parses a name from [`Variant::name`].
-    pub fn parse(name: &str) -> Option<Variant> {
-        Variant::ALL.into_iter().find(|v| v.name() == name.trim())
-    }
-
-    /// Whether the variant exports spans (and so should deliver one per request to the sink).
-    pub fn exports_spans(self) -> bool {
-        matches!(self, Variant::WxTraces | Variant::TraceOtel)
-    }
-}
 
 /// The settings of a run.
 #[derive(Clone, Debug)]

@@ -26,7 +26,7 @@ use wxcloudrun_telemetry::{
     OtlpProtocol, Telemetry, TelemetryConfig, TraceExport, TraceSampler, WxTelemetryLayer,
 };
 
-use crate::Variant;
+use crate::variant::Variant;
 
 /// The service name every variant reports.
 const SERVICE: &str = "loadtest";
