@@ -1,8 +1,8 @@
 //! Helpers shared by the end-to-end tests: where the repository's files are, the metric contract,
 //! reading the Grafana dashboards and the Prometheus rules, a PromQL lexer that finds the metric
 //! names in an expression, finding the Prometheus binaries, and running a real Prometheus (also
-//! over HTTPS behind a web configuration, with a throwaway PKI made at run time), and an OTLP
-//! trace receiver.
+//! over HTTPS behind a web configuration, with a throwaway PKI made at run time), an OTLP
+//! trace receiver, and scrape targets served from threads of their own.
 
 pub mod contract;
 pub mod dashboards;
@@ -10,6 +10,7 @@ pub mod otlp;
 pub mod prometheus;
 pub mod promql;
 pub mod rules;
+pub mod target;
 pub mod tls;
 pub mod web_config;
 

@@ -26,6 +26,7 @@ use axum::routing::get;
 use serde_json::Value;
 use wxcloudrun_telemetry_tests::prometheus::{Prometheus, wait_for};
 use wxcloudrun_telemetry_tests::require_tool;
+use wxcloudrun_telemetry_tests::target::{TEXT_CONTENT_TYPE, serve_router};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wxcloudrun-sidecar");
 
@@ -318,36 +319,25 @@ async fn stored(prometheus: &Prometheus, job: &str) -> Result<BTreeMap<String, S
 
 /// Serves both pages from a thread of its own; returns the base URL.
 fn serve() -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let app = Router::new()
-                .route(
-                    "/text",
-                    get(|| async { ([("content-type", "text/plain; version=0.0.4")], TEXT_PAGE) }),
-                )
-                .route(
-                    "/om",
-                    get(|| async {
-                        (
-                            [(
-                                "content-type",
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            )],
-                            OM_PAGE,
-                        )
-                    }),
-                );
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
+    let addr = serve_router(|| {
+        Router::new()
+            .route(
+                "/text",
+                get(|| async { ([("content-type", TEXT_CONTENT_TYPE)], TEXT_PAGE) }),
+            )
+            .route(
+                "/om",
+                get(|| async {
+                    (
+                        [(
+                            "content-type",
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        OM_PAGE,
+                    )
+                }),
+            )
     });
-    let addr = rx.recv_timeout(Duration::from_secs(5)).unwrap();
     format!("http://{addr}")
 }
 

@@ -9,6 +9,7 @@ use axum::Router;
 use axum::routing::get;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use wxcloudrun_telemetry_tests::target::serve_router;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wxcloudrun-sidecar");
 
@@ -93,26 +94,15 @@ struct Target {
 fn target() -> Target {
     let scrapes: Arc<Mutex<Vec<u128>>> = Arc::default();
     let recorded = scrapes.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let app = Router::new().route(
-                "/metrics",
-                get(move || {
-                    recorded.lock().unwrap().push(now_ns());
-                    async { "# TYPE jobs_total counter\njobs_total 7\n" }
-                }),
-            );
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
+    let addr = serve_router(move || {
+        Router::new().route(
+            "/metrics",
+            get(move || {
+                recorded.lock().unwrap().push(now_ns());
+                async { "# TYPE jobs_total counter\njobs_total 7\n" }
+            }),
+        )
     });
-    let addr = rx.recv_timeout(Duration::from_secs(5)).unwrap();
     Target {
         url: format!("http://{addr}/metrics"),
         scrapes,
