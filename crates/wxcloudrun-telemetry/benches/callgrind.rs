@@ -20,7 +20,7 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tower::ServiceBuilder;
 
 use common::{
-    EXPORTED, call, handler, init_like_subscriber, our_layer, provider, request,
+    EXPORTED, call, encoding_provider, handler, init_like_subscriber, our_layer, provider, request,
     sampled_out_telemetry,
 };
 use wxcloudrun_telemetry::WxTelemetryLayer;
@@ -32,6 +32,7 @@ const VARIANTS: &[&str] = &[
     "wx_traces_sampled_out",
     "wx_traces_sampled_out_any_tracer",
     "wx_traces_always_on",
+    "wx_traces_always_on_otlp_encoded",
 ];
 
 /// Requests before counting starts: the label caches and the span-name table fill.
@@ -83,6 +84,15 @@ fn run(variant: &str, n: u64) -> Result<(), String> {
                 _ => Sampler::AlwaysOn,
             };
             let provider = provider(sampler);
+            tracing::subscriber::with_default(init_like_subscriber(&provider), || {
+                run_layer(Some(&provider), n)
+            });
+            let _ = provider.force_flush();
+            let _ = provider.shutdown();
+        }
+        // Always on, each batch encoded as opentelemetry-otlp's HTTP exporter encodes it.
+        "wx_traces_always_on_otlp_encoded" => {
+            let provider = encoding_provider();
             tracing::subscriber::with_default(init_like_subscriber(&provider), || {
                 run_layer(Some(&provider), n)
             });

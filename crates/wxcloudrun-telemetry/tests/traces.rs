@@ -546,3 +546,143 @@ async fn without_an_endpoint_ids_exist_but_nothing_is_exported() {
     assert_eq!(status, StatusCode::OK);
     assert!(!headers.contains_key("x-trace-id"));
 }
+
+/// A step of a handler, traced with `#[instrument]`: its span is a child of whatever is current.
+#[tracing::instrument]
+async fn load_user(id: u32) -> String {
+    // A second poll: the grandchild starts after the handler was suspended once.
+    tokio::task::yield_now().await;
+    query_user(id).await
+}
+
+#[tracing::instrument]
+async fn query_user(id: u32) -> String {
+    let (trace_id, sampled) = current_span_ids();
+    format!("user {id} {trace_id} {sampled}")
+}
+
+/// What `#[instrument]` spans saw: their trace id and whether they are sampled.
+fn current_span_ids() -> (String, bool) {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let span_context = span.span_context();
+    (
+        span_context.trace_id().to_string(),
+        span_context.is_sampled(),
+    )
+}
+
+/// A handler whose `#[instrument]` span starts in the service's `call` (a `service_fn` calling
+/// an instrumented `async fn` creates its span there) rather than in a poll.
+#[tracing::instrument(skip_all)]
+async fn instrumented_service<B>(
+    _request: Request<B>,
+) -> Result<axum::response::Response, std::convert::Infallible> {
+    let seen = current_span_ids();
+    tokio::task::yield_now().await;
+    Ok(axum::response::Response::new(Body::from(format!(
+        "{} {}",
+        seen.0, seen.1
+    ))))
+}
+
+/// Both the axum route (spans started in polls) and a bare `service_fn` (span started in `call`)
+/// under the layer that `telemetry` builds, with `init()`'s subscriber current on this thread.
+async fn instrumented_calls(
+    telemetry: &Telemetry,
+    parent: Option<bool>,
+) -> [(HeaderMap, String); 2] {
+    let subscriber = telemetry.subscriber(std::io::sink).unwrap();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let layer = telemetry.layer().build().unwrap();
+    let router = Router::new()
+        .route("/api/users/{id}", get(|Path(id): Path<u32>| load_user(id)))
+        .layer(layer.clone());
+    let request = |uri: &str| match parent {
+        Some(sampled) => with_parent(gateway(uri), sampled),
+        None => gateway(uri),
+    };
+    let routed = router
+        .oneshot(request("/api/users/7").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let service = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service_fn(instrumented_service);
+    let direct = service
+        .oneshot(request("/direct").body(Body::empty()).unwrap())
+        .await
+        .unwrap()
+        .map(Body::new);
+    let mut answers = Vec::new();
+    for response in [routed, direct] {
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        answers.push((parts.headers, String::from_utf8(body.to_vec()).unwrap()));
+    }
+    answers.try_into().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instrumented_spans_in_handlers_are_children_of_the_server_span() {
+    let (endpoint, received) = otlp::http_receiver().await;
+    let telemetry = Telemetry::new(config(
+        TraceExport::Otlp {
+            endpoint,
+            protocol: OtlpProtocol::HttpProtobuf,
+        },
+        TraceSampler::ParentBasedAlwaysOn,
+    ))
+    .unwrap();
+    let [(routed, _), (direct, _)] = instrumented_calls(&telemetry, Some(true)).await;
+    assert_eq!(routed["x-trace-id"], TRACE_ID);
+    assert_eq!(direct["x-trace-id"], TRACE_ID);
+    drop(telemetry);
+
+    let spans = received.spans();
+    let by_name = |name: &str| {
+        let matching: Vec<_> = spans.iter().filter(|s| s.name == name).collect();
+        assert_eq!(matching.len(), 1, "one {name}: {spans:#?}");
+        matching[0]
+    };
+    let server = by_name("GET /api/users/{id}");
+    let load = by_name("load_user");
+    let query = by_name("query_user");
+    let direct_server = by_name("GET");
+    let direct_child = by_name("instrumented_service");
+    for span in [server, load, query, direct_server, direct_child] {
+        assert_eq!(hex(&span.trace_id), TRACE_ID, "{}", span.name);
+    }
+    assert_eq!(load.parent_span_id, server.span_id, "started in a poll");
+    assert_eq!(query.parent_span_id, load.span_id, "after a suspension");
+    assert_eq!(
+        direct_child.parent_span_id, direct_server.span_id,
+        "started in call"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instrumented_spans_in_sampled_out_requests_keep_the_trace_id() {
+    let telemetry = Telemetry::new(config(
+        TraceExport::NotExported,
+        TraceSampler::ParentBasedAlwaysOn,
+    ))
+    .unwrap();
+    for parent in [None, Some(false)] {
+        let answers = instrumented_calls(&telemetry, parent).await;
+        for (headers, body) in answers {
+            let trace_id = headers["x-trace-id"].to_str().unwrap();
+            if parent.is_some() {
+                assert_eq!(trace_id, TRACE_ID);
+            }
+            // The handler's span, in a poll or in `call`, is in the request's trace, unsampled:
+            // not a new root.
+            assert!(
+                body.ends_with(&format!("{trace_id} false")),
+                "{body} in trace {trace_id}"
+            );
+        }
+    }
+}

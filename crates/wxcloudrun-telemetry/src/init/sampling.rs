@@ -28,8 +28,10 @@ impl Sampling for SdkSampling {
     }
 
     fn records(&self, parent: &Context, trace_id: TraceId, name: &str) -> bool {
-        // The same arguments the SDK passes for the layer's span (its builder has no attributes
-        // or links), so the SDK, asking again, decides the same.
+        // The arguments the SDK passes for the layer's span, but for its attributes: they are
+        // built only once the span is sampled. The built-in samplers (the only ones
+        // `TraceSampler` configures) do not read attributes, so the SDK, asking again with
+        // them, decides the same.
         let result =
             self.sampler
                 .should_sample(Some(parent), trace_id, name, &SpanKind::Server, &[], &[]);

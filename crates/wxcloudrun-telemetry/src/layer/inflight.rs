@@ -75,9 +75,13 @@ impl Inflight {
         }
     }
 
-    /// `None` when there is nothing to make current (no span recorded, nobody listening to logs).
+    /// `None` when there is nothing to make current (no span recorded, nobody listening to logs),
+    /// or nothing left to attribute: once the request is recorded and its span ended, a further
+    /// poll (the body's closing `None`, which `collect()` asks for) pays no attach. Fewer attaches
+    /// than one per poll are not possible: the guard is bound to the thread, and between `call`,
+    /// the polls of the future and those of the body the runtime may run other tasks.
     pub(super) fn enter(&self) -> Option<Entered<'_>> {
-        if self.span.is_none() && self.log_span.is_disabled() {
+        if self.finished || (self.span.is_none() && self.log_span.is_disabled()) {
             return None;
         }
         let otel = self.span.as_ref().map(|span| span.cx.clone().attach());

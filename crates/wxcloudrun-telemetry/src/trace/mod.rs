@@ -9,6 +9,7 @@
 //! [`propagation`] reads and writes W3C Trace Context; [`pseudonym`] decides what a span shows of
 //! an OpenID or UnionID.
 
+mod address;
 mod propagation;
 mod pseudonym;
 mod sample_first;
@@ -24,6 +25,7 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, KeyValue};
 
+use self::address::address_text;
 pub use self::propagation::{
     DEFAULT_TRACE_ID_HEADER, extract_trace_context, inject_trace_context, traceparent,
 };
@@ -63,6 +65,9 @@ mod key {
     pub(super) const WX_ACCESS_NODE: &str = "wx.access_node";
     pub(super) const WX_COLD_START: &str = "wx.cold_start";
 }
+
+/// The most attributes a server span carries: every key of [`key`] once.
+const MAX_ATTRIBUTES: usize = 20;
 
 /// Longest `http.request.method_original` recorded.
 const MAX_METHOD_BYTES: usize = 64;
@@ -158,26 +163,21 @@ pub(crate) fn request_trace_id<B>(req: &Request<B>, span: Option<&RequestSpan>) 
 }
 
 /// The `tracing` span handler logs are attributed to, carrying the trace id of `span` when there
-/// is one (disabled when nobody listens).
+/// is one (disabled when nobody listens). The trace id is a field from the start rather than
+/// recorded after: a `record` is one more dispatch through every layer of the subscriber.
 pub(crate) fn log_span(
     method: MethodLabel,
     route: Option<&str>,
     span: Option<&RequestSpan>,
 ) -> tracing::Span {
-    let log_span = tracing::info_span!(
+    let trace_id = span.and_then(RequestSpan::trace_id);
+    tracing::info_span!(
         target: REQUEST_SPAN_TARGET,
         "request",
         http.request.method = method.as_str(),
         http.route = route,
-        trace_id = tracing::field::Empty,
-    );
-    if let Some(span) = span.filter(|_| !log_span.is_disabled()) {
-        let span_context = span.span_context();
-        if span_context.is_valid() {
-            log_span.record("trace_id", tracing::field::display(span_context.trace_id()));
-        }
-    }
-    log_span
+        trace_id = trace_id.map(tracing::field::display),
+    )
 }
 
 impl Tracing {
@@ -232,21 +232,35 @@ impl Tracing {
         };
         let start = SystemTime::now();
         let name = self.span_name(labels, route);
-        let record = |parent: &Context| {
-            let mut span = self
-                .tracer
+        let builder = || {
+            self.tracer
                 .span_builder(name.clone())
                 .with_kind(SpanKind::Server)
                 .with_start_time(start)
-                .start_with_context(&*self.tracer, parent);
-            if span.is_recording() {
-                span.set_attributes(self.attributes(req, ctx, labels.method, values, cold));
-            }
-            parent.with_span(span)
         };
         let cx = match &self.sample_first {
-            Some(first) => first.start(parent, &name, record),
-            None => record(&parent),
+            // Sampled already: the attributes go in through the builder, in one vector of the
+            // right size that becomes the span's own (no regrowth, no per-attribute call).
+            Some(first) => first.start(parent, &name, |parent| {
+                let mut all = Vec::with_capacity(MAX_ATTRIBUTES);
+                self.attributes(req, ctx, labels.method, values, cold, |kv| all.push(kv));
+                let span = builder()
+                    .with_attributes(all)
+                    .start_with_context(&*self.tracer, parent);
+                parent.with_span(span)
+            }),
+            // The tracer samples: the span gets a vector of the right size, empty, and the
+            // attributes only if it records (one allocation wasted when it does not).
+            None => {
+                let mut span = builder()
+                    .with_attributes(Vec::with_capacity(MAX_ATTRIBUTES))
+                    .start_with_context(&*self.tracer, &parent);
+                if span.is_recording() {
+                    let set = |kv| span.set_attribute(kv);
+                    self.attributes(req, ctx, labels.method, values, cold, set);
+                }
+                parent.with_span(span)
+            }
         };
         RequestSpan { cx, start }
     }
@@ -258,39 +272,39 @@ impl Tracing {
         method: MethodLabel,
         values: SpanValues,
         cold: bool,
-    ) -> Vec<KeyValue> {
-        let mut attributes = Vec::with_capacity(20);
-        attributes.push(KeyValue::new(key::HTTP_REQUEST_METHOD, method.as_str()));
+        mut push: impl FnMut(KeyValue),
+    ) {
+        push(KeyValue::new(key::HTTP_REQUEST_METHOD, method.as_str()));
         if method.is_other() {
-            attributes.push(KeyValue::new(
+            push(KeyValue::new(
                 key::HTTP_REQUEST_METHOD_ORIGINAL,
                 truncate(req.method().as_str(), MAX_METHOD_BYTES).to_owned(),
             ));
         }
         if let Some(route) = values.route {
-            attributes.push(KeyValue::new(key::HTTP_ROUTE, route));
+            push(KeyValue::new(key::HTTP_ROUTE, route));
         }
-        attributes.push(KeyValue::new(key::URL_PATH, req.uri().path().to_owned()));
-        attributes.push(KeyValue::new(key::URL_SCHEME, scheme(req)));
+        push(KeyValue::new(key::URL_PATH, req.uri().path().to_owned()));
+        push(KeyValue::new(key::URL_SCHEME, scheme(req)));
         if let Some(version) = protocol_version(req.version()) {
-            attributes.push(KeyValue::new(key::NETWORK_PROTOCOL_VERSION, version));
+            push(KeyValue::new(key::NETWORK_PROTOCOL_VERSION, version));
         }
         if let Some(agent) = req
             .headers()
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
         {
-            attributes.push(KeyValue::new(
+            push(KeyValue::new(
                 key::USER_AGENT_ORIGINAL,
                 truncate(agent, MAX_USER_AGENT_BYTES).to_owned(),
             ));
         }
         if let Some(client) = ctx.client_addr() {
-            attributes.push(KeyValue::new(key::CLIENT_ADDRESS, client.to_string()));
+            push(KeyValue::new(key::CLIENT_ADDRESS, address_text(client)));
         }
-        self.identity_attributes(ctx, &mut attributes);
+        self.identity_attributes(ctx, &mut push);
         if let Some(appid) = values.appid {
-            attributes.push(KeyValue::new(key::WX_APPID, appid));
+            push(KeyValue::new(key::WX_APPID, appid));
         }
         let optional = [
             (key::WX_FROM_APPID, ctx.from_appid()),
@@ -300,25 +314,24 @@ impl Tracing {
         ];
         for (key, value) in optional {
             if let Some(value) = value {
-                attributes.push(KeyValue::new(key, value.to_owned()));
+                push(KeyValue::new(key, value.to_owned()));
             }
         }
-        attributes.push(KeyValue::new(key::WX_SERVICE, values.service));
+        push(KeyValue::new(key::WX_SERVICE, values.service));
         if !values.access_node.is_empty() {
-            attributes.push(KeyValue::new(key::WX_ACCESS_NODE, values.access_node));
+            push(KeyValue::new(key::WX_ACCESS_NODE, values.access_node));
         }
-        attributes.push(KeyValue::new(key::WX_COLD_START, cold));
-        attributes
+        push(KeyValue::new(key::WX_COLD_START, cold));
     }
 
     /// `enduser.pseudo.id` and `wx.unionid_hash`, as the identity policy allows.
-    fn identity_attributes(&self, ctx: &WxContext, attributes: &mut Vec<KeyValue>) {
+    fn identity_attributes(&self, ctx: &WxContext, push: &mut impl FnMut(KeyValue)) {
         if let Some(user) = ctx.user_openid().and_then(|id| self.pseudonyms.of(id)) {
-            attributes.push(KeyValue::new(key::ENDUSER_PSEUDO_ID, user));
+            push(KeyValue::new(key::ENDUSER_PSEUDO_ID, user));
         }
         let unionid = ctx.unionid().or_else(|| ctx.from_unionid());
         if let Some(union) = unionid.and_then(|id| self.pseudonyms.of(id)) {
-            attributes.push(KeyValue::new(key::WX_UNIONID_HASH, union));
+            push(KeyValue::new(key::WX_UNIONID_HASH, union));
         }
     }
 
