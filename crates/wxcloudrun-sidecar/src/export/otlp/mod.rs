@@ -7,6 +7,7 @@
 //!   `partial_success` is final.
 
 pub mod encode;
+mod exemplar;
 mod grpc;
 
 use std::io::Write as _;

@@ -10,8 +10,9 @@
 
 use prost::encoding::{encode_varint, encoded_len_varint};
 
+use super::exemplar::{self, Exemplar, Prepared};
 use super::relabel::Relabel;
-use crate::model::{Batch, Labels, Point, Value, normalize_nan, stale_nan};
+use crate::model::{self, Batch, Labels, Point, Value, normalize_nan, stale_nan};
 
 /// How remote write spells `le` and `quantile` values (`--bound-spelling`).
 ///
@@ -94,6 +95,9 @@ pub struct TimeSeries {
     /// The samples, in timestamp order.
     #[prost(message, repeated, tag = "2")]
     pub samples: Vec<Sample>,
+    /// The series' exemplar, if its sample has one.
+    #[prost(message, repeated, tag = "3")]
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// `prometheus.Label`.
@@ -127,13 +131,18 @@ pub struct Encoded {
     pub samples: u64,
 }
 
-/// Every series `batch` expands to, in exposition order: the point it belongs to, its metric
-/// name, the extra label (`le` or `quantile`) with its bound, and the sample value (a stale point
-/// marks every series it expands to; a real NaN never looks stale).
-fn for_each_series(
-    batch: &Batch,
-    mut visit: impl FnMut(&Point, &str, Option<(&'static str, f64)>, f64),
-) {
+/// One series of a point: its metric name, the extra label (`le` or `quantile`) with its bound,
+/// the sample value, and its exemplar.
+struct Series<'b> {
+    name: &'b str,
+    extra: Option<(&'static str, f64)>,
+    value: f64,
+    exemplar: Option<&'b model::Exemplar>,
+}
+
+/// Every series `batch` expands to, in exposition order, with the point it belongs to (a stale
+/// point marks every series it expands to and has no exemplar; a real NaN never looks stale).
+fn for_each_series<'b>(batch: &'b Batch, mut visit: impl FnMut(&'b Point, Series<'_>)) {
     for family in &batch.families {
         let base = &*family.name;
         // Formatted once per family, on its first histogram or summary point.
@@ -141,23 +150,45 @@ fn for_each_series(
         for point in &family.points {
             let stale = point.value.is_stale();
             let value = |v: f64| if stale { stale_nan() } else { normalize_nan(v) };
+            let plain = |name, extra, v| Series {
+                name,
+                extra,
+                value: value(v),
+                exemplar: None,
+            };
             match &point.value {
-                Value::Number { name, value: v } => visit(point, name, None, value(*v)),
+                Value::Number {
+                    name,
+                    value: v,
+                    exemplar,
+                } => {
+                    let exemplar = exemplar.as_deref().filter(|_| !stale);
+                    visit(
+                        point,
+                        Series {
+                            exemplar,
+                            ..plain(&**name, None, *v)
+                        },
+                    );
+                }
                 Value::Histogram {
                     count,
                     sum,
                     buckets,
+                    exemplars,
                     ..
                 } => {
                     let [bucket, sum_name, count_name] =
                         suffixed.get_or_insert_with(|| suffixes(base));
-                    for &(le, cumulative) in buckets {
-                        visit(point, bucket, Some(("le", le)), value(cumulative));
+                    for (at, &(le, cumulative)) in buckets.iter().enumerate() {
+                        let exemplar = exemplars.of(at).filter(|_| !stale);
+                        let series = plain(bucket.as_str(), Some(("le", le)), cumulative);
+                        visit(point, Series { exemplar, ..series });
                     }
                     if let Some(sum) = sum {
-                        visit(point, sum_name, None, value(*sum));
+                        visit(point, plain(sum_name.as_str(), None, *sum));
                     }
-                    visit(point, count_name, None, value(*count));
+                    visit(point, plain(count_name.as_str(), None, *count));
                 }
                 Value::Summary {
                     count,
@@ -167,12 +198,12 @@ fn for_each_series(
                 } => {
                     let [_, sum_name, count_name] = suffixed.get_or_insert_with(|| suffixes(base));
                     for &(quantile, v) in quantiles {
-                        visit(point, base, Some(("quantile", quantile)), value(v));
+                        visit(point, plain(base, Some(("quantile", quantile)), v));
                     }
                     if let Some(sum) = sum {
-                        visit(point, sum_name, None, value(*sum));
+                        visit(point, plain(sum_name.as_str(), None, *sum));
                     }
-                    visit(point, count_name, None, value(*count));
+                    visit(point, plain(count_name.as_str(), None, *count));
                 }
             }
         }
@@ -198,17 +229,24 @@ pub fn timeseries(batch: &Batch) -> Vec<TimeSeries> {
 /// [`timeseries`] with `le` and `quantile` in `spelling`.
 pub fn timeseries_spelled(batch: &Batch, spelling: BoundSpelling) -> Vec<TimeSeries> {
     let mut out = Vec::with_capacity(batch.sample_count());
-    for_each_series(batch, |point, name, extra, value| {
+    for_each_series(batch, |point, series| {
         out.push(TimeSeries {
             labels: series_labels(
-                name,
+                series.name,
                 &point.labels,
-                extra.map(|(label, bound)| (label, spelling.format(bound))),
+                series
+                    .extra
+                    .map(|(label, bound)| (label, spelling.format(bound))),
             ),
             samples: vec![Sample {
-                value,
+                value: series.value,
                 timestamp: batch.timestamp_ms,
             }],
+            exemplars: series
+                .exemplar
+                .map(|e| exemplar::message(e, batch.timestamp_ms))
+                .into_iter()
+                .collect(),
         });
     });
     out
@@ -263,13 +301,14 @@ pub fn encode_spelled(batch: &Batch, relabel: &Relabel, spelling: BoundSpelling)
         ..RequestWriter::default()
     };
     if relabel.is_empty() {
-        for_each_series(batch, |point, name, extra, value| {
-            writer.series(point, name, extra, value, batch.timestamp_ms);
+        for_each_series(batch, |point, series| {
+            writer.series(point, &series, batch.timestamp_ms);
         });
     } else {
         let mut joined = String::new();
         let mut bound = String::new();
-        for_each_series(batch, |point, name, extra, value| {
+        for_each_series(batch, |point, series| {
+            let Series { name, extra, .. } = series;
             bound.clear();
             if let Some((_, le)) = extra {
                 bound.push_str(formatted(&mut writer.bounds, le, writer.spelling));
@@ -285,7 +324,7 @@ pub fn encode_spelled(batch: &Batch, relabel: &Relabel, spelling: BoundSpelling)
             labels.sort_by(|a, b| a.0.cmp(b.0));
             labels.dedup_by(|later, earlier| later.0 == earlier.0);
             if relabel.apply(&mut labels, &mut joined) {
-                writer.series_with_labels(&labels, value, batch.timestamp_ms);
+                writer.series_with_labels(&labels, &series, batch.timestamp_ms);
             }
         });
     }
@@ -343,14 +382,11 @@ impl Default for RequestWriter {
 }
 
 impl RequestWriter {
-    fn series(
-        &mut self,
-        point: &Point,
-        name: &str,
-        extra: Option<(&'static str, f64)>,
-        value: f64,
-        timestamp_ms: i64,
-    ) {
+    fn series(&mut self, point: &Point, series: &Series<'_>, timestamp_ms: i64) {
+        let Series {
+            name, extra, value, ..
+        } = *series;
+        let exemplar = series.exemplar.map(|e| Prepared::new(e, timestamp_ms));
         let extra_name = extra.map(|(label, _)| label);
         let key = (std::ptr::from_ref(point) as usize, extra_name);
         if self.prepared_for != Some(key) {
@@ -368,7 +404,8 @@ impl RequestWriter {
             + label_field_len(extra_label, extra_value)
             + 1
             + encoded_len_varint(sample_len as u64)
-            + sample_len;
+            + sample_len
+            + exemplar.as_ref().map_or(0, Prepared::field_len);
 
         let out = &mut self.request;
         if out.capacity() == 0 {
@@ -384,6 +421,9 @@ impl RequestWriter {
         put_label_field(out, extra_label, extra_value);
         out.extend_from_slice(&self.labels[self.extra_at..]);
         put_sample(out, sample_len, value, timestamp_ms);
+        if let Some(exemplar) = &exemplar {
+            exemplar.put(out);
+        }
 
         self.series += 1;
         if self.series == MAX_SERIES_PER_REQUEST {
@@ -392,15 +432,26 @@ impl RequestWriter {
     }
 
     /// One series with labels already sorted, unique and non-empty (the relabelling path).
-    fn series_with_labels(&mut self, labels: &[(&str, &str)], value: f64, timestamp_ms: i64) {
+    fn series_with_labels(
+        &mut self,
+        labels: &[(&str, &str)],
+        series: &Series<'_>,
+        timestamp_ms: i64,
+    ) {
         // Whatever `series` prepared no longer describes `self.labels`.
         self.prepared_for = None;
+        let value = series.value;
+        let exemplar = series.exemplar.map(|e| Prepared::new(e, timestamp_ms));
         let sample_len = sample_len(value, timestamp_ms);
         let labels_len: usize = labels
             .iter()
             .map(|(name, value)| label_field_len(name, value))
             .sum();
-        let series_len = labels_len + 1 + encoded_len_varint(sample_len as u64) + sample_len;
+        let series_len = labels_len
+            + 1
+            + encoded_len_varint(sample_len as u64)
+            + sample_len
+            + exemplar.as_ref().map_or(0, Prepared::field_len);
         let out = &mut self.request;
         out.push(TIMESERIES_FIELD);
         encode_varint(series_len as u64, out);
@@ -408,6 +459,9 @@ impl RequestWriter {
             put_label_field(out, name, value);
         }
         put_sample(out, sample_len, value, timestamp_ms);
+        if let Some(exemplar) = &exemplar {
+            exemplar.put(out);
+        }
         self.series += 1;
         if self.series == MAX_SERIES_PER_REQUEST {
             self.compress_request();
@@ -529,7 +583,7 @@ fn formatted(cache: &mut Vec<(u64, String)>, bound: f64, spelling: BoundSpelling
 }
 
 /// The encoded size of a `TimeSeries.labels` field; an empty name or value is left out.
-fn label_field_len(name: &str, value: &str) -> usize {
+pub(super) fn label_field_len(name: &str, value: &str) -> usize {
     if name.is_empty() || value.is_empty() {
         return 0;
     }
@@ -545,7 +599,7 @@ fn label_len(name: &str, value: &str) -> usize {
         + value.len()
 }
 
-fn put_label_field(out: &mut Vec<u8>, name: &str, value: &str) {
+pub(super) fn put_label_field(out: &mut Vec<u8>, name: &str, value: &str) {
     if name.is_empty() || value.is_empty() {
         return;
     }
@@ -663,6 +717,7 @@ mod tests {
             value: Value::Number {
                 name: name.into(),
                 value,
+                exemplar: None,
             },
         }
     }
@@ -773,6 +828,7 @@ mod tests {
                                 (f64::INFINITY, 3.0),
                             ],
                             stale: false,
+                            exemplars: Default::default(),
                         },
                     }],
                 ),
@@ -885,6 +941,7 @@ mod tests {
                             sum: Some(2.5),
                             buckets: vec![(0.1, 3.0), (0.5, 7.0), (f64::INFINITY, 10.0)],
                             stale: false,
+                            exemplars: Default::default(),
                         },
                     }],
                 ),
@@ -1013,6 +1070,7 @@ mod tests {
                         sum: Some(-0.0),
                         buckets: vec![(0.5, 0.0), (1e6, 1.0), (f64::INFINITY, 2.0)],
                         stale: false,
+                        exemplars: Default::default(),
                     })],
                 ),
                 family(
@@ -1032,6 +1090,7 @@ mod tests {
                     vec![point(Value::Number {
                         name: "g".into(),
                         value: stale_nan(),
+                        exemplar: None,
                     })],
                 ),
             ],
@@ -1105,6 +1164,7 @@ mod tests {
                             0 => Value::Number {
                                 name: format!("n{f}_total").into(),
                                 value: next(3) as f64,
+                                exemplar: None,
                             },
                             1 => Value::Histogram {
                                 count: next(100) as f64,
@@ -1114,6 +1174,7 @@ mod tests {
                                     .chain([(f64::INFINITY, 99.0)])
                                     .collect(),
                                 stale: next(10) == 0,
+                                exemplars: Default::default(),
                             },
                             _ => Value::Summary {
                                 count: 1.0,
