@@ -691,7 +691,7 @@ mod tests {
 
     use super::*;
     use crate::export::remote_write::relabel::RelabelRule;
-    use crate::model::{Family, Kind, STALE_NAN_BITS};
+    use crate::model::{BucketExemplars, Family, Kind, STALE_NAN_BITS};
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         pairs
@@ -1070,7 +1070,12 @@ mod tests {
                         sum: Some(-0.0),
                         buckets: vec![(0.5, 0.0), (1e6, 1.0), (f64::INFINITY, 2.0)],
                         stale: false,
-                        exemplars: Default::default(),
+                        exemplars: {
+                            let mut exemplars = BucketExemplars::default();
+                            exemplars.push(0, page_exemplar(3));
+                            exemplars.push(2, page_exemplar(0));
+                            exemplars
+                        },
                     })],
                 ),
                 family(
@@ -1140,6 +1145,40 @@ mod tests {
         assert_eq!(raw_bytes_relabeled(&batch, &drop_buckets), expected);
     }
 
+    /// An exemplar of one of four forms: the layer's, one without a time, a value of zero at
+    /// time zero (fields prost leaves out), labels unsorted with an empty value and UTF-8.
+    fn page_exemplar(form: u64) -> model::Exemplar {
+        let labels = |pairs: &[(&str, &str)]| {
+            let pairs = pairs.iter();
+            pairs.map(|(n, v)| (Box::from(*n), Box::from(*v))).collect()
+        };
+        match form {
+            0 => model::Exemplar {
+                labels: labels(&[
+                    ("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"),
+                    ("span_id", "00f067aa0ba902b7"),
+                ]),
+                value: 0.042,
+                timestamp_ms: Some(1_700_000_000_123),
+            },
+            1 => model::Exemplar {
+                labels: labels(&[("trace_id", "abc")]),
+                value: f64::NAN,
+                timestamp_ms: None,
+            },
+            2 => model::Exemplar {
+                labels: Vec::new(),
+                value: 0.0,
+                timestamp_ms: Some(0),
+            },
+            _ => model::Exemplar {
+                labels: labels(&[("zz", "1"), ("empty", ""), ("用户", "值"), ("a", "2")]),
+                value: -1.5,
+                timestamp_ms: Some(-5),
+            },
+        }
+    }
+
     #[test]
     fn the_direct_writer_matches_prost_byte_for_byte_on_varied_batches() {
         // A fixed xorshift: varied shapes, reproducible failures.
@@ -1164,18 +1203,27 @@ mod tests {
                             0 => Value::Number {
                                 name: format!("n{f}_total").into(),
                                 value: next(3) as f64,
-                                exemplar: None,
+                                exemplar: (next(3) == 0).then(|| Box::new(page_exemplar(next(4)))),
                             },
-                            1 => Value::Histogram {
-                                count: next(100) as f64,
-                                sum: (next(2) == 0).then_some(0.25),
-                                buckets: (0..next(20))
+                            1 => {
+                                let buckets: Vec<(f64, f64)> = (0..next(20))
                                     .map(|b| (b as f64 * 0.05, b as f64))
                                     .chain([(f64::INFINITY, 99.0)])
-                                    .collect(),
-                                stale: next(10) == 0,
-                                exemplars: Default::default(),
-                            },
+                                    .collect();
+                                let mut exemplars = BucketExemplars::default();
+                                for at in 0..buckets.len() {
+                                    if next(3) == 0 {
+                                        exemplars.push(at, page_exemplar(next(4)));
+                                    }
+                                }
+                                Value::Histogram {
+                                    count: next(100) as f64,
+                                    sum: (next(2) == 0).then_some(0.25),
+                                    buckets,
+                                    stale: next(10) == 0,
+                                    exemplars,
+                                }
+                            }
                             _ => Value::Summary {
                                 count: 1.0,
                                 sum: Some(2.0),
