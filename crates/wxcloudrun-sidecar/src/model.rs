@@ -131,6 +131,9 @@ impl Exemplar {
 /// The exemplars of a histogram's buckets, by bucket position, ascending. Most histograms have
 /// none; then this is one word and no allocation.
 #[derive(Clone, Debug, Default, PartialEq)]
+// Boxed: one word in every histogram value instead of a `Vec`'s three, for the rare one that has
+// exemplars.
+#[allow(clippy::box_collection)]
 pub struct BucketExemplars(Option<Box<Vec<(u32, Exemplar)>>>);
 
 impl BucketExemplars {

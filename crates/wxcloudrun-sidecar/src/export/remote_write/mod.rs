@@ -9,6 +9,7 @@
 pub mod encode;
 mod exemplar;
 pub mod relabel;
+mod spelling;
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! From what one scrape produced to a [`Batch`]: the sidecar's labels added (a scraped label of
 //! the same name becomes `exported_<name>`, as Prometheus does), counters given a start time, and
-//! stale markers for every series that disappeared since the last scrape.
+//! stale markers for every series that disappeared since the last scrape. Exemplars go with the
+//! number or histogram bucket they were exposed on ([`crate::model`] says which are kept).
 //!
 //! A scrape is a list of [`Source`]s converted together: the app's page (parsed, or replayed and
 //! so converted already), the sidecar's own families straight from its registry, and `up`.
