@@ -184,3 +184,37 @@ pub use parser::{parse, parse_with_limits};
 pub fn parse_value(token: &str) -> Option<f64> {
     lexer::parse_float(token)
 }
+
+/// Where the parser reads the value of a sample line (`name{labels} value …`, without its line
+/// break): the value token's byte offset, or `None` when `line` is no sample line the parser
+/// accepts. For a caller that reads the values of a page it parsed before without parsing it
+/// again (the sidecar's replay): the text before that offset is the series.
+///
+/// ```
+/// use wxcloudrun_exposition::{Format, Limits, sample_value_offset};
+///
+/// let line = "h_bucket{le=\"1\"} 3 # {trace_id=\"4bf9\"} 0.5 1700000000.5";
+/// let at = sample_value_offset(line, Format::OpenMetrics, &Limits::default());
+/// assert_eq!(at, Some(17));
+/// assert_eq!(sample_value_offset("h_bucket{le=", Format::OpenMetrics, &Limits::default()), None);
+/// ```
+pub fn sample_value_offset(line: &str, format: Format, limits: &Limits) -> Option<usize> {
+    parser::value_offset(line, format, limits)
+}
+
+/// An exemplar exactly as the parser reads it after a sample's value and the blanks after it:
+/// `text` starts at the `#` and runs to the end of the line (without its line break). `None`
+/// where the parser would fail the line for it (bad syntax, a value or timestamp that is no
+/// number, a label set over [`Limits::max_exemplar_label_chars`], text after the timestamp).
+///
+/// ```
+/// use wxcloudrun_exposition::{Format, Limits, parse_exemplar};
+///
+/// let limits = Limits::default();
+/// let exemplar = parse_exemplar("# {trace_id=\"4bf9\"} 0.5 1700000000.5", Format::OpenMetrics, &limits);
+/// assert_eq!(exemplar.unwrap().timestamp_ms, Some(1_700_000_000_500));
+/// assert!(parse_exemplar("# {trace_id=\"4bf9\"} fast", Format::OpenMetrics, &limits).is_none());
+/// ```
+pub fn parse_exemplar<'a>(text: &'a str, format: Format, limits: &Limits) -> Option<Exemplar<'a>> {
+    parser::exemplar_at(text, format, limits)
+}

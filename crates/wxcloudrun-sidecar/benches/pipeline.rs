@@ -2,7 +2,8 @@
 //! times, staleness), and encode for remote write (protobuf + snappy) and OTLP (protobuf); and the
 //! same scrape replayed (the page's shape learned, only its values read); and a replayed scrape
 //! with the sidecar's self-metrics and `up`, taken straight from the registry beside the text
-//! round trip they used to make (rendered, parsed back), in the same run.
+//! round trip they used to make (rendered, parsed back), in the same run. Then the same page as
+//! OpenMetrics with an exemplar on every bucket line, new ones each scrape, parsed and replayed.
 //!
 //! Run with `cargo bench -p wxcloudrun-sidecar --bench pipeline`. The whole pipeline runs on one
 //! thread, so its time is the sidecar's CPU time per scrape.
@@ -44,6 +45,51 @@ fn pipeline(c: &mut Criterion) {
     replayed(&mut group, &text, &mut converter, &mut timestamp, &metrics);
     group.finish();
     self_metrics(c, &metrics, &mut timestamp);
+    with_exemplars(c, &mut timestamp);
+}
+
+/// The page as OpenMetrics with 8,500 exemplars that change every scrape: parsed and replayed,
+/// converted and encoded for remote write.
+fn with_exemplars(c: &mut Criterion, timestamp: &mut i64) {
+    let pages: Vec<String> = (1..=3).map(page::page_with_exemplars).collect();
+    let lines = pages[0].lines().count() as u64;
+    let mut group = c.benchmark_group("scrape_10k_series_8500_exemplars");
+    group.throughput(Throughput::Elements(lines));
+    let mut converter = Converter::new(&labels(), Some(1_700_000_000_000));
+    let relabel = remote_write::Relabel::default();
+    let mut round = 0;
+    group.bench_function("parse_convert_remote_write", |b| {
+        b.iter(|| {
+            *timestamp += 1000;
+            round += 1;
+            let page = parse(&pages[round % 3], Format::OpenMetrics).expect("valid page");
+            remote_write::encode(
+                &converter.convert([Source::Page(&page)], *timestamp),
+                &relabel,
+            )
+        })
+    });
+    let mut replay = Replay::new();
+    let limits = Limits::default();
+    let mut read = |replay: &mut Replay, converter: &mut Converter| {
+        round += 1;
+        replay
+            .read(&pages[round % 3], Format::OpenMetrics, &limits, converter)
+            .expect("valid page")
+    };
+    let learned = read(&mut replay, &mut converter);
+    assert!(matches!(learned, Read::Learned(_)), "the page is learned");
+    drop(learned);
+    group.bench_function("replay_convert_remote_write", |b| {
+        b.iter(|| {
+            *timestamp += 1000;
+            let mut replayed = read(&mut replay, &mut converter);
+            assert!(matches!(replayed, Read::Replayed(_)), "same shape");
+            let batch = converter.convert([replayed.source()], *timestamp);
+            remote_write::encode(&batch, &relabel)
+        })
+    });
+    group.finish();
 }
 
 /// Parse, convert and encode, each step alone and together.

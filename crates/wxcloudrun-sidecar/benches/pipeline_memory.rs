@@ -1,7 +1,8 @@
 //! Heap of one scrape's work, and the heap the sidecar keeps between scrapes (the series it
 //! remembers for start times and staleness, the learned page shape), over the pages of issue 16:
 //! the 10,000-series bench page, 100,000 series, ~1,000,000 tiny series, 100,000 distinct names,
-//! 60,000 labels of ~450 bytes. Counted by a wrapper around the system allocator (exact, and
+//! 60,000 labels of ~450 bytes; and the 10,000-series page as OpenMetrics with an exemplar on
+//! every bucket line (`10k-exemplars`). Counted by a wrapper around the system allocator (exact, and
 //! fast enough for a million series, which dhat is not).
 //!
 //! Run with `cargo bench -p wxcloudrun-sidecar --bench pipeline_memory` (all pages), or name
@@ -96,10 +97,14 @@ fn measure(text: &str) -> Row {
         ("wx_service".to_owned(), "orders".to_owned()),
     ];
     let relabel = remote_write::Relabel::default();
+    let format = match text.ends_with("# EOF\n") {
+        true => Format::OpenMetrics,
+        false => Format::PrometheusText,
+    };
     let base = current();
     let mut converter = Converter::new(&labels, Some(1_700_000_000_000));
     // A first scrape fills the converter's memory of the series.
-    let page = parse(text, Format::PrometheusText).expect("valid page");
+    let page = parse(text, format).expect("valid page");
     let series = page.sample_count();
     drop(converter.convert([Source::Page(&page)], 1_700_000_001_000));
     drop(page);
@@ -107,7 +112,7 @@ fn measure(text: &str) -> Row {
 
     reset_peak();
     for round in 0..2 {
-        let page = parse(text, Format::PrometheusText).expect("valid page");
+        let page = parse(text, format).expect("valid page");
         let batch = converter.convert([Source::Page(&page)], 1_700_000_002_000 + round * 1000);
         drop(page);
         let encoded = remote_write::encode(&batch, &relabel);
@@ -118,7 +123,7 @@ fn measure(text: &str) -> Row {
     let mut replay = Replay::new();
     let limits = Limits::default();
     let mut read = replay
-        .read(text, Format::PrometheusText, &limits, &mut converter)
+        .read(text, format, &limits, &mut converter)
         .expect("valid page");
     drop(converter.convert([read.source()], 1_700_000_010_000));
     drop(read);
@@ -126,7 +131,7 @@ fn measure(text: &str) -> Row {
     reset_peak();
     for round in 0..2 {
         let mut read = replay
-            .read(text, Format::PrometheusText, &limits, &mut converter)
+            .read(text, format, &limits, &mut converter)
             .expect("valid page");
         let batch = converter.convert([read.source()], 1_700_000_020_000 + round * 1000);
         drop(read);
@@ -149,8 +154,9 @@ fn measure(text: &str) -> Row {
 type PageMaker = (&'static str, fn() -> String);
 
 fn main() {
-    let all: [PageMaker; 5] = [
+    let all: [PageMaker; 6] = [
         ("10k", page::page),
+        ("10k-exemplars", || page::page_with_exemplars(1)),
         ("100k", || pages::series(100_000)),
         ("1m", || pages::tiny_series(990_000)),
         ("100k-names", || pages::names(99_000)),

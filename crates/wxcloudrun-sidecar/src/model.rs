@@ -2,6 +2,11 @@
 //!
 //! Families keep the exposition's grouping (OTLP needs histograms whole); each number point keeps
 //! the sample name it was exposed under (remote write needs `foo_total`, not the family `foo`).
+//!
+//! Exemplars are kept where remote write and OTLP both have a place for them: on number points
+//! (a counter's `_total`, a gauge, an untyped sample) and on histogram buckets. One on a
+//! histogram's `_sum` or `_count`, or on a summary's line, is left out (OpenMetrics allows them
+//! only on `_total` and `_bucket` lines, and OTLP has none on summaries).
 
 use std::sync::Arc;
 
@@ -90,6 +95,80 @@ impl Point {
     }
 }
 
+/// A traced observation behind a sample, from OpenMetrics' `# {trace_id="…",span_id="…"} 0.042
+/// 1700000000.123` after it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exemplar {
+    /// Its labels as exposed, in page order (the layer's are `trace_id` and `span_id`, in hex).
+    pub labels: Vec<(Box<str>, Box<str>)>,
+    /// The observed value (NaN normalised).
+    pub value: f64,
+    /// When it was observed, in milliseconds since the epoch, if exposed.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Exemplar {
+    /// The model's copy of a parsed exemplar.
+    pub fn of(parsed: &wxcloudrun_exposition::Exemplar<'_>) -> Exemplar {
+        Exemplar {
+            labels: parsed
+                .labels
+                .iter()
+                .map(|label| (Box::from(&*label.name), Box::from(&*label.value)))
+                .collect(),
+            value: normalize_nan(parsed.value),
+            timestamp_ms: parsed.timestamp_ms,
+        }
+    }
+
+    /// The value of the label called `name`, if present.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        let mut labels = self.labels.iter();
+        labels.find(|(n, _)| &**n == name).map(|(_, v)| &**v)
+    }
+}
+
+/// The exemplars of a histogram's buckets, by bucket position, ascending. Most histograms have
+/// none; then this is one word and no allocation.
+#[derive(Clone, Debug, Default, PartialEq)]
+// Boxed: one word in every histogram value instead of a `Vec`'s three, for the rare one that has
+// exemplars.
+#[allow(clippy::box_collection)]
+pub struct BucketExemplars(Option<Box<Vec<(u32, Exemplar)>>>);
+
+impl BucketExemplars {
+    /// Adds the exemplar of bucket `bucket`, which comes after every bucket added so far (else it
+    /// is not added: a bucket has one exemplar, in order).
+    pub fn push(&mut self, bucket: usize, exemplar: Exemplar) {
+        let Ok(bucket) = u32::try_from(bucket) else {
+            return;
+        };
+        let list = self.0.get_or_insert_with(Box::default);
+        if list.last().is_none_or(|(last, _)| *last < bucket) {
+            list.push((bucket, exemplar));
+        }
+    }
+
+    /// The exemplar of bucket `bucket`, if it has one.
+    pub fn of(&self, bucket: usize) -> Option<&Exemplar> {
+        let list = self.0.as_deref()?;
+        let bucket = u32::try_from(bucket).ok()?;
+        let at = list.binary_search_by_key(&bucket, |(b, _)| *b).ok()?;
+        list.get(at).map(|(_, exemplar)| exemplar)
+    }
+
+    /// Every exemplar with its bucket's position, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &Exemplar)> {
+        let list = self.0.as_deref().map_or(&[][..], Vec::as_slice);
+        list.iter().map(|(b, exemplar)| (*b as usize, exemplar))
+    }
+
+    /// Whether no bucket has an exemplar.
+    pub fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|list| list.is_empty())
+    }
+}
+
 /// A point's value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -99,6 +178,8 @@ pub enum Value {
         name: Arc<str>,
         /// The value; [`STALE_NAN_BITS`] marks a series that disappeared.
         value: f64,
+        /// The sample's exemplar, if it has one.
+        exemplar: Option<Box<Exemplar>>,
     },
     /// A histogram: cumulative buckets as exposed (upper bound, cumulative count), `+Inf` last.
     Histogram {
@@ -108,6 +189,8 @@ pub enum Value {
         sum: Option<f64>,
         /// `(le, cumulative count)`, increasing `le`, ending with `+Inf`.
         buckets: Vec<(f64, f64)>,
+        /// The buckets' exemplars.
+        exemplars: BucketExemplars,
         /// The whole point is a stale marker (the series disappeared).
         stale: bool,
     },

@@ -66,6 +66,7 @@ fn mixed_batch() -> Arc<Batch> {
     let number = |name: &str, value| Value::Number {
         name: name.into(),
         value,
+        exemplar: None,
     };
     Arc::new(Batch {
         timestamp_ms: NOW_MS,
@@ -88,6 +89,7 @@ fn mixed_batch() -> Arc<Batch> {
                         sum: Some(2.5),
                         buckets: vec![(0.1, 3.0), (0.5, 7.0), (f64::INFINITY, 10.0)],
                         stale: false,
+                        exemplars: Default::default(),
                     },
                     Some(START_MS),
                     &[("instance", "host-1")],

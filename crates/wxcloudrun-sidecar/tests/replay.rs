@@ -350,7 +350,6 @@ fn any_change_outside_the_values_is_not_replayed() {
         base.replace("Jobs done.", "Jobs done!"),
         base.replace("route=\"/b\",le=\"1\"", "route=\"/b\",le=\"2\""),
         base.replace("depth{", "depth {"),
-        base.replace("rpc_count 19", "rpc_count 19 # {trace_id=\"x\"} 1"),
         // The dropped duplicate's value: the parser ignores it, but replay reads only kept ones.
         base.replace("worker=\"w 1\"} 7", "worker=\"w 1\"} 8"),
         format!("{base}extra 1\n"),
@@ -384,4 +383,136 @@ fn a_page_that_changes_every_scrape_backs_off_from_learning() {
     }
     // Without the back-off every scrape would learn (a conversion into a template each time).
     assert!(learned < 20, "learned {learned} times in 200 scrapes");
+}
+
+/// A histogram with an exemplar on every bucket line, the layer's way (`trace_id`, `span_id`,
+/// the observation, a nanosecond time), whose ids and values change every scrape; a counter's
+/// `_total` with one; and exemplars on lines where the converter keeps none (`_sum`, `_count`, a
+/// quantile). Bucket `slot` has no exemplar in this round (one appears, one goes).
+fn exemplar_page(round: u32, slot: usize) -> String {
+    let bounds = ["0.005", "0.01", "0.1", "1", "+Inf"];
+    let mut text = String::from("# TYPE req_seconds histogram\n");
+    for (i, le) in bounds.iter().enumerate() {
+        let count = u64::from(round) * 10 + i as u64;
+        text.push_str(&format!(
+            "req_seconds_bucket{{route=\"/a\",le=\"{le}\"}} {count}"
+        ));
+        if i != slot {
+            text.push_str(&format!(
+                " # {{trace_id=\"{round:04x}{i:028x}\",span_id=\"{i:012x}{round:04x}\"}} 0.00{i}{round} 1700000{round:03}.{i:09}"
+            ));
+        }
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "req_seconds_sum{{route=\"/a\"}} {round}.5 # {{trace_id=\"{round:032x}\"}} 1\n\
+         req_seconds_count{{route=\"/a\"}} {count} # {{trace_id=\"{round:032x}\"}} 2 1700000000\n\
+         # TYPE jobs counter\n\
+         jobs_total {round} # {{job_id=\"j{round}\"}} 1 1700000000.5\n\
+         # TYPE rpc summary\n\
+         rpc{{quantile=\"0.5\"}} 0.{round} # {{trace_id=\"{round:032x}\"}} 0.1\n\
+         rpc_sum 1\nrpc_count {round}\n# EOF\n",
+        count = u64::from(round) * 10 + 4,
+    ));
+    text
+}
+
+/// Exemplars are data to replay: a page whose exemplars change every scrape replays, and gives
+/// exactly the exemplars the full path gives (compared as remote-write and OTLP bytes).
+#[test]
+fn a_page_whose_exemplars_change_every_scrape_replays_with_the_new_exemplars() {
+    let pages: Vec<(String, Format)> = (1..=8)
+        .map(|round| (exemplar_page(round, (round as usize) % 7), OM))
+        .collect();
+    let replayed = compare(&pages);
+    assert_eq!(replayed, [false, true, true, true, true, true, true, true]);
+
+    // And the exemplars are there, the new ones each scrape: on the buckets and the counter.
+    let mut converter = Converter::new(&[], None);
+    let mut replay = Replay::new();
+    for (round, (text, format)) in pages.iter().enumerate() {
+        let (batch, path) = scrape(&mut converter, &mut replay, text, *format, 1_000);
+        let series = remote_write::timeseries(&batch);
+        let ids: Vec<(String, &str)> = series
+            .iter()
+            .flat_map(|s| {
+                let name = s.labels.iter().find(|l| l.name == "__name__").unwrap();
+                s.exemplars
+                    .iter()
+                    .map(move |e| (name.value.clone(), e.labels[0].value.as_str()))
+            })
+            .collect();
+        let round = round as u32 + 1;
+        let slot = round as usize % 7;
+        let mut expected: Vec<(String, String)> = (0..5usize)
+            .filter(|i| *i != slot)
+            .map(|i| {
+                (
+                    "req_seconds_bucket".to_owned(),
+                    format!("{i:012x}{round:04x}"),
+                )
+            })
+            .collect();
+        expected.push(("jobs_total".to_owned(), format!("j{round}")));
+        let ids: Vec<(String, String)> = ids.into_iter().map(|(n, v)| (n, v.to_owned())).collect();
+        assert_eq!(ids, expected, "round {round} ({path:?})");
+    }
+}
+
+/// A line whose exemplar is malformed after the value is not replayed: the page goes to the
+/// full parse, whose verdict stands (rejected pages are rejected, accepted ones converted).
+#[test]
+fn a_malformed_exemplar_tail_falls_back_to_the_parser() {
+    let good = exemplar_page(1, 9);
+    let line = "jobs_total 1 # {job_id=\"j1\"} 1 1700000000.5";
+    assert!(good.contains(line));
+    use Path::{Parsed, Replayed, Unparsable};
+    let tails = [
+        // Rejected by the parser.
+        (
+            "jobs_total 1 # {job_id=\"j1\"} fast 1700000000.5",
+            Unparsable,
+        ),
+        ("jobs_total 1 # {job_id=\"j1\" 1 1700000000.5", Unparsable),
+        ("jobs_total 1 #{job_id=\"j1\"} 1 1700000000.5", Unparsable),
+        (
+            "jobs_total 1 # {job_id=\"j1\"} 1 1700000000.5 extra",
+            Unparsable,
+        ),
+        ("jobs_total 1 # {job_id=\"j1\"} 1 soon", Unparsable),
+        ("jobs_total 1 # job_id=\"j1\" 1", Unparsable),
+        ("jobs_total 1 # {job_id=\"j1\"}", Unparsable),
+        ("jobs_total 1 # {job_id=\"j1\",job_id=}", Unparsable),
+        (
+            &*format!("jobs_total 1 # {{job_id=\"{}\"}} 1", "x".repeat(130)),
+            Unparsable,
+        ),
+        // Accepted by the parser; not read by replay (a sample timestamp before the exemplar):
+        // parsed.
+        ("jobs_total 1 1700000000 # {job_id=\"j1\"} 1", Parsed),
+        // Accepted by the parser and read by replay as the parser reads them.
+        ("jobs_total 1\t# {job_id=\"j1\"} 1", Replayed),
+        ("jobs_total 1 # {job_id=\"j1\"} 1  ", Replayed),
+        ("jobs_total 1 # {job_id=\"j1\"} 1 1.5e9", Replayed),
+        ("jobs_total 1 #   {job_id=\"j1\"}   -Inf", Replayed),
+        ("jobs_total 1 # {job_id=\"j1\",job_id=\"j2\"} 1", Replayed),
+    ];
+    for (tail, expected_path) in tails {
+        let bad = good.replace(line, tail);
+        let mut converter = Converter::new(&[], None);
+        let mut reference = Converter::new(&[], None);
+        let mut replay = Replay::new();
+        let (_, path) = scrape(&mut converter, &mut replay, &good, OM, 1_000);
+        assert_eq!(path, Path::Learned);
+        parsed_scrape(&mut reference, &good, OM, 1_000);
+        let (batch, path) = scrape(&mut converter, &mut replay, &bad, OM, 2_000);
+        let expected = parsed_scrape(&mut reference, &bad, OM, 2_000);
+        assert_eq!(
+            wire(&canonical(&batch)),
+            wire(&canonical(&expected)),
+            "{tail}"
+        );
+        assert_eq!(path == Unparsable, parse(&bad, OM).is_err(), "{tail}");
+        assert_eq!(path, expected_path, "{tail}");
+    }
 }

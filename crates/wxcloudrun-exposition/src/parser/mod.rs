@@ -27,6 +27,7 @@ mod sample;
 mod series;
 
 pub(crate) use assemble::series_key;
+pub(crate) use sample::{exemplar_at, value_offset};
 
 use crate::error::{ErrorKind, ParseError, Snippet};
 use crate::lexer::{Cursor, LineError, LineResult, seconds_to_ms};

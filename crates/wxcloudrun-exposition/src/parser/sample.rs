@@ -162,3 +162,26 @@ fn read_exemplar<'a>(
         timestamp_ms,
     })
 }
+
+/// Where [`read_sample`] finds the value token of `line` (a whole line, without its line break):
+/// its byte offset, or `None` if the line is no sample line the parser accepts.
+pub(crate) fn value_offset(line: &str, format: Format, limits: &Limits) -> Option<usize> {
+    let mut cur = Cursor::new(line, 0);
+    cur.skip_blanks();
+    let read = read_sample(&mut cur, format, limits, &mut Vec::new()).ok()?;
+    (read.value_token.as_ptr() as usize).checked_sub(line.as_ptr() as usize)
+}
+
+/// An exemplar as [`read_sample`] reads it after a sample's value and the blanks after it:
+/// `text` starts at the `#` and ends where the line does.
+pub(crate) fn exemplar_at<'a>(
+    text: &'a str,
+    format: Format,
+    limits: &Limits,
+) -> Option<Exemplar<'a>> {
+    let mut cur = Cursor::new(text, 0);
+    if cur.peek() != Some(b'#') {
+        return None;
+    }
+    read_exemplar(&mut cur, format, limits).ok()
+}

@@ -62,3 +62,30 @@ pub(crate) fn page() -> String {
     }
     out
 }
+
+/// [`page`] as OpenMetrics with an exemplar on every bucket line, as the layer writes them with
+/// every request sampled (`trace_id`, `span_id`, the duration, a nanosecond time): 8,500
+/// exemplars. `round` changes every id, value and time, not the shape: each scrape's page.
+#[allow(dead_code)] // Each bench binary uses its own subset.
+pub(crate) fn page_with_exemplars(round: u32) -> String {
+    let text = page().replace(
+        "# TYPE jobs_processed_total counter",
+        "# TYPE jobs_processed counter",
+    );
+    let mut out = String::with_capacity(text.len() * 2);
+    for (i, line) in text.lines().enumerate() {
+        out.push_str(line);
+        if line.starts_with("http_server_request_duration_seconds_bucket") {
+            let _ = write!(
+                out,
+                " # {{trace_id=\"{round:08x}{i:024x}\",span_id=\"{i:08x}{round:08x}\"}} 0.{:04} 1700000{:03}.{:09}",
+                (i * 7 + round as usize) % 10_000,
+                round % 1000,
+                i * 1_000 + round as usize
+            );
+        }
+        out.push('\n');
+    }
+    out.push_str("# EOF\n");
+    out
+}

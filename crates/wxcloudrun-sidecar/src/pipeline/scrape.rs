@@ -9,13 +9,11 @@ use wxcloudrun_exposition::{DecodeError, Format, Limits, decode_body_owned};
 
 use super::budget::{BodyBound, Exceeded, LimitReason};
 
-/// The scrape's `Accept`: the text format first, OpenMetrics still taken from targets that serve
-/// only that. Prometheus (and `wxcloudrun_exposition::ACCEPT_HEADER`) prefer OpenMetrics, and the
-/// layer then adds exemplars, which change on every scrape: such a page cannot be replayed, and
-/// the sidecar does not forward exemplars yet — asking for OpenMetrics would cost a full parse
-/// each scrape for nothing.
-pub const SCRAPE_ACCEPT: &str =
-    "text/plain;version=0.0.4,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1";
+/// The scrape's `Accept`: OpenMetrics first, the text format 0.0.4 from targets that serve only
+/// that — as Prometheus asks ([`wxcloudrun_exposition::ACCEPT_HEADER`]). OpenMetrics carries the
+/// layer's exemplars, which the sidecar forwards; they change on every scrape, and replay reads
+/// them as it reads values, so such a page still replays.
+pub const SCRAPE_ACCEPT: &str = wxcloudrun_exposition::ACCEPT_HEADER;
 
 /// A fetched page, not yet parsed.
 #[derive(Debug)]

@@ -47,6 +47,7 @@ pub(crate) fn number(kind: Kind, name: &str, value: f64, pairs: &[(&str, &str)])
             value: Value::Number {
                 name: name.into(),
                 value,
+                exemplar: None,
             },
         }],
     }
@@ -73,6 +74,7 @@ pub(crate) fn histogram(
                 sum: Some(sum),
                 buckets: buckets.to_vec(),
                 stale: false,
+                exemplars: Default::default(),
             },
         }],
     }

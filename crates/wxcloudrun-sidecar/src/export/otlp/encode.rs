@@ -9,6 +9,8 @@
 //!   plain numbers (malformed exposition) exports them as gauges.
 //! - Cumulative points carry `start_time_unix_nano` from `Point::start_ms` (0 when unknown).
 //! - A stale point carries the `NO_RECORDED_VALUE` flag and no value.
+//! - Exemplars (a number's, a histogram's buckets') become the data point's `exemplars`, ids as
+//!   bytes (see `exemplar.rs` for ids that are no ids).
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -169,7 +171,12 @@ fn number_point(point: &Point, time: u64, kind: Kind) -> Option<NumberDataPoint>
         attributes: attributes(&point.labels),
         start_time_unix_nano: if cumulative { start(point) } else { 0 },
         time_unix_nano: time,
-        exemplars: Vec::new(),
+        exemplars: match &point.value {
+            Value::Number {
+                exemplar: Some(e), ..
+            } if !stale => vec![super::exemplar::exemplar(e, time)],
+            _ => Vec::new(),
+        },
         flags: if stale { NO_RECORDED_VALUE } else { 0 },
         value: (!stale).then(|| number_data_point::Value::AsDouble(normalize_nan(*value))),
     })
@@ -180,6 +187,7 @@ fn histogram_point(point: &Point, time: u64) -> Option<HistogramDataPoint> {
         count,
         sum,
         buckets,
+        exemplars,
         stale,
     } = &point.value
     else {
@@ -198,6 +206,10 @@ fn histogram_point(point: &Point, time: u64) -> Option<HistogramDataPoint> {
         data.sum = sum.map(normalize_nan);
         data.explicit_bounds = bounds;
         data.bucket_counts = counts;
+        data.exemplars = exemplars
+            .iter()
+            .map(|(_, e)| super::exemplar::exemplar(e, time))
+            .collect();
     }
     Some(data)
 }
@@ -266,7 +278,7 @@ fn start(point: &Point) -> u64 {
     point.start_ms.map_or(0, nanos)
 }
 
-fn nanos(ms: i64) -> u64 {
+pub(super) fn nanos(ms: i64) -> u64 {
     u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
 }
 
@@ -274,7 +286,7 @@ fn attributes(labels: &Labels) -> Vec<KeyValue> {
     labels.iter().map(|(k, v)| string_kv(k, v)).collect()
 }
 
-fn string_kv(key: &str, value: &str) -> KeyValue {
+pub(super) fn string_kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
         value: Some(AnyValue {
@@ -358,6 +370,7 @@ mod tests {
                         Value::Number {
                             name: "hits_total".into(),
                             value: 5.0,
+                            exemplar: None,
                         },
                         Some(1_000),
                     )],
@@ -369,6 +382,7 @@ mod tests {
                         Value::Number {
                             name: "temp".into(),
                             value: stale_nan(),
+                            exemplar: None,
                         },
                         Some(1_000),
                     )],
@@ -382,6 +396,7 @@ mod tests {
                             sum: Some(1.5),
                             buckets: vec![(0.1, 3.0), (0.5, 7.0), (f64::INFINITY, 10.0)],
                             stale: false,
+                            exemplars: Default::default(),
                         },
                         Some(1_500),
                     )],
@@ -440,6 +455,7 @@ mod tests {
                     Value::Number {
                         name: "g".into(),
                         value: f64::from(i),
+                        exemplar: None,
                     },
                     None,
                 )

@@ -7,6 +7,7 @@
 //!   `partial_success` is final.
 
 pub mod encode;
+mod exemplar;
 
 use std::io::Write as _;
 use std::time::Duration;

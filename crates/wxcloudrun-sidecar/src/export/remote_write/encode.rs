@@ -6,73 +6,15 @@
 //! normalises every bound, whatever the client wrote, to `le="1.0"`, `quantile="0.0"`, `le="0.25"`,
 //! `le="1e+06"`, `le="+Inf"`; Prometheus 2 stored what the client wrote, which for the Go
 //! client's text format is `le="1"`, `quantile="0"`. [`BoundSpelling`] picks one
-//! (`--bound-spelling`, default Prometheus 3); mixing them splits a series in two.
+//! (`--bound-spelling`, default Prometheus 3); mixing them splits a series in two. A series whose
+//! sample has an exemplar carries it (`exemplar.rs`).
 
 use prost::encoding::{encode_varint, encoded_len_varint};
 
+use super::exemplar::{self, Exemplar, Prepared};
 use super::relabel::Relabel;
-use crate::model::{Batch, Labels, Point, Value, normalize_nan, stale_nan};
-
-/// How remote write spells `le` and `quantile` values (`--bound-spelling`).
-///
-/// The two differ only for integral bounds: `1` / `1.0`, `0` / `0.0`, `100000` / `100000.0`.
-/// Every other bound is spelled alike: `0.25`, `1e+06`, `1e-05`, `+Inf`, `-Inf`, `NaN`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum BoundSpelling {
-    /// As Prometheus 3 stores a scraped bound whatever its client wrote (`FormatOpenMetricsFloat`):
-    /// Go's shortest form with `.0` added when it has neither `.` nor `e` (`le="1.0"`,
-    /// `quantile="0.0"`; `-0` is `0.0`).
-    #[default]
-    Prometheus3,
-    /// As the Go client writes bounds in the text format and Prometheus 2 stored them from such a
-    /// page (`strconv.FormatFloat(v, 'g', -1, 64)`: `le="1"`, `quantile="0"`), for series already
-    /// stored that way.
-    Prometheus2,
-}
-
-impl BoundSpelling {
-    /// Both spellings, as [`BoundSpelling::as_str`] names them.
-    pub const ALL: [BoundSpelling; 2] = [BoundSpelling::Prometheus3, BoundSpelling::Prometheus2];
-
-    /// `prometheus3` or `prometheus2`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BoundSpelling::Prometheus3 => "prometheus3",
-            BoundSpelling::Prometheus2 => "prometheus2",
-        }
-    }
-
-    /// The setting's value: `prometheus3` or `prometheus2` (any case).
-    pub fn parse(text: &str) -> Option<BoundSpelling> {
-        BoundSpelling::ALL
-            .into_iter()
-            .find(|spelling| spelling.as_str().eq_ignore_ascii_case(text.trim()))
-    }
-
-    /// `bound` as this spelling writes it.
-    ///
-    /// ```
-    /// use wxcloudrun_sidecar::export::remote_write::BoundSpelling;
-    /// assert_eq!(BoundSpelling::Prometheus3.format(1.0), "1.0");
-    /// assert_eq!(BoundSpelling::Prometheus2.format(1.0), "1");
-    /// assert_eq!(BoundSpelling::Prometheus3.format(0.25), "0.25");
-    /// assert_eq!(BoundSpelling::Prometheus3.format(1e6), "1e+06");
-    /// assert_eq!(BoundSpelling::Prometheus3.format(f64::INFINITY), "+Inf");
-    /// ```
-    pub fn format(self, bound: f64) -> String {
-        match self {
-            BoundSpelling::Prometheus2 => format_float(bound),
-            BoundSpelling::Prometheus3 if bound == 0.0 => "0.0".to_owned(),
-            BoundSpelling::Prometheus3 => {
-                let mut text = format_float(bound);
-                if bound.is_finite() && !text.contains(['.', 'e']) {
-                    text.push_str(".0");
-                }
-                text
-            }
-        }
-    }
-}
+pub use super::spelling::{BoundSpelling, format_float};
+use crate::model::{self, Batch, Labels, Point, Value, normalize_nan, stale_nan};
 
 /// Series per request: small enough for any receiver's limits, large enough to keep requests few.
 pub const MAX_SERIES_PER_REQUEST: usize = 2_000;
@@ -94,6 +36,9 @@ pub struct TimeSeries {
     /// The samples, in timestamp order.
     #[prost(message, repeated, tag = "2")]
     pub samples: Vec<Sample>,
+    /// The series' exemplar, if its sample has one.
+    #[prost(message, repeated, tag = "3")]
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// `prometheus.Label`.
@@ -127,13 +72,18 @@ pub struct Encoded {
     pub samples: u64,
 }
 
-/// Every series `batch` expands to, in exposition order: the point it belongs to, its metric
-/// name, the extra label (`le` or `quantile`) with its bound, and the sample value (a stale point
-/// marks every series it expands to; a real NaN never looks stale).
-fn for_each_series(
-    batch: &Batch,
-    mut visit: impl FnMut(&Point, &str, Option<(&'static str, f64)>, f64),
-) {
+/// One series of a point: its metric name, the extra label (`le` or `quantile`) with its bound,
+/// the sample value, and its exemplar.
+struct Series<'b> {
+    name: &'b str,
+    extra: Option<(&'static str, f64)>,
+    value: f64,
+    exemplar: Option<&'b model::Exemplar>,
+}
+
+/// Every series `batch` expands to, in exposition order, with the point it belongs to (a stale
+/// point marks every series it expands to and has no exemplar; a real NaN never looks stale).
+fn for_each_series<'b>(batch: &'b Batch, mut visit: impl FnMut(&'b Point, Series<'_>)) {
     for family in &batch.families {
         let base = &*family.name;
         // Formatted once per family, on its first histogram or summary point.
@@ -141,23 +91,45 @@ fn for_each_series(
         for point in &family.points {
             let stale = point.value.is_stale();
             let value = |v: f64| if stale { stale_nan() } else { normalize_nan(v) };
+            let plain = |name, extra, v| Series {
+                name,
+                extra,
+                value: value(v),
+                exemplar: None,
+            };
             match &point.value {
-                Value::Number { name, value: v } => visit(point, name, None, value(*v)),
+                Value::Number {
+                    name,
+                    value: v,
+                    exemplar,
+                } => {
+                    let exemplar = exemplar.as_deref().filter(|_| !stale);
+                    visit(
+                        point,
+                        Series {
+                            exemplar,
+                            ..plain(&**name, None, *v)
+                        },
+                    );
+                }
                 Value::Histogram {
                     count,
                     sum,
                     buckets,
+                    exemplars,
                     ..
                 } => {
                     let [bucket, sum_name, count_name] =
                         suffixed.get_or_insert_with(|| suffixes(base));
-                    for &(le, cumulative) in buckets {
-                        visit(point, bucket, Some(("le", le)), value(cumulative));
+                    for (at, &(le, cumulative)) in buckets.iter().enumerate() {
+                        let exemplar = exemplars.of(at).filter(|_| !stale);
+                        let series = plain(bucket.as_str(), Some(("le", le)), cumulative);
+                        visit(point, Series { exemplar, ..series });
                     }
                     if let Some(sum) = sum {
-                        visit(point, sum_name, None, value(*sum));
+                        visit(point, plain(sum_name.as_str(), None, *sum));
                     }
-                    visit(point, count_name, None, value(*count));
+                    visit(point, plain(count_name.as_str(), None, *count));
                 }
                 Value::Summary {
                     count,
@@ -167,12 +139,12 @@ fn for_each_series(
                 } => {
                     let [_, sum_name, count_name] = suffixed.get_or_insert_with(|| suffixes(base));
                     for &(quantile, v) in quantiles {
-                        visit(point, base, Some(("quantile", quantile)), value(v));
+                        visit(point, plain(base, Some(("quantile", quantile)), v));
                     }
                     if let Some(sum) = sum {
-                        visit(point, sum_name, None, value(*sum));
+                        visit(point, plain(sum_name.as_str(), None, *sum));
                     }
-                    visit(point, count_name, None, value(*count));
+                    visit(point, plain(count_name.as_str(), None, *count));
                 }
             }
         }
@@ -198,17 +170,24 @@ pub fn timeseries(batch: &Batch) -> Vec<TimeSeries> {
 /// [`timeseries`] with `le` and `quantile` in `spelling`.
 pub fn timeseries_spelled(batch: &Batch, spelling: BoundSpelling) -> Vec<TimeSeries> {
     let mut out = Vec::with_capacity(batch.sample_count());
-    for_each_series(batch, |point, name, extra, value| {
+    for_each_series(batch, |point, series| {
         out.push(TimeSeries {
             labels: series_labels(
-                name,
+                series.name,
                 &point.labels,
-                extra.map(|(label, bound)| (label, spelling.format(bound))),
+                series
+                    .extra
+                    .map(|(label, bound)| (label, spelling.format(bound))),
             ),
             samples: vec![Sample {
-                value,
+                value: series.value,
                 timestamp: batch.timestamp_ms,
             }],
+            exemplars: series
+                .exemplar
+                .map(|e| exemplar::message(e, batch.timestamp_ms))
+                .into_iter()
+                .collect(),
         });
     });
     out
@@ -263,13 +242,14 @@ pub fn encode_spelled(batch: &Batch, relabel: &Relabel, spelling: BoundSpelling)
         ..RequestWriter::default()
     };
     if relabel.is_empty() {
-        for_each_series(batch, |point, name, extra, value| {
-            writer.series(point, name, extra, value, batch.timestamp_ms);
+        for_each_series(batch, |point, series| {
+            writer.series(point, &series, batch.timestamp_ms);
         });
     } else {
         let mut joined = String::new();
         let mut bound = String::new();
-        for_each_series(batch, |point, name, extra, value| {
+        for_each_series(batch, |point, series| {
+            let Series { name, extra, .. } = series;
             bound.clear();
             if let Some((_, le)) = extra {
                 bound.push_str(formatted(&mut writer.bounds, le, writer.spelling));
@@ -285,7 +265,7 @@ pub fn encode_spelled(batch: &Batch, relabel: &Relabel, spelling: BoundSpelling)
             labels.sort_by(|a, b| a.0.cmp(b.0));
             labels.dedup_by(|later, earlier| later.0 == earlier.0);
             if relabel.apply(&mut labels, &mut joined) {
-                writer.series_with_labels(&labels, value, batch.timestamp_ms);
+                writer.series_with_labels(&labels, &series, batch.timestamp_ms);
             }
         });
     }
@@ -343,14 +323,11 @@ impl Default for RequestWriter {
 }
 
 impl RequestWriter {
-    fn series(
-        &mut self,
-        point: &Point,
-        name: &str,
-        extra: Option<(&'static str, f64)>,
-        value: f64,
-        timestamp_ms: i64,
-    ) {
+    fn series(&mut self, point: &Point, series: &Series<'_>, timestamp_ms: i64) {
+        let Series {
+            name, extra, value, ..
+        } = *series;
+        let exemplar = series.exemplar.map(|e| Prepared::new(e, timestamp_ms));
         let extra_name = extra.map(|(label, _)| label);
         let key = (std::ptr::from_ref(point) as usize, extra_name);
         if self.prepared_for != Some(key) {
@@ -368,7 +345,8 @@ impl RequestWriter {
             + label_field_len(extra_label, extra_value)
             + 1
             + encoded_len_varint(sample_len as u64)
-            + sample_len;
+            + sample_len
+            + exemplar.as_ref().map_or(0, Prepared::field_len);
 
         let out = &mut self.request;
         if out.capacity() == 0 {
@@ -384,6 +362,9 @@ impl RequestWriter {
         put_label_field(out, extra_label, extra_value);
         out.extend_from_slice(&self.labels[self.extra_at..]);
         put_sample(out, sample_len, value, timestamp_ms);
+        if let Some(exemplar) = &exemplar {
+            exemplar.put(out);
+        }
 
         self.series += 1;
         if self.series == MAX_SERIES_PER_REQUEST {
@@ -392,15 +373,26 @@ impl RequestWriter {
     }
 
     /// One series with labels already sorted, unique and non-empty (the relabelling path).
-    fn series_with_labels(&mut self, labels: &[(&str, &str)], value: f64, timestamp_ms: i64) {
+    fn series_with_labels(
+        &mut self,
+        labels: &[(&str, &str)],
+        series: &Series<'_>,
+        timestamp_ms: i64,
+    ) {
         // Whatever `series` prepared no longer describes `self.labels`.
         self.prepared_for = None;
+        let value = series.value;
+        let exemplar = series.exemplar.map(|e| Prepared::new(e, timestamp_ms));
         let sample_len = sample_len(value, timestamp_ms);
         let labels_len: usize = labels
             .iter()
             .map(|(name, value)| label_field_len(name, value))
             .sum();
-        let series_len = labels_len + 1 + encoded_len_varint(sample_len as u64) + sample_len;
+        let series_len = labels_len
+            + 1
+            + encoded_len_varint(sample_len as u64)
+            + sample_len
+            + exemplar.as_ref().map_or(0, Prepared::field_len);
         let out = &mut self.request;
         out.push(TIMESERIES_FIELD);
         encode_varint(series_len as u64, out);
@@ -408,6 +400,9 @@ impl RequestWriter {
             put_label_field(out, name, value);
         }
         put_sample(out, sample_len, value, timestamp_ms);
+        if let Some(exemplar) = &exemplar {
+            exemplar.put(out);
+        }
         self.series += 1;
         if self.series == MAX_SERIES_PER_REQUEST {
             self.compress_request();
@@ -529,7 +524,7 @@ fn formatted(cache: &mut Vec<(u64, String)>, bound: f64, spelling: BoundSpelling
 }
 
 /// The encoded size of a `TimeSeries.labels` field; an empty name or value is left out.
-fn label_field_len(name: &str, value: &str) -> usize {
+pub(super) fn label_field_len(name: &str, value: &str) -> usize {
     if name.is_empty() || value.is_empty() {
         return 0;
     }
@@ -545,7 +540,7 @@ fn label_len(name: &str, value: &str) -> usize {
         + value.len()
 }
 
-fn put_label_field(out: &mut Vec<u8>, name: &str, value: &str) {
+pub(super) fn put_label_field(out: &mut Vec<u8>, name: &str, value: &str) {
     if name.is_empty() || value.is_empty() {
         return;
     }
@@ -568,67 +563,6 @@ pub fn compress(raw: &[u8]) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// A float as Go's `strconv.FormatFloat(v, 'g', -1, 64)` writes it, with Prometheus' `+Inf`,
-/// `-Inf` and `NaN`: `0.005`, `1`, `2.5`, `1e+06`, `1e-05`.
-pub fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".to_owned();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned();
-    }
-    // Rust's `{:e}` gives the same shortest round-trip digits as Go: `d[.ddd]e[-]x`.
-    let sci = format!("{:e}", v.abs());
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
-    let mut out = String::new();
-    if v.is_sign_negative() {
-        out.push('-');
-    }
-    // With shortest precision Go picks the exponent form outside 1e-4 <= |v| < 1e6 (`eprec` 6).
-    let nd = digits.len() as i32;
-    if !(-4..6).contains(&exp) {
-        out.push(digit(&digits, 0));
-        if digits.len() > 1 {
-            out.push('.');
-            out.extend(digits[1..].iter().map(|&d| char::from(d)));
-        }
-        out.push('e');
-        out.push(if exp < 0 { '-' } else { '+' });
-        let abs = exp.unsigned_abs();
-        if abs < 10 {
-            out.push('0');
-        }
-        out.push_str(&abs.to_string());
-        return out;
-    }
-    // Fixed notation: `dp` digits before the point.
-    let dp = exp + 1;
-    if dp <= 0 {
-        out.push('0');
-    } else {
-        for i in 0..dp {
-            out.push(digit(&digits, i));
-        }
-    }
-    if nd > dp {
-        out.push('.');
-        for i in dp..nd {
-            out.push(digit(&digits, i));
-        }
-    }
-    out
-}
-
-/// The digit at position `i` of the shortest representation, `0` outside it.
-fn digit(digits: &[u8], i: i32) -> char {
-    usize::try_from(i)
-        .ok()
-        .and_then(|i| digits.get(i))
-        .map_or('0', |&d| char::from(d))
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -637,7 +571,7 @@ mod tests {
 
     use super::*;
     use crate::export::remote_write::relabel::RelabelRule;
-    use crate::model::{Family, Kind, STALE_NAN_BITS};
+    use crate::model::{BucketExemplars, Family, Kind, STALE_NAN_BITS};
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         pairs
@@ -663,6 +597,7 @@ mod tests {
             value: Value::Number {
                 name: name.into(),
                 value,
+                exemplar: None,
             },
         }
     }
@@ -773,6 +708,7 @@ mod tests {
                                 (f64::INFINITY, 3.0),
                             ],
                             stale: false,
+                            exemplars: Default::default(),
                         },
                     }],
                 ),
@@ -885,6 +821,7 @@ mod tests {
                             sum: Some(2.5),
                             buckets: vec![(0.1, 3.0), (0.5, 7.0), (f64::INFINITY, 10.0)],
                             stale: false,
+                            exemplars: Default::default(),
                         },
                     }],
                 ),
@@ -1013,6 +950,12 @@ mod tests {
                         sum: Some(-0.0),
                         buckets: vec![(0.5, 0.0), (1e6, 1.0), (f64::INFINITY, 2.0)],
                         stale: false,
+                        exemplars: {
+                            let mut exemplars = BucketExemplars::default();
+                            exemplars.push(0, page_exemplar(3));
+                            exemplars.push(2, page_exemplar(0));
+                            exemplars
+                        },
                     })],
                 ),
                 family(
@@ -1032,6 +975,7 @@ mod tests {
                     vec![point(Value::Number {
                         name: "g".into(),
                         value: stale_nan(),
+                        exemplar: None,
                     })],
                 ),
             ],
@@ -1081,6 +1025,40 @@ mod tests {
         assert_eq!(raw_bytes_relabeled(&batch, &drop_buckets), expected);
     }
 
+    /// An exemplar of one of four forms: the layer's, one without a time, a value of zero at
+    /// time zero (fields prost leaves out), labels unsorted with an empty value and UTF-8.
+    fn page_exemplar(form: u64) -> model::Exemplar {
+        let labels = |pairs: &[(&str, &str)]| {
+            let pairs = pairs.iter();
+            pairs.map(|(n, v)| (Box::from(*n), Box::from(*v))).collect()
+        };
+        match form {
+            0 => model::Exemplar {
+                labels: labels(&[
+                    ("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"),
+                    ("span_id", "00f067aa0ba902b7"),
+                ]),
+                value: 0.042,
+                timestamp_ms: Some(1_700_000_000_123),
+            },
+            1 => model::Exemplar {
+                labels: labels(&[("trace_id", "abc")]),
+                value: f64::NAN,
+                timestamp_ms: None,
+            },
+            2 => model::Exemplar {
+                labels: Vec::new(),
+                value: 0.0,
+                timestamp_ms: Some(0),
+            },
+            _ => model::Exemplar {
+                labels: labels(&[("zz", "1"), ("empty", ""), ("用户", "值"), ("a", "2")]),
+                value: -1.5,
+                timestamp_ms: Some(-5),
+            },
+        }
+    }
+
     #[test]
     fn the_direct_writer_matches_prost_byte_for_byte_on_varied_batches() {
         // A fixed xorshift: varied shapes, reproducible failures.
@@ -1105,16 +1083,27 @@ mod tests {
                             0 => Value::Number {
                                 name: format!("n{f}_total").into(),
                                 value: next(3) as f64,
+                                exemplar: (next(3) == 0).then(|| Box::new(page_exemplar(next(4)))),
                             },
-                            1 => Value::Histogram {
-                                count: next(100) as f64,
-                                sum: (next(2) == 0).then_some(0.25),
-                                buckets: (0..next(20))
+                            1 => {
+                                let buckets: Vec<(f64, f64)> = (0..next(20))
                                     .map(|b| (b as f64 * 0.05, b as f64))
                                     .chain([(f64::INFINITY, 99.0)])
-                                    .collect(),
-                                stale: next(10) == 0,
-                            },
+                                    .collect();
+                                let mut exemplars = BucketExemplars::default();
+                                for at in 0..buckets.len() {
+                                    if next(3) == 0 {
+                                        exemplars.push(at, page_exemplar(next(4)));
+                                    }
+                                }
+                                Value::Histogram {
+                                    count: next(100) as f64,
+                                    sum: (next(2) == 0).then_some(0.25),
+                                    buckets,
+                                    stale: next(10) == 0,
+                                    exemplars,
+                                }
+                            }
                             _ => Value::Summary {
                                 count: 1.0,
                                 sum: Some(2.0),

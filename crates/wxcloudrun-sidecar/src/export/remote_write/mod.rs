@@ -7,7 +7,9 @@
 //! - Retries: 5xx and 429 (with `Retry-After`); every other 4xx is dropped and counted.
 
 pub mod encode;
+mod exemplar;
 pub mod relabel;
+mod spelling;
 
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ pub use encode::{
     BoundSpelling, Encoded, Label, MAX_SERIES_PER_REQUEST, Sample, TimeSeries, WriteRequest,
     compress, encode, encode_spelled, format_float, series_labels, timeseries, timeseries_spelled,
 };
+pub use exemplar::Exemplar;
 pub use relabel::{Relabel, RelabelRule};
 
 use super::auth::Auth;

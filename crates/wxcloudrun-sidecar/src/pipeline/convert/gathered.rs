@@ -47,6 +47,7 @@ impl Converter {
         let value = Value::Number {
             name: name.clone(),
             value: f64::from(u8::from(up)),
+            exemplar: None,
         };
         let point = self.point(&name, Kind::Gauge, labels, value, None, Some(timestamp_ms));
         Family {
@@ -65,6 +66,7 @@ fn gathered_value(name: &Arc<str>, metric_type: MetricType, metric: &proto::Metr
     let number = |value: f64| Value::Number {
         name: name.clone(),
         value: normalize_nan(value),
+        exemplar: None,
     };
     match metric_type {
         MetricType::COUNTER | MetricType::UNTYPED => number(metric.get_counter().get_value()),
@@ -88,6 +90,7 @@ fn gathered_value(name: &Arc<str>, metric_type: MetricType, metric: &proto::Metr
                 count,
                 sum: Some(normalize_nan(histogram.get_sample_sum())),
                 buckets,
+                exemplars: Default::default(),
                 stale: false,
             }
         }

@@ -1,6 +1,7 @@
 //! From what one scrape produced to a [`Batch`]: the sidecar's labels added (a scraped label of
 //! the same name becomes `exported_<name>`, as Prometheus does), counters given a start time, and
-//! stale markers for every series that disappeared since the last scrape.
+//! stale markers for every series that disappeared since the last scrape. Exemplars go with the
+//! number or histogram bucket they were exposed on ([`crate::model`] says which are kept).
 //!
 //! A scrape is a list of [`Source`]s converted together: the app's page (parsed, or replayed and
 //! so converted already), the sidecar's own families straight from its registry, and `up`.
@@ -20,7 +21,9 @@ use std::sync::Arc;
 
 use wxcloudrun_exposition::{Exposition, MetricFamily, MetricType};
 
-use crate::model::{Batch, Family, Kind, Labels, Point, Value, normalize_nan};
+use crate::model::{
+    Batch, BucketExemplars, Exemplar, Family, Kind, Labels, Point, Value, normalize_nan,
+};
 use seen::{Remembered, Strings};
 
 /// One part of a scrape.
@@ -141,6 +144,10 @@ impl Converter {
                     let value = Value::Number {
                         name: self.strings.get(&sample.name),
                         value: normalize_nan(sample.value),
+                        exemplar: sample
+                            .exemplar
+                            .as_deref()
+                            .map(|e| Box::new(Exemplar::of(e))),
                     };
                     self.point(&name, kind, labels, value, sample.created_ms, at)
                 })
@@ -214,6 +221,12 @@ impl Converter {
                     .iter()
                     .map(|b| (b.upper_bound, normalize_nan(b.cumulative_count)))
                     .collect();
+                let mut exemplars = BucketExemplars::default();
+                for (at, bucket) in point.buckets.iter().enumerate() {
+                    if let Some(exemplar) = &bucket.exemplar {
+                        exemplars.push(at, Exemplar::of(exemplar));
+                    }
+                }
                 // `_count` equals the `+Inf` bucket; a point with neither cannot be exported.
                 let count = point
                     .count
@@ -223,6 +236,7 @@ impl Converter {
                     count: normalize_nan(count),
                     sum: point.sum.map(normalize_nan),
                     buckets,
+                    exemplars,
                     stale: false,
                 };
                 Some(self.point(name, Kind::Histogram, labels, value, point.created_ms, at))
@@ -490,7 +504,8 @@ mod tests {
             point.value,
             Value::Number {
                 name: Arc::from("jobs_total"),
-                value: 3.0
+                value: 3.0,
+                exemplar: None,
             }
         );
     }

@@ -442,11 +442,13 @@ impl Remembered {
                 Shape::Number => Value::Number {
                     name: strings.at(seen.marker),
                     value: stale_nan(),
+                    exemplar: None,
                 },
                 Shape::Histogram => Value::Histogram {
                     count: stale_nan(),
                     sum: Some(stale_nan()),
                     buckets: entries(),
+                    exemplars: Default::default(),
                     stale: true,
                 },
                 Shape::Summary => Value::Summary {

@@ -1,41 +1,51 @@
 //! Scrapes of a page whose series did not change, without parsing it again.
 //!
-//! An app's page is the same text scrape after scrape except for its values. Prometheus keeps a
-//! cache from each series' text to its parsed form for this reason; here the sidecar learns the
-//! *shape* of a page once — every line, and for each sample line where its value goes in the
-//! converted families — and while a new page has exactly that shape, it only reads the values:
-//! no labels lexed, no series hashed, no parsed page in memory.
+//! An app's page is the same text scrape after scrape except for its values and exemplars.
+//! Prometheus keeps a cache from each series' text to its parsed form for this reason; here the
+//! sidecar learns the *shape* of a page once — every line, and for each sample line where its
+//! value goes in the converted families — and while a new page has exactly that shape, it only
+//! reads the values and exemplars: no labels lexed, no series hashed, no parsed page in memory.
 //!
 //! A shape is learned from a parsed page in one conversion: each kept sample's value is replaced
 //! by the number of its line, the page is converted into the template, and the numbers found in
 //! the template say where each line's value goes. That scrape's own families are the template
 //! filled with the page's values, as every replayed scrape's are.
 //!
-//! Correctness rests on three things:
+//! Correctness rests on four things:
 //! - a page is replayed only if every line is the learned line: byte for byte up to the value for
 //!   a line that holds a sample the parser kept, byte for byte whole for every other line (a
 //!   comment, a dropped duplicate, a folded `_created`: the parser may read more of those than a
 //!   value); checked with a 128-bit hash and the length of what is compared;
-//! - the parser's and converter's structure depends on everything but the values, and the
-//!   converter passes each value through as it is (NaN normalised), so an equal prefix means
-//!   equal families, points and labels, and a line number put in a value's place comes out where
-//!   that value would;
-//! - a shape is only learned when the value replay reads on each sample's line is, bit for bit,
-//!   the value the parser read there, and every number found in the template is a line number.
+//! - what follows the value on a kept sample's line is read as the parser reads it, or the page
+//!   goes to the full parse: the value token up to the first blank, then nothing but blanks, or
+//!   blanks and an exemplar read by the parser's own exemplar reader
+//!   ([`parse_exemplar`](wxcloudrun_exposition::parse_exemplar)), which fails where the parser
+//!   would fail the line; a timestamp, or anything else, is left to the full path. The parser
+//!   reads the series from the bytes before the value, looking one byte further only to see that
+//!   the series has ended, which the first byte of any value tells it;
+//! - the parser's and converter's structure depends on everything but the values and exemplars,
+//!   and the converter passes each value through as it is (NaN normalised) and each exemplar to
+//!   the number or bucket of its line (none to a `_sum`, `_count` or quantile), so an equal
+//!   prefix means equal families, points and labels, and a line number put in a value's place
+//!   comes out where that value and its exemplar would;
+//! - a shape is only learned when the value and exemplar replay reads on each sample's line are,
+//!   bit for bit, those the parser read there, and every number found in the template is a line
+//!   number.
 //!
-//! Anything else — timestamps, exemplars, `_created`, a line that does not look like
-//! `<series> <value>`, a value that does not parse — is left to the full path.
+//! Anything else — timestamps, `_created`, a line that does not look like `<series> <value>`
+//! with an optional exemplar, a value or exemplar that does not parse — is left to the full path.
+
+mod line;
+mod template;
 
 use std::hash::BuildHasher;
 
-use wxcloudrun_exposition::{
-    Exposition, Format, Limits, ParseError, parse_value, parse_with_limits,
-};
+use wxcloudrun_exposition::{Exposition, Format, Limits, ParseError, parse_with_limits};
 
-use std::sync::Arc;
-
-use crate::model::{Family, Kind, Point, Value, normalize_nan};
+use crate::model::{Exemplar, Family, Value, normalize_nan};
 use crate::pipeline::convert::{Converter, Source};
+use line::{read_tail, same_exemplar, value_start};
+use template::Template;
 
 /// Learning stops after this many scrapes in a row whose shape did not last one scrape; it is
 /// tried again after a pause that doubles each time, up to this many scrapes.
@@ -101,151 +111,6 @@ enum Component {
     Entry(u32),
 }
 
-/// The families of a learned page, small: each point is the key of its series (whose labels
-/// the converter remembers, as it remembers every series of the last scrape) and the form of its
-/// value. A page's label sets are thus kept once, by the converter, not a second time here.
-#[derive(Debug, Default)]
-struct Template {
-    families: Vec<TemplateFamily>,
-    points: Vec<TemplatePoint>,
-}
-
-#[derive(Debug)]
-struct TemplateFamily {
-    name: Arc<str>,
-    help: Arc<str>,
-    unit: Arc<str>,
-    kind: Kind,
-    /// Its points, the next ones of [`Template::points`].
-    points: usize,
-}
-
-#[derive(Debug)]
-struct TemplatePoint {
-    /// See [`Converter::remember_series`].
-    key: (u64, u64),
-    form: Form,
-}
-
-/// A value without its numbers.
-#[derive(Debug)]
-enum Form {
-    Number(Arc<str>),
-    /// Bucket bounds (shared by the points that have the same), and whether there is a sum.
-    Histogram(Arc<[f64]>, bool),
-    /// Quantiles, and whether there is a sum.
-    Summary(Arc<[f64]>, bool),
-}
-
-impl Form {
-    fn of(value: &Value, last: Option<&Form>) -> Form {
-        let bounds = |entries: &[(f64, f64)]| -> Arc<[f64]> {
-            let shared = match last {
-                Some(Form::Histogram(b, _) | Form::Summary(b, _)) => Some(b),
-                _ => None,
-            };
-            match shared {
-                Some(b)
-                    if b.len() == entries.len()
-                        && b.iter()
-                            .zip(entries)
-                            .all(|(a, e)| a.to_bits() == e.0.to_bits()) =>
-                {
-                    b.clone()
-                }
-                _ => entries.iter().map(|e| e.0).collect(),
-            }
-        };
-        match value {
-            Value::Number { name, .. } => Form::Number(name.clone()),
-            Value::Histogram { buckets, sum, .. } => {
-                Form::Histogram(bounds(buckets), sum.is_some())
-            }
-            Value::Summary { quantiles, sum, .. } => {
-                Form::Summary(bounds(quantiles), sum.is_some())
-            }
-        }
-    }
-
-    /// The value, every number NaN (replay writes them all).
-    fn value(&self) -> Value {
-        let entries = |bounds: &[f64]| bounds.iter().map(|b| (*b, f64::NAN)).collect();
-        match self {
-            Form::Number(name) => Value::Number {
-                name: name.clone(),
-                value: f64::NAN,
-            },
-            Form::Histogram(bounds, sum) => Value::Histogram {
-                count: f64::NAN,
-                sum: sum.then_some(f64::NAN),
-                buckets: entries(bounds),
-                stale: false,
-            },
-            Form::Summary(bounds, sum) => Value::Summary {
-                count: f64::NAN,
-                sum: sum.then_some(f64::NAN),
-                quantiles: entries(bounds),
-                stale: false,
-            },
-        }
-    }
-}
-
-impl Template {
-    fn of(families: &[Family], converter: &mut Converter) -> Template {
-        let mut template = Template {
-            families: Vec::with_capacity(families.len()),
-            points: Vec::with_capacity(families.iter().map(|f| f.points.len()).sum()),
-        };
-        for family in families {
-            template.families.push(TemplateFamily {
-                name: family.name.clone(),
-                help: family.help.clone(),
-                unit: family.unit.clone(),
-                kind: family.kind,
-                points: family.points.len(),
-            });
-            for point in &family.points {
-                let form = Form::of(&point.value, template.points.last().map(|p| &p.form));
-                template.points.push(TemplatePoint {
-                    key: converter.remember_series(&family.name, family.kind, point),
-                    form,
-                });
-            }
-        }
-        template
-    }
-
-    /// The families, their labels from `converter`, every value NaN; `None` if a series is no
-    /// longer remembered (a failed scrape in between forgot them).
-    fn families(&self, converter: &Converter) -> Option<Vec<Family>> {
-        let mut points = self.points.iter();
-        self.families
-            .iter()
-            .map(|family| {
-                let points = points
-                    .by_ref()
-                    .take(family.points)
-                    .map(|point| {
-                        Some(Point {
-                            labels: converter.remembered_labels(point.key)?,
-                            start_ms: None,
-                            value: point.form.value(),
-                        })
-                    })
-                    .collect::<Option<Vec<Point>>>()?;
-                Some(Family {
-                    name: family.name.clone(),
-                    help: family.help.clone(),
-                    unit: family.unit.clone(),
-                    kind: family.kind,
-                    points,
-                })
-            })
-            .collect()
-    }
-}
-
 /// A page read through its shape: the app's families with this scrape's values (start times not
 /// yet set: the converter sets them).
 #[derive(Debug)]
@@ -306,27 +171,6 @@ pub fn samples_without_bound(page: &Exposition<'_>) -> usize {
         .sum()
 }
 
-/// A line of the page as replay sees it.
-enum Line<'t> {
-    /// A comment or an empty line: compared whole.
-    Fixed,
-    /// The text before the value (up to its last space), and the value token.
-    Sample(&'t str, &'t str),
-    /// Anything else that is not `<series> <value>` (a tab before the value, say): a page with a
-    /// kept sample on such a line is not learned.
-    Unreadable,
-}
-
-fn split_line(line: &str) -> Line<'_> {
-    if line.is_empty() || line.starts_with('#') {
-        return Line::Fixed;
-    }
-    match line.rfind(' ') {
-        Some(space) => Line::Sample(&line[..=space], &line[space + 1..]),
-        None => Line::Unreadable,
-    }
-}
-
 impl Replay {
     /// No shape learned yet.
     pub fn new() -> Self {
@@ -366,7 +210,7 @@ impl Replay {
         }
         let page = parse_with_limits(text, format, limits).map_err(ReadError::Parse)?;
         check(&page).map_err(ReadError::Check)?;
-        Ok(self.learn(text, format, page, converter))
+        Ok(self.learn(text, (format, limits), page, converter))
     }
 
     /// [`samples_without_bound`] of the learned page (what a replayed or learned read leaves
@@ -406,7 +250,7 @@ impl Replay {
     fn learn<'t>(
         &mut self,
         text: &str,
-        format: Format,
+        (format, limits): (Format, &Limits),
         page: Exposition<'t>,
         converter: &mut Converter,
     ) -> Read<'t> {
@@ -415,7 +259,7 @@ impl Replay {
             return Read::Parsed(page);
         }
         self.used = false;
-        match PageShape::learn(text, format, page, converter) {
+        match PageShape::learn(text, (format, limits), page, converter) {
             Ok((shape, replayed)) => {
                 self.shape = Some(shape);
                 Read::Learned(replayed)
@@ -429,18 +273,25 @@ impl Replay {
     }
 }
 
-/// Where each kept sample of a page sits: its line, and the line's value as replay reads it.
+/// Where each kept sample of a page sits: its line, where its value starts there, and the value
+/// as replay reads it.
 struct Tagging {
-    /// The value replay reads on each line of a kept sample.
-    line_values: Vec<Option<f64>>,
+    /// On each line of a kept sample: the value replay reads there, and where it starts.
+    line_values: Vec<Option<(f64, usize)>>,
     /// The samples' own values, in page order, to put back when learning fails.
     originals: Vec<f64>,
 }
 
 impl Tagging {
     /// Replaces each kept sample's value by its line number. `None` (and the page as it was) if a
-    /// sample cannot be read back from its line exactly as the parser read it.
-    fn tag(text: &str, lines: &[&str], page: &mut Exposition<'_>) -> Option<Tagging> {
+    /// sample's value or exemplar cannot be read back from its line exactly as the parser read
+    /// it.
+    fn tag(
+        text: &str,
+        lines: &[&str],
+        (format, limits): (Format, &Limits),
+        page: &mut Exposition<'_>,
+    ) -> Option<Tagging> {
         let mut line_starts = Vec::with_capacity(lines.len());
         let mut start = 0;
         for line in lines {
@@ -459,20 +310,20 @@ impl Tagging {
                 .checked_sub(base)
                 .filter(|offset| *offset < text.len()) // else an unescaped copy of a quoted name
                 .map(|offset| line_starts.partition_point(|&start| start <= offset) - 1);
-            let read = line.and_then(|line| match split_line(lines.get(line)?) {
-                Line::Sample(_, token) => parse_value(token),
-                // No `<series> <value>` line: replay could not read it.
-                Line::Fixed | Line::Unreadable => None,
+            let read = line.and_then(|line| {
+                let text = lines.get(line)?;
+                let exemplar = sample.exemplar.as_deref();
+                let start = value_start(text, exemplar.is_some(), format, limits)?;
+                let (value, read_exemplar) = read_tail(text.get(start..)?, format, limits)?;
+                let same = value.to_bits() == normalize_nan(sample.value).to_bits()
+                    && same_exemplar(read_exemplar.as_ref(), exemplar);
+                same.then_some((line, value, start))
             });
-            let (Some(line), Some(read)) = (line, read) else {
+            let Some((line, value, start)) = read else {
                 tagging.restore(page);
                 return None;
             };
-            if normalize_nan(read).to_bits() != normalize_nan(sample.value).to_bits() {
-                tagging.restore(page);
-                return None;
-            }
-            tagging.line_values[line] = Some(read);
+            tagging.line_values[line] = Some((value, start));
             tagging.originals.push(sample.value);
             sample.value = line as f64;
         }
@@ -500,21 +351,22 @@ impl PageShape {
     /// page back as it was if it cannot be learned.
     fn learn<'t>(
         text: &str,
-        format: Format,
+        (format, limits): (Format, &Limits),
         mut page: Exposition<'t>,
         converter: &mut Converter,
     ) -> Result<(PageShape, Replayed), Exposition<'t>> {
         // Only what depends on the series alone: no timestamps (their token follows the value),
-        // no exemplars, no `_created` (a start time the converter reads).
-        let plain =
-            page.families.iter().flat_map(|f| &f.samples).all(|s| {
-                s.timestamp_ms.is_none() && s.exemplar.is_none() && s.created_ms.is_none()
-            });
+        // no `_created` (a start time the converter reads).
+        let plain = page
+            .families
+            .iter()
+            .flat_map(|f| &f.samples)
+            .all(|s| s.timestamp_ms.is_none() && s.created_ms.is_none());
         if !plain {
             return Err(page);
         }
         let lines: Vec<&str> = text.split('\n').collect();
-        let Some(tagging) = Tagging::tag(text, &lines, &mut page) else {
+        let Some(tagging) = Tagging::tag(text, &lines, (format, limits), &mut page) else {
             return Err(page);
         };
         let mut shape = PageShape {
@@ -530,9 +382,9 @@ impl PageShape {
         // dropped duplicates, folded `_created` lines, whose last token the parser may still
         // read — must come back byte for byte.
         for (line, value) in lines.iter().zip(&tagging.line_values) {
-            let (compared, sample) = match (value, split_line(line)) {
-                (Some(_), Line::Sample(prefix, _)) => (prefix, true),
-                _ => (*line, false),
+            let (compared, sample) = match value.and_then(|(_, start)| line.get(..start)) {
+                Some(prefix) => (prefix, true),
+                None => (*line, false),
             };
             let Ok(prefix_len) = u32::try_from(compared.len()) else {
                 tagging.restore(&mut page);
@@ -548,13 +400,14 @@ impl PageShape {
         let values: Vec<f64> = tagging
             .line_values
             .iter()
-            .map(|value| value.unwrap_or(f64::NAN))
+            .map(|value| value.map_or(f64::NAN, |(value, _)| value))
             .collect();
         let template = converter.template(&page);
         let mut families = template.clone();
         let placed = placements(&template, shape.lines.len()).and_then(|placements| {
             shape.placements = placements;
-            shape.fill(&mut families, &values)
+            // The template has the page's exemplars already (the same, see `Tagging::tag`).
+            shape.fill(&mut families, &values, &mut [])
         });
         if placed.is_none() {
             // The tagging did not go as planned.
@@ -585,66 +438,102 @@ impl PageShape {
             return None;
         }
         let mut values = vec![f64::NAN; self.lines.len()];
+        // One per line once a line has an exemplar; most pages have none.
+        let mut exemplars: Vec<Option<Exemplar>> = Vec::new();
         let mut lines = text.split('\n');
-        for (expected, value) in self.lines.iter().zip(values.iter_mut()) {
+        for (at, expected) in self.lines.iter().enumerate() {
             let line = lines.next()?;
             if line.len() > limits.max_line_bytes {
                 return None;
             }
-            let compared = match (expected.sample, split_line(line)) {
-                (true, Line::Sample(prefix, token)) => {
-                    *value = normalize_nan(parse_value(token)?);
-                    prefix
-                }
-                (true, _) => return None,
-                (false, _) => line,
+            let compared = if expected.sample {
+                line.get(..expected.prefix_len as usize)?
+            } else {
+                line
             };
             if compared.len() != expected.prefix_len as usize
                 || self.hash(compared) != expected.hash
             {
                 return None;
             }
+            if expected.sample {
+                let (value, exemplar) = read_tail(line.get(compared.len()..)?, format, limits)?;
+                *values.get_mut(at)? = value;
+                if let Some(exemplar) = exemplar {
+                    if exemplars.is_empty() {
+                        exemplars.resize_with(self.lines.len(), || None);
+                    }
+                    *exemplars.get_mut(at)? = Some(exemplar);
+                }
+            }
         }
         if lines.next().is_some() {
             return None;
         }
         let mut families = self.template.families(converter)?;
-        self.fill(&mut families, &values)?;
+        self.fill(&mut families, &values, &mut exemplars)?;
         Some(Replayed {
             families,
             sample_count: self.sample_count,
         })
     }
 
-    /// Writes each placement's line value into `families`.
-    fn fill(&self, families: &mut [Family], values: &[f64]) -> Option<()> {
+    /// Writes each placement's line value into `families`, and the line's exemplar (taken from
+    /// `exemplars`, which may be empty) where the converter puts one: on a number or a
+    /// histogram bucket.
+    fn fill(
+        &self,
+        families: &mut [Family],
+        values: &[f64],
+        exemplars: &mut [Option<Exemplar>],
+    ) -> Option<()> {
         for placement in &self.placements {
-            let value = normalize_nan(*values.get(placement.line as usize)?);
+            let line = placement.line as usize;
+            let value = normalize_nan(*values.get(line)?);
+            let mut exemplar = || exemplars.get_mut(line).and_then(Option::take);
             let point = families
                 .get_mut(placement.family as usize)?
                 .points
                 .get_mut(placement.point as usize)?;
-            let target = match (&mut point.value, placement.component) {
-                (Value::Number { value, .. }, Component::Number) => value,
+            match (&mut point.value, placement.component) {
+                (
+                    Value::Number {
+                        value: v,
+                        exemplar: e,
+                        ..
+                    },
+                    Component::Number,
+                ) => {
+                    *v = value;
+                    if let Some(exemplar) = exemplar() {
+                        *e = Some(Box::new(exemplar));
+                    }
+                }
                 (
                     Value::Histogram { count, .. } | Value::Summary { count, .. },
                     Component::Count,
-                ) => count,
+                ) => *count = value,
                 (Value::Histogram { sum, .. } | Value::Summary { sum, .. }, Component::Sum) => {
-                    sum.as_mut()?
+                    *sum.as_mut()? = value;
                 }
                 (
                     Value::Histogram {
-                        buckets: entries, ..
-                    }
-                    | Value::Summary {
-                        quantiles: entries, ..
+                        buckets,
+                        exemplars: bucket_exemplars,
+                        ..
                     },
                     Component::Entry(i),
-                ) => &mut entries.get_mut(i as usize)?.1,
+                ) => {
+                    buckets.get_mut(i as usize)?.1 = value;
+                    if let Some(exemplar) = exemplar() {
+                        bucket_exemplars.push(i as usize, exemplar);
+                    }
+                }
+                (Value::Summary { quantiles, .. }, Component::Entry(i)) => {
+                    quantiles.get_mut(i as usize)?.1 = value;
+                }
                 _ => return None,
-            };
-            *target = value;
+            }
         }
         Some(())
     }

@@ -1,0 +1,154 @@
+//! The converted families of a learned page without their labels and values: what a replayed
+//! page is filled into.
+
+use std::sync::Arc;
+
+use crate::model::{Family, Kind, Point, Value};
+use crate::pipeline::convert::Converter;
+
+/// The families of a learned page, small: each point is the key of its series (whose labels
+/// the converter remembers, as it remembers every series of the last scrape) and the form of its
+/// value. A page's label sets are thus kept once, by the converter, not a second time here.
+#[derive(Debug, Default)]
+pub(super) struct Template {
+    families: Vec<TemplateFamily>,
+    points: Vec<TemplatePoint>,
+}
+
+#[derive(Debug)]
+struct TemplateFamily {
+    name: Arc<str>,
+    help: Arc<str>,
+    unit: Arc<str>,
+    kind: Kind,
+    /// Its points, the next ones of [`Template::points`].
+    points: usize,
+}
+
+#[derive(Debug)]
+struct TemplatePoint {
+    /// See [`Converter::remember_series`].
+    key: (u64, u64),
+    form: Form,
+}
+
+/// A value without its numbers.
+#[derive(Debug)]
+enum Form {
+    Number(Arc<str>),
+    /// Bucket bounds (shared by the points that have the same), and whether there is a sum.
+    Histogram(Arc<[f64]>, bool),
+    /// Quantiles, and whether there is a sum.
+    Summary(Arc<[f64]>, bool),
+}
+
+impl Form {
+    fn of(value: &Value, last: Option<&Form>) -> Form {
+        let bounds = |entries: &[(f64, f64)]| -> Arc<[f64]> {
+            let shared = match last {
+                Some(Form::Histogram(b, _) | Form::Summary(b, _)) => Some(b),
+                _ => None,
+            };
+            match shared {
+                Some(b)
+                    if b.len() == entries.len()
+                        && b.iter()
+                            .zip(entries)
+                            .all(|(a, e)| a.to_bits() == e.0.to_bits()) =>
+                {
+                    b.clone()
+                }
+                _ => entries.iter().map(|e| e.0).collect(),
+            }
+        };
+        match value {
+            Value::Number { name, .. } => Form::Number(name.clone()),
+            Value::Histogram { buckets, sum, .. } => {
+                Form::Histogram(bounds(buckets), sum.is_some())
+            }
+            Value::Summary { quantiles, sum, .. } => {
+                Form::Summary(bounds(quantiles), sum.is_some())
+            }
+        }
+    }
+
+    /// The value, every number NaN (replay writes them all), no exemplar (replay adds those read).
+    fn value(&self) -> Value {
+        let entries = |bounds: &[f64]| bounds.iter().map(|b| (*b, f64::NAN)).collect();
+        match self {
+            Form::Number(name) => Value::Number {
+                name: name.clone(),
+                value: f64::NAN,
+                exemplar: None,
+            },
+            Form::Histogram(bounds, sum) => Value::Histogram {
+                count: f64::NAN,
+                sum: sum.then_some(f64::NAN),
+                buckets: entries(bounds),
+                exemplars: Default::default(),
+                stale: false,
+            },
+            Form::Summary(bounds, sum) => Value::Summary {
+                count: f64::NAN,
+                sum: sum.then_some(f64::NAN),
+                quantiles: entries(bounds),
+                stale: false,
+            },
+        }
+    }
+}
+
+impl Template {
+    pub(super) fn of(families: &[Family], converter: &mut Converter) -> Template {
+        let mut template = Template {
+            families: Vec::with_capacity(families.len()),
+            points: Vec::with_capacity(families.iter().map(|f| f.points.len()).sum()),
+        };
+        for family in families {
+            template.families.push(TemplateFamily {
+                name: family.name.clone(),
+                help: family.help.clone(),
+                unit: family.unit.clone(),
+                kind: family.kind,
+                points: family.points.len(),
+            });
+            for point in &family.points {
+                let form = Form::of(&point.value, template.points.last().map(|p| &p.form));
+                template.points.push(TemplatePoint {
+                    key: converter.remember_series(&family.name, family.kind, point),
+                    form,
+                });
+            }
+        }
+        template
+    }
+
+    /// The families, their labels from `converter`, every value NaN; `None` if a series is no
+    /// longer remembered (a failed scrape in between forgot them).
+    pub(super) fn families(&self, converter: &Converter) -> Option<Vec<Family>> {
+        let mut points = self.points.iter();
+        self.families
+            .iter()
+            .map(|family| {
+                let points = points
+                    .by_ref()
+                    .take(family.points)
+                    .map(|point| {
+                        Some(Point {
+                            labels: converter.remembered_labels(point.key)?,
+                            start_ms: None,
+                            value: point.form.value(),
+                        })
+                    })
+                    .collect::<Option<Vec<Point>>>()?;
+                Some(Family {
+                    name: family.name.clone(),
+                    help: family.help.clone(),
+                    unit: family.unit.clone(),
+                    kind: family.kind,
+                    points,
+                })
+            })
+            .collect()
+    }
+}
