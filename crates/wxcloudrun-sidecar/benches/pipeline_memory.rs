@@ -10,8 +10,11 @@
 //!
 //! Per page: `kept` is the heap left once the page's series are remembered (text excluded),
 //! `parsed peak` the heap's high-water mark during a parsed scrape (parse, convert, encode for
-//! remote write; page text and kept state included), `replayed peak` the same for a scrape read
-//! through the learned shape.
+//! remote write; page text and kept state included), `parse alone` the same for the parse only (the
+//! parsed model, with the text and kept state), `replayed peak` the same for a scrape read
+//! through the learned shape. `malloc` is what glibc uses for the parsed scrape's peak (each
+//! block's usable size and chunk header, as the sidecar's own counting allocator counts it): a
+//! page of tiny series is mostly small blocks, which cost more than they ask for.
 
 mod page;
 mod pages;
@@ -28,6 +31,15 @@ struct Counting;
 
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
+static USED: AtomicUsize = AtomicUsize::new(0);
+static USED_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// What glibc uses for the live block at `ptr`.
+#[allow(unsafe_code)]
+fn used_by(ptr: *mut u8) -> usize {
+    // SAFETY: `ptr` is a live block of the system allocator (glibc's malloc).
+    unsafe { libc::malloc_usable_size(ptr.cast()) + size_of::<usize>() }
+}
 
 #[allow(unsafe_code)]
 // SAFETY: every call is forwarded to the system allocator unchanged; only counters are added.
@@ -36,29 +48,34 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: the caller's contract is passed on.
         let ptr = unsafe { System.alloc(layout) };
         if !ptr.is_null() {
-            grew(layout.size());
+            grew(layout.size(), used_by(ptr));
         }
         ptr
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        USED.fetch_sub(used_by(ptr), Ordering::Relaxed);
         // SAFETY: the caller's contract is passed on.
         unsafe { System.dealloc(ptr, layout) };
         CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let old = used_by(ptr);
         // SAFETY: the caller's contract is passed on.
         let new = unsafe { System.realloc(ptr, layout, new_size) };
         if !new.is_null() {
             CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-            grew(new_size);
+            USED.fetch_sub(old, Ordering::Relaxed);
+            grew(new_size, used_by(new));
         }
         new
     }
 }
 
-fn grew(size: usize) {
+fn grew(size: usize, used: usize) {
     let now = CURRENT.fetch_add(size, Ordering::Relaxed) + size;
     PEAK.fetch_max(now, Ordering::Relaxed);
+    let now = USED.fetch_add(used, Ordering::Relaxed) + used;
+    USED_PEAK.fetch_max(now, Ordering::Relaxed);
 }
 
 #[global_allocator]
@@ -71,6 +88,11 @@ fn current() -> usize {
 /// Starts a new high-water mark from what is allocated now.
 fn reset_peak() {
     PEAK.store(current(), Ordering::Relaxed);
+    USED_PEAK.store(USED.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+fn used_peak() -> usize {
+    USED_PEAK.load(Ordering::Relaxed)
 }
 
 fn peak() -> usize {
@@ -86,7 +108,9 @@ struct Row {
     series: usize,
     text: usize,
     kept: usize,
+    parse_peak: usize,
     parsed_peak: usize,
+    parsed_peak_used: usize,
     replayed_peak: usize,
     kept_learned: usize,
 }
@@ -102,6 +126,7 @@ fn measure(text: &str) -> Row {
         false => Format::PrometheusText,
     };
     let base = current();
+    let used_base = USED.load(Ordering::Relaxed);
     let mut converter = Converter::new(&labels, Some(1_700_000_000_000));
     // A first scrape fills the converter's memory of the series.
     let page = parse(text, format).expect("valid page");
@@ -109,6 +134,10 @@ fn measure(text: &str) -> Row {
     drop(converter.convert([Source::Page(&page)], 1_700_000_001_000));
     drop(page);
     let kept = current() - base;
+
+    reset_peak();
+    drop(parse(text, Format::PrometheusText).expect("valid page"));
+    let parse_peak = peak() - base + text.len();
 
     reset_peak();
     for round in 0..2 {
@@ -119,6 +148,7 @@ fn measure(text: &str) -> Row {
         std::hint::black_box((batch, encoded));
     }
     let parsed_peak = peak() - base + text.len();
+    let parsed_peak_used = used_peak() - used_base + text.len();
 
     let mut replay = Replay::new();
     let limits = Limits::default();
@@ -144,7 +174,9 @@ fn measure(text: &str) -> Row {
         series,
         text: text.len(),
         kept,
+        parse_peak,
         parsed_peak,
+        parsed_peak_used,
         replayed_peak,
         kept_learned,
     }
@@ -167,9 +199,9 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     println!(
-        "| page | series | text MiB | kept MiB (B/series) | parsed peak MiB (× text) | kept, shape learned MiB (B/series) | replayed peak MiB |"
+        "| page | series | text MiB | kept MiB (B/series) | parse alone MiB | parsed peak MiB (× text) | malloc MiB | kept, shape learned MiB (B/series) | replayed peak MiB |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (name, make) in all {
         if !wanted.is_empty() && !wanted.iter().any(|w| w == name) {
             continue;
@@ -178,13 +210,15 @@ fn main() {
         let row = measure(&text);
         let per = |bytes: usize| bytes / row.series.max(1);
         println!(
-            "| {name} | {} | {:.1} | {:.1} ({}) | {:.1} ({:.1}×) | {:.1} ({}) | {:.1} |",
+            "| {name} | {} | {:.1} | {:.1} ({}) | {:.1} | {:.1} ({:.1}×) | {:.1} | {:.1} ({}) | {:.1} |",
             row.series,
             mib(row.text),
             mib(row.kept),
             per(row.kept),
+            mib(row.parse_peak),
             mib(row.parsed_peak),
             row.parsed_peak as f64 / row.text as f64,
+            mib(row.parsed_peak_used),
             mib(row.kept_learned),
             per(row.kept_learned),
             mib(row.replayed_peak),

@@ -1,5 +1,6 @@
-//! The command line. Options without a value here fall back to the environment variable clap
-//! reads for them, then to the file, then to the defaults (`super::DEFAULT_*`).
+//! The command line. Options without a value here fall back to their `WXCLOUDRUN_SIDECAR_*`
+//! variable (read by `Config::load` through the lookup it is given, never by clap from the
+//! process), then to the file, then to the defaults (`super::DEFAULT_*`).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -21,33 +22,20 @@ use clap::Parser;
                   exits with code 64."
 )]
 pub struct Cli {
-    /// The app's metrics endpoint [default: http://127.0.0.1:9464/metrics]
-    #[arg(long, env = "WXCLOUDRUN_SIDECAR_SCRAPE_URL", value_name = "URL")]
+    /// The app's metrics endpoint [env: WXCLOUDRUN_SIDECAR_SCRAPE_URL] [default: http://127.0.0.1:9464/metrics]
+    #[arg(long, value_name = "URL")]
     pub scrape_url: Option<String>,
 
-    /// Time between scrapes, e.g. 500ms, 15s, 1m [default: 15s]
-    #[arg(
-        long,
-        env = "WXCLOUDRUN_SIDECAR_SCRAPE_INTERVAL",
-        value_name = "DURATION"
-    )]
+    /// Time between scrapes, e.g. 500ms, 15s, 1m [env: WXCLOUDRUN_SIDECAR_SCRAPE_INTERVAL] [default: 15s]
+    #[arg(long, value_name = "DURATION")]
     pub scrape_interval: Option<String>,
 
-    /// Give up on a scrape after this long; must be below the interval [default: 5s, or 0.8 × the interval when that is shorter]
-    #[arg(
-        long,
-        env = "WXCLOUDRUN_SIDECAR_SCRAPE_TIMEOUT",
-        value_name = "DURATION"
-    )]
+    /// Give up on a scrape after this long; must be below the interval [env: WXCLOUDRUN_SIDECAR_SCRAPE_TIMEOUT] [default: 5s, or 0.8 × the interval when that is shorter]
+    #[arg(long, value_name = "DURATION")]
     pub scrape_timeout: Option<String>,
 
-    /// Prometheus remote-write endpoint; repeat or separate with commas for several
-    #[arg(
-        long,
-        env = "WXCLOUDRUN_SIDECAR_REMOTE_WRITE_URL",
-        value_name = "URL",
-        value_delimiter = ','
-    )]
+    /// Prometheus remote-write endpoint; repeat or separate with commas for several [env: WXCLOUDRUN_SIDECAR_REMOTE_WRITE_URL]
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
     pub remote_write_url: Vec<String>,
 
     /// OTLP endpoint (base URL; `/v1/metrics` is appended for http/protobuf). Env:
@@ -60,98 +48,68 @@ pub struct Cli {
     pub otlp_protocol: Option<String>,
 
     /// Extra header on every export request, e.g. `X-Scope-OrgID=tenant-a`; repeatable. For
-    /// credentials prefer the file's `basic_auth` / `authorization` with `*_file`
-    #[arg(
-        long = "header",
-        env = "WXCLOUDRUN_SIDECAR_HEADERS",
-        value_name = "NAME=VALUE",
-        value_delimiter = ','
-    )]
+    /// credentials prefer the file's `basic_auth` / `authorization` with `*_file` [env: WXCLOUDRUN_SIDECAR_HEADERS]
+    #[arg(long = "header", value_name = "NAME=VALUE", value_delimiter = ',')]
     pub headers: Vec<String>,
 
-    /// Static label on every series, e.g. `region=shanghai`; repeatable
-    #[arg(
-        long = "label",
-        env = "WXCLOUDRUN_SIDECAR_LABELS",
-        value_name = "NAME=VALUE",
-        value_delimiter = ','
-    )]
+    /// Static label on every series, e.g. `region=shanghai`; repeatable [env: WXCLOUDRUN_SIDECAR_LABELS]
+    #[arg(long = "label", value_name = "NAME=VALUE", value_delimiter = ',')]
     pub labels: Vec<String>,
 
-    /// Cap on bytes queued per exporter; the oldest are dropped first, e.g. 64MiB [default: 64MiB]
-    #[arg(long, env = "WXCLOUDRUN_SIDECAR_QUEUE_MAX_BYTES", value_name = "BYTES")]
+    /// Cap on bytes queued per exporter; the oldest are dropped first, e.g. 64MiB [env: WXCLOUDRUN_SIDECAR_QUEUE_MAX_BYTES] [default: 64MiB]
+    #[arg(long, value_name = "BYTES")]
     pub queue_max_bytes: Option<String>,
 
     /// Age past which a queued export request is dropped unless sent (fresh data first after a
-    /// flood or an outage); 0 keeps requests until the queue is full [default: 30s, or two
+    /// flood or an outage); 0 keeps requests until the queue is full [env: WXCLOUDRUN_SIDECAR_QUEUE_MAX_AGE] [default: 30s, or two
     /// scrape intervals if longer]
-    #[arg(
-        long,
-        env = "WXCLOUDRUN_SIDECAR_QUEUE_MAX_AGE",
-        value_name = "DURATION"
-    )]
+    #[arg(long, value_name = "DURATION")]
     pub queue_max_age: Option<String>,
 
     /// The sidecar's memory budget: a scrape that would take it past it fails (`too_large`), and
-    /// the queues count against it [default: 1/8 of the container's cgroup memory limit, at
+    /// the queues count against it [env: WXCLOUDRUN_SIDECAR_MEMORY_LIMIT] [default: 1/8 of the container's cgroup memory limit, at
     /// least 32MiB; 256MiB without one]
-    #[arg(long, env = "WXCLOUDRUN_SIDECAR_MEMORY_LIMIT", value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES")]
     pub memory_limit: Option<String>,
 
-    /// Prometheus's `sample_limit`: most samples per scrape, else the scrape fails; 0 = none [default: 0]
-    #[arg(long, env = "WXCLOUDRUN_SIDECAR_SAMPLE_LIMIT", value_name = "COUNT")]
+    /// Prometheus's `sample_limit`: most samples per scrape, else the scrape fails; 0 = none [env: WXCLOUDRUN_SIDECAR_SAMPLE_LIMIT] [default: 0]
+    #[arg(long, value_name = "COUNT")]
     pub sample_limit: Option<String>,
 
     /// Prometheus's `label_limit`: most labels per series (`__name__` and the sidecar's labels
-    /// included), else the scrape fails; 0 = none [default: 0]
-    #[arg(long, env = "WXCLOUDRUN_SIDECAR_LABEL_LIMIT", value_name = "COUNT")]
+    /// included), else the scrape fails; 0 = none [env: WXCLOUDRUN_SIDECAR_LABEL_LIMIT] [default: 0]
+    #[arg(long, value_name = "COUNT")]
     pub label_limit: Option<String>,
 
-    /// Prometheus's `label_name_length_limit`: longest label name in bytes; 0 = none [default: 0]
-    #[arg(
-        long,
-        env = "WXCLOUDRUN_SIDECAR_LABEL_NAME_LENGTH_LIMIT",
-        value_name = "BYTES"
-    )]
+    /// Prometheus's `label_name_length_limit`: longest label name in bytes; 0 = none [env: WXCLOUDRUN_SIDECAR_LABEL_NAME_LENGTH_LIMIT] [default: 0]
+    #[arg(long, value_name = "BYTES")]
     pub label_name_length_limit: Option<String>,
 
     /// Prometheus's `label_value_length_limit`: longest label value (and metric name) in bytes;
-    /// 0 = none [default: 0]
-    #[arg(
-        long,
-        env = "WXCLOUDRUN_SIDECAR_LABEL_VALUE_LENGTH_LIMIT",
-        value_name = "BYTES"
-    )]
+    /// 0 = none [env: WXCLOUDRUN_SIDECAR_LABEL_VALUE_LENGTH_LIMIT] [default: 0]
+    #[arg(long, value_name = "BYTES")]
     pub label_value_length_limit: Option<String>,
 
-    /// Prometheus's `body_size_limit`: largest uncompressed body, e.g. 10MiB; 0 = none [default: 0]
-    #[arg(long, env = "WXCLOUDRUN_SIDECAR_BODY_SIZE_LIMIT", value_name = "BYTES")]
+    /// Prometheus's `body_size_limit`: largest uncompressed body, e.g. 10MiB; 0 = none [env: WXCLOUDRUN_SIDECAR_BODY_SIZE_LIMIT] [default: 0]
+    #[arg(long, value_name = "BYTES")]
     pub body_size_limit: Option<String>,
 
-    /// Total time for the final scrape, the app's exit and the final flush after SIGTERM [default: 8s]
-    #[arg(
-        long,
-        env = "WXCLOUDRUN_SIDECAR_SHUTDOWN_BUDGET",
-        value_name = "DURATION"
-    )]
+    /// Total time for the final scrape, the app's exit and the final flush after SIGTERM [env: WXCLOUDRUN_SIDECAR_SHUTDOWN_BUDGET] [default: 8s]
+    #[arg(long, value_name = "DURATION")]
     pub shutdown_budget: Option<String>,
 
     /// How remote write spells `le` and `quantile`: prometheus3 (`le="1.0"`, as Prometheus 3
     /// stores any scrape) or prometheus2 (`le="1"`, as Prometheus 2 stored the Go client's text
-    /// format; for series already stored that way) [default: prometheus3]
-    #[arg(
-        long,
-        env = "WXCLOUDRUN_SIDECAR_BOUND_SPELLING",
-        value_name = "SPELLING"
-    )]
+    /// format; for series already stored that way) [env: WXCLOUDRUN_SIDECAR_BOUND_SPELLING] [default: prometheus3]
+    #[arg(long, value_name = "SPELLING")]
     pub bound_spelling: Option<String>,
 
-    /// Admin listener (/healthz, /readyz, /metrics); keep it on loopback [default: 127.0.0.1:9465]
-    #[arg(long, env = "WXCLOUDRUN_SIDECAR_ADMIN_ADDR", value_name = "ADDR")]
+    /// Admin listener (/healthz, /readyz, /metrics); keep it on loopback [env: WXCLOUDRUN_SIDECAR_ADMIN_ADDR] [default: 127.0.0.1:9465]
+    #[arg(long, value_name = "ADDR")]
     pub admin_addr: Option<String>,
 
-    /// TOML file with the same keys (scrape_url = "...", label = { region = "sh" }, ...)
-    #[arg(long, env = "WXCLOUDRUN_SIDECAR_CONFIG", value_name = "FILE")]
+    /// TOML file with the same keys (scrape_url = "...", label = { region = "sh" }, ...) [env: WXCLOUDRUN_SIDECAR_CONFIG]
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Print the effective configuration as TOML (secrets as <secret>, each value's source) and

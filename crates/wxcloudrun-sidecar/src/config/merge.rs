@@ -1,5 +1,4 @@
-//! The one merge of every key: flag (or its `WXCLOUDRUN_SIDECAR_*` variable, which clap reads for
-//! it) > file > default, recording where each value came from for `--check-config`, and the error
+//! The one merge of every key: flag > its `WXCLOUDRUN_SIDECAR_*` variable > file > default, recording where each value came from for `--check-config`, and the error
 //! that names the key at fault.
 
 use std::collections::BTreeMap;
@@ -49,21 +48,20 @@ impl std::fmt::Display for Origin {
     }
 }
 
-/// Picks a flag's value and says where it came from: clap fills the field from the flag or its
-/// environment variable; which one is told by whether the variable holds that same value.
+/// Picks a flag's value and says where it came from: the flag, else its variable looked up in
+/// `env` (clap reads no variable itself, so `env` is the one source: the process environment in
+/// the binary, a table in tests).
 fn from_cli(
     value: Option<String>,
     flag: &'static str,
     var: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Option<(String, Origin)> {
-    let value = value.filter(|v| !v.trim().is_empty())?;
-    let origin = if env(var).as_deref() == Some(value.as_str()) {
-        Origin::Env(var.to_owned())
-    } else {
-        Origin::Flag(flag)
-    };
-    Some((value, origin))
+    if let Some(value) = value.filter(|v| !v.trim().is_empty()) {
+        return Some((value, Origin::Flag(flag)));
+    }
+    let value = env(var).filter(|v| !v.trim().is_empty())?;
+    Some((value, Origin::Env(var.to_owned())))
 }
 
 /// Loading state: the environment and the origins found so far.
@@ -92,8 +90,8 @@ impl<'a> Loader<'a> {
     }
 
     /// [`Loader::pick`] for a key with a flag: `flag` is the flag's name and the value clap read
-    /// for it, from the command line or from `WXCLOUDRUN_SIDECAR_<KEY>` (every flag's variable is
-    /// named so: a test in `config` holds clap to it).
+    /// for it from the command line; without one, `WXCLOUDRUN_SIDECAR_<KEY>` (every flag's
+    /// variable is named so: a test in `config` holds the help text to it).
     pub(super) fn pick_flag<T>(
         &mut self,
         key: &str,
@@ -105,6 +103,32 @@ impl<'a> Loader<'a> {
         let var = format!("WXCLOUDRUN_SIDECAR_{}", key.to_ascii_uppercase());
         let cli = from_cli(value, flag, &var, self.env);
         self.pick(key, cli, file, parse, default)
+    }
+
+    /// A list flag's values (`--header`, `--label`, `--remote-write-url`), else its variable's,
+    /// separated by commas as on the command line; with where they came from (`None`: neither).
+    pub(super) fn list(
+        &self,
+        (flag, values): (&'static str, &[String]),
+        var: &str,
+    ) -> (Vec<String>, Option<Origin>) {
+        let values: Vec<String> = values
+            .iter()
+            .filter(|v| !v.trim().is_empty())
+            .cloned()
+            .collect();
+        if !values.is_empty() {
+            return (values, Some(Origin::Flag(flag)));
+        }
+        let Some(text) = self.env(var) else {
+            return (Vec::new(), None);
+        };
+        let values = text
+            .split(',')
+            .filter(|v| !v.trim().is_empty())
+            .map(str::to_owned)
+            .collect();
+        (values, Some(Origin::Env(var.to_owned())))
     }
 
     /// flag/env, else file, else default; records the origin under `key`.

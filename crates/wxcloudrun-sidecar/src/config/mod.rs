@@ -2,7 +2,8 @@
 //! the exporters receive parsed values. A bad key stops the sidecar with exit code 64 and a
 //! message naming it.
 //!
-//! - [`cli`]: the flags (and the `WXCLOUDRUN_SIDECAR_*` variables clap reads for them).
+//! - [`cli`]: the flags (each with a `WXCLOUDRUN_SIDECAR_*` variable, read through the lookup
+//!   [`Config::load`] is given).
 //! - `file`: the TOML file, with `[[remote_write]]` and `[otlp]` blocks.
 //! - The standard `OTEL_*` variables for the OTLP exporter, read through wxcloudrun-connect,
 //!   each `OTEL_EXPORTER_OTLP_METRICS_*` variant winning over the generic one.
@@ -27,7 +28,7 @@ mod validate;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use wxcloudrun_connect::otlp_env;
@@ -97,14 +98,18 @@ pub struct Config {
 }
 
 impl Config {
-    /// Parses flags (and their environment variables) from `args`, reads the file they name, and
-    /// validates. `env` looks up the variables that have no flag of their own (`OTEL_*`,
-    /// `HOSTNAME`, `CBR_ENV_ID`, `WXCLOUDRUN_SERVICE`).
+    /// Takes the flags in `cli`, reads the file they name, and validates. `env` is the one source
+    /// of environment variables: each flag's `WXCLOUDRUN_SIDECAR_*` variable (clap reads none)
+    /// and those without a flag (`OTEL_*`, `HOSTNAME`, `CBR_ENV_ID`, `WXCLOUDRUN_SERVICE`).
     pub fn load(mut cli: Cli, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let memory_flags = memory::Flags::take(&mut cli);
         let env: &dyn Fn(&str) -> Option<String> = &env;
-        let file = read_file(cli.config.as_deref())?;
         let mut loader = Loader::new(env);
+        let config_path = cli
+            .config
+            .take()
+            .or_else(|| loader.env("WXCLOUDRUN_SIDECAR_CONFIG").map(PathBuf::from));
+        let file = read_file(config_path.as_deref())?;
 
         let schedule = schedule(&mut loader, &mut cli, &file)?;
         let queue_max_bytes = loader.pick_flag(
@@ -246,9 +251,14 @@ fn exporters(
     labels: &[(String, String)],
     bound_spelling: BoundSpelling,
 ) -> Result<(Vec<RemoteWriteConfig>, Option<OtlpConfig>), ConfigError> {
-    let mut common_headers = pairs("--header", &cli.headers)?;
+    let (headers, key) = flag_list(
+        loader,
+        ("--header", &cli.headers),
+        "WXCLOUDRUN_SIDECAR_HEADERS",
+    );
+    let mut common_headers = pairs(&key, &headers)?;
     for (name, value) in &common_headers {
-        check_header("--header", name, value)?;
+        check_header(&key, name, value)?;
     }
     if common_headers.is_empty() {
         common_headers = header_table("--header", file.header.as_ref())?;
@@ -279,7 +289,8 @@ fn labels(
     cli_labels: &[String],
     file_labels: Option<&BTreeMap<String, String>>,
 ) -> Result<Vec<(String, String)>, ConfigError> {
-    let mut static_labels = pairs("--label", cli_labels)?;
+    let (cli_labels, key) = flag_list(loader, ("--label", cli_labels), "WXCLOUDRUN_SIDECAR_LABELS");
+    let mut static_labels = pairs(&key, &cli_labels)?;
     if static_labels.is_empty() {
         static_labels = file_labels
             .cloned()
@@ -299,13 +310,28 @@ fn labels(
     }
     for (name, value) in static_labels {
         if !is_label_name(&name) || name.starts_with("__") {
-            return Err(error("--label", format!("{name:?} is not a label name")));
+            return Err(error(key.as_str(), format!("{name:?} is not a label name")));
         }
         labels.insert(name, value);
     }
     labels.retain(|_, value| !value.is_empty());
     Ok(labels.into_iter().collect())
 }
+/// A list flag's values, else its variable's ([`Loader::list`]), and the name to give in an
+/// error about them.
+fn flag_list(
+    loader: &Loader<'_>,
+    flag: (&'static str, &[String]),
+    var: &str,
+) -> (Vec<String>, String) {
+    let (values, origin) = loader.list(flag, var);
+    let key = match origin {
+        Some(Origin::Env(var)) => var,
+        _ => flag.0.to_owned(),
+    };
+    (values, key)
+}
+
 /// The kernel's host name, when `HOSTNAME` is not set.
 fn hostname() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -341,29 +367,79 @@ mod tests {
         load(&all, env)
     }
 
-    /// `Loader::pick_flag` names a flag's variable `WXCLOUDRUN_SIDECAR_<KEY>`, the key being
-    /// the long flag with `_` for `-`: clap must read the same variable. (Lists — `--header`,
-    /// `--label`, `--remote-write-url` — are read apart, and their variables are plural.)
+    /// `Loader::pick_flag` reads a flag's variable `WXCLOUDRUN_SIDECAR_<KEY>`, the key being the
+    /// long flag with `_` for `-`: the help must name the same variable. (Lists — `--header`,
+    /// `--label`, `--remote-write-url` — are read apart, and their variables are plural.) clap
+    /// itself reads none: `Config::load`'s lookup is the one source.
     #[test]
     fn every_flag_variable_is_named_after_its_flag() {
         use clap::CommandFactory as _;
         let command = Cli::command();
         let mut checked = 0;
         for arg in command.get_arguments() {
-            let (Some(long), Some(var)) = (arg.get_long(), arg.get_env()) else {
+            assert!(arg.get_env().is_none(), "clap reads {:?}", arg.get_env());
+            let Some(long) = arg.get_long() else {
                 continue;
             };
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            let Some((_, var)) = help.split_once("[env: WXCLOUDRUN_SIDECAR_") else {
+                continue;
+            };
+            let var = var.split(']').next().unwrap_or_default();
             if !matches!(arg.get_action(), clap::ArgAction::Set) {
                 continue;
             }
-            let expected = format!(
-                "WXCLOUDRUN_SIDECAR_{}",
-                long.replace('-', "_").to_uppercase()
-            );
-            assert_eq!(var.to_str(), Some(expected.as_str()), "--{long}");
+            assert_eq!(var, long.replace('-', "_").to_uppercase(), "--{long}");
             checked += 1;
         }
-        assert!(checked >= 10, "only {checked} flags with a variable");
+        assert!(checked >= 15, "only {checked} flags with a variable");
+    }
+
+    /// Every flag's variable is read through the lookup `Config::load` is given (the process
+    /// environment in the binary): a test's table sets them as the process would.
+    #[test]
+    fn flag_variables_come_from_the_given_environment() {
+        let env = [
+            ("WXCLOUDRUN_SIDECAR_SCRAPE_INTERVAL", "30s"),
+            ("WXCLOUDRUN_SIDECAR_MEMORY_LIMIT", "48MiB"),
+            ("WXCLOUDRUN_SIDECAR_SAMPLE_LIMIT", "500"),
+            ("WXCLOUDRUN_SIDECAR_LABELS", "region=sh,zone=a"),
+            (
+                "WXCLOUDRUN_SIDECAR_REMOTE_WRITE_URL",
+                "http://a/w,http://b/w",
+            ),
+            ("WXCLOUDRUN_SIDECAR_HEADERS", "x-a=1"),
+            ("HOSTNAME", "pod-1"),
+        ];
+        let config = load(&[], &env).unwrap();
+        assert_eq!(config.scrape_interval, Duration::from_secs(30));
+        let interval_var = "WXCLOUDRUN_SIDECAR_SCRAPE_INTERVAL".to_owned();
+        assert_eq!(config.origins["scrape_interval"], Origin::Env(interval_var));
+        assert_eq!(config.memory.memory_limit_bytes, 48 << 20);
+        assert_eq!(config.memory.scrape_limits.sample_limit, 500);
+        let labels: Vec<&str> = config.labels.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(labels, ["instance", "region", "zone"]);
+        let urls: Vec<&str> = config
+            .export
+            .remote_write
+            .iter()
+            .map(|b| b.url.as_str())
+            .collect();
+        assert_eq!(urls, ["http://a/w", "http://b/w"]);
+        assert_eq!(
+            config.export.remote_write[0].headers,
+            [("x-a".to_owned(), "1".to_owned())]
+        );
+        // A flag wins over its variable, and says so.
+        let flag = load(&["--scrape-interval", "20s"], &env).unwrap();
+        assert_eq!(flag.scrape_interval, Duration::from_secs(20));
+        assert_eq!(
+            flag.origins["scrape_interval"],
+            Origin::Flag("--scrape-interval")
+        );
+        // A bad value names the variable it came from.
+        let bad = load(&[], &[("WXCLOUDRUN_SIDECAR_SCRAPE_INTERVAL", "soon")]).unwrap_err();
+        assert_eq!(bad.key, "WXCLOUDRUN_SIDECAR_SCRAPE_INTERVAL");
     }
 
     #[test]
@@ -410,12 +486,9 @@ mod tests {
                 .all(|b| b.bound_spelling == BoundSpelling::Prometheus2)
         );
 
-        // clap fills the field from the variable (the binary's tests set it for real); the
-        // origin is the variable when it holds that same value.
+        // The variable, through the lookup `Config::load` is given.
         let var = "WXCLOUDRUN_SIDECAR_BOUND_SPELLING";
-        let mut args = urls.to_vec();
-        args.extend(["--bound-spelling", "Prometheus2"]);
-        let env = load(&args, &[(var, "Prometheus2")]).unwrap();
+        let env = load(&urls, &[(var, "Prometheus2")]).unwrap();
         assert_eq!(env.bound_spelling, BoundSpelling::Prometheus2);
         assert_eq!(env.origins["bound_spelling"], Origin::Env(var.to_owned()));
 

@@ -14,18 +14,16 @@ pub(super) fn remote_write_backends(
     cli_urls: &[String],
     file: &FileConfig,
 ) -> Result<Vec<RemoteWriteConfig>, ConfigError> {
-    let cli_urls: Vec<&String> = cli_urls.iter().filter(|u| !u.trim().is_empty()).collect();
+    let var = "WXCLOUDRUN_SIDECAR_REMOTE_WRITE_URL";
+    let (cli_urls, origin) = loader.list(("--remote-write-url", cli_urls), var);
     let mut backends = Vec::new();
-    if !cli_urls.is_empty() {
-        let var = "WXCLOUDRUN_SIDECAR_REMOTE_WRITE_URL";
-        let joined: Vec<&str> = cli_urls.iter().map(|u| u.as_str()).collect();
-        let origin = if loader.env(var) == Some(joined.join(",")) {
-            Origin::Env(var.to_owned())
-        } else {
-            Origin::Flag("--remote-write-url")
+    if let Some(origin) = origin {
+        let key = match &origin {
+            Origin::Env(var) => var.clone(),
+            _ => "--remote-write-url".to_owned(),
         };
         for url in cli_urls {
-            check_http_url(url).map_err(|reason| error("--remote-write-url", reason))?;
+            check_http_url(&url).map_err(|reason| error(key.as_str(), reason))?;
             let index = backends.len();
             loader
                 .origins

@@ -6,9 +6,13 @@
 //! 1. **Before the fetch**: the body may take at most half of what the heap has left (a gzip
 //!    body and its inflated text live together), and no more than `body_size_limit`; reading
 //!    stops there ([`BodyBound`]).
-//! 2. **Before the parse**: what parsing, converting and encoding the page will cost is
-//!    estimated from one pass over its bytes (lines and `=` signs, each a sample or a label at
-//!    most; see [`COST_PER_LINE_BYTES`]) and must fit in what is left.
+//! 2. **Before the read**: what reading the page will cost is estimated from one pass over its
+//!    bytes (lines and `=` signs, each a sample or a label at most) and must fit in what is
+//!    left: replaying it through the learned shape ([`REPLAY_COST_PER_LINE_BYTES`]) when there
+//!    is one, parsing, converting and encoding it ([`COST_PER_LINE_BYTES`]) when it does not
+//!    replay. A replay costs far less: its series are remembered already (the heap holds them)
+//!    and nothing is parsed; charged a parse, a page admitted once would be refused on every
+//!    later scrape at a budget it fits.
 //!
 //! What the heap holds at the start is read from the counting allocator the binary installs
 //! (the series the converter remembers, the learned shape, the queued requests); without it
@@ -16,9 +20,11 @@
 //! `too_large`: its series go stale like any failed scrape's, and the next scrape is tried
 //! afresh.
 
-use wxcloudrun_exposition::{ErrorKind, Exposition, Limits, ParseError};
+use wxcloudrun_exposition::{ErrorKind, Exposition, Format, Limits, ParseError};
 
 use crate::config::memory::ScrapeLimits;
+use crate::pipeline::convert::Converter;
+use crate::pipeline::replay::{Read, ReadError, Replay};
 
 /// What the budget allows for memory that is not the heap (the binary's code, thread stacks,
 /// the allocator's free lists), measured at ~9 MiB resident idle on the 10,000-series page.
@@ -31,6 +37,18 @@ pub const NON_HEAP_RESERVE_BYTES: u64 = 12 << 20;
 pub const COST_PER_LINE_BYTES: u64 = 1100;
 /// Estimated heap one label costs through the same scrape (parsed, converted, remembered).
 pub const COST_PER_LABEL_BYTES: u64 = 120;
+/// Estimated heap one line costs through a replayed scrape at its fullest (its value, its
+/// converted point, its share of the encoded requests), beyond its labels and text. Set from the
+/// `pipeline_memory` bench's replayed peak over the heap kept, per line, on its worst page (every
+/// line a family of its own: ~540 bytes; a million one-label series cost ~175).
+pub const REPLAY_COST_PER_LINE_BYTES: u64 = 600;
+/// Estimated heap one label costs through a replayed scrape (its shared copy in the point, its
+/// share of the encoded requests).
+pub const REPLAY_COST_PER_LABEL_BYTES: u64 = 40;
+/// What malloc uses beyond the bytes asked for, as a fraction of an estimate (the estimates are
+/// of bytes asked for, the heap counted is what malloc uses): an eighth. The `pipeline_memory`
+/// bench measured 4.5–7 % at the parsed peak of the issue-16 pages.
+pub const MALLOC_MARGIN_DIVISOR: u64 = 8;
 /// Each byte of text costs about this many more bytes again (copied keys and label values of
 /// new series, the uncompressed request before snappy).
 pub const COST_PER_TEXT_BYTE: u64 = 2;
@@ -175,22 +193,27 @@ impl Budget {
         }
     }
 
-    /// Whether reading `text` (already in the heap) fits in what is left: an estimate from its
+    /// Whether parsing `text` (already in the heap) fits in what is left: an estimate from its
     /// lines and `=` signs, made before any of it is parsed.
     pub fn admit(&self, text: &str, queued_bytes: u64) -> Result<(), Exceeded> {
-        let (lines, labels) = count_lines_and_labels(text.as_bytes());
-        let cost = (text.len() as u64)
-            .saturating_mul(COST_PER_TEXT_BYTE)
-            .saturating_add(lines.saturating_mul(COST_PER_LINE_BYTES))
-            .saturating_add(labels.saturating_mul(COST_PER_LABEL_BYTES));
+        self.fits(&Estimate::of(text), Path::Parse, queued_bytes)
+    }
+
+    /// Whether reading a page of `estimate` along `path` fits in what is left.
+    fn fits(&self, estimate: &Estimate, path: Path, queued_bytes: u64) -> Result<(), Exceeded> {
+        let cost = estimate.cost(path);
         let headroom = self.headroom(queued_bytes);
         if cost > headroom {
+            let Estimate {
+                text,
+                lines,
+                labels,
+            } = estimate;
             return Err(Exceeded::new(
                 LimitReason::TooLarge,
                 format!(
-                    "too_large: reading the page ({} bytes, {lines} lines, {labels} labels) would \
-                     take ~{} MiB, {} MiB are left of the {} MiB memory limit",
-                    text.len(),
+                    "too_large: reading the page ({text} bytes, {lines} lines, {labels} labels) \
+                     would take ~{} MiB, {} MiB are left of the {} MiB memory limit",
                     cost >> 20,
                     headroom >> 20,
                     self.memory_limit_bytes >> 20
@@ -198,6 +221,30 @@ impl Budget {
             ));
         }
         Ok(())
+    }
+
+    /// Reads `text` if the budget lets it: through `replay`'s learned shape if a replay fits and
+    /// the page has the shape, else parsed if a parse fits, and checked against the label
+    /// limits. `queued_bytes`: what the export queues hold.
+    pub fn read<'t>(
+        &self,
+        replay: &mut Replay,
+        converter: &mut Converter,
+        (text, format): (&'t str, Format),
+        queued_bytes: u64,
+    ) -> Result<Read<'t>, ReadError<Exceeded>> {
+        let estimate = Estimate::of(text);
+        let limits = self.parse_limits();
+        if self.fits(&estimate, Path::Replay, queued_bytes).is_ok()
+            && let Some(replayed) = replay.replay(text, format, &limits, converter)
+        {
+            return Ok(Read::Replayed(replayed));
+        }
+        self.fits(&estimate, Path::Parse, queued_bytes)
+            .map_err(ReadError::Check)?;
+        replay.read_checked(text, format, &limits, converter, |page| {
+            self.check_page(page)
+        })
     }
 
     /// The parser's bounds for this budget: `sample_limit` as its sample bound when it is
@@ -316,15 +363,52 @@ fn cut(text: &str) -> &str {
         .map_or(text, |(at, _)| &text[..at])
 }
 
-/// Lines (each at most one sample) and `=` signs (each at most one label) in `bytes`.
-fn count_lines_and_labels(bytes: &[u8]) -> (u64, u64) {
-    let mut lines = 1;
-    let mut labels = 0;
-    for &byte in bytes {
-        lines += u64::from(byte == b'\n');
-        labels += u64::from(byte == b'=');
+/// How a page is read.
+#[derive(Clone, Copy)]
+enum Path {
+    /// Through the learned shape.
+    Replay,
+    /// Parsed, converted, learned.
+    Parse,
+}
+
+/// What a page's size says of its cost, from one pass over its bytes.
+struct Estimate {
+    text: u64,
+    /// Lines: each at most one sample.
+    lines: u64,
+    /// `=` signs: each at most one label.
+    labels: u64,
+}
+
+impl Estimate {
+    fn of(text: &str) -> Estimate {
+        let mut lines = 1;
+        let mut labels = 0;
+        for &byte in text.as_bytes() {
+            lines += u64::from(byte == b'\n');
+            labels += u64::from(byte == b'=');
+        }
+        Estimate {
+            text: text.len() as u64,
+            lines,
+            labels,
+        }
     }
-    (lines, labels)
+
+    /// The heap reading the page along `path` is estimated to take.
+    fn cost(&self, path: Path) -> u64 {
+        let (per_line, per_label) = match path {
+            Path::Replay => (REPLAY_COST_PER_LINE_BYTES, REPLAY_COST_PER_LABEL_BYTES),
+            Path::Parse => (COST_PER_LINE_BYTES, COST_PER_LABEL_BYTES),
+        };
+        let asked = self
+            .text
+            .saturating_mul(COST_PER_TEXT_BYTE)
+            .saturating_add(self.lines.saturating_mul(per_line))
+            .saturating_add(self.labels.saturating_mul(per_label));
+        asked.saturating_add(asked / MALLOC_MARGIN_DIVISOR)
+    }
 }
 
 #[cfg(test)]
@@ -407,6 +491,38 @@ mod tests {
         assert_eq!(
             bound.bytes as u64,
             ((32 << 20) - NON_HEAP_RESERVE_BYTES - (4 << 20)) / 2
+        );
+    }
+
+    /// A page admitted once, whose series the converter now remembers (and the heap holds), is
+    /// charged what replaying it costs, not a parse: at a tight budget it was otherwise refused
+    /// on every scrape after the first.
+    #[test]
+    fn a_page_that_replays_is_charged_a_replay_not_a_parse() {
+        use std::fmt::Write as _;
+        let budget = Budget::new(64 << 20, ScrapeLimits::default(), &[]);
+        let mut page = String::from("# TYPE m gauge\n");
+        for i in 0..20_000 {
+            writeln!(page, "m{{i=\"{i}\"}} 1").unwrap();
+        }
+        let mut converter = Converter::new(&[], None);
+        let mut replay = Replay::new();
+        let text = (page.as_str(), Format::PrometheusText);
+        let mut read = budget.read(&mut replay, &mut converter, text, 0).unwrap();
+        assert!(matches!(read, Read::Learned(_)));
+        drop(converter.convert([read.source()], 1_000));
+        // What the first scrape left in the heap, as the queues would hold it.
+        let held = 30 << 20;
+        let read = budget.read(&mut replay, &mut converter, text, held);
+        let refusal = read.as_ref().err().map(|err| format!("{err:?}"));
+        assert!(matches!(read, Ok(Read::Replayed(_))), "{refusal:?}");
+        // A page of another shape is parsed, and that does not fit.
+        let changed = page.replace("m{i=\"7\"}", "m{i=\"new\"}");
+        let text = (changed.as_str(), Format::PrometheusText);
+        let refused = budget.read(&mut replay, &mut converter, text, held);
+        assert!(
+            matches!(&refused, Err(ReadError::Check(e)) if e.reason == LimitReason::TooLarge),
+            "the changed page was read"
         );
     }
 

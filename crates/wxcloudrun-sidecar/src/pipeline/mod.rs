@@ -227,15 +227,10 @@ impl Pipeline {
     /// else parsed and checked. Counts the samples that cannot be exported.
     fn read<'p>(&mut self, page: &'p Page) -> Result<Read<'p>, Failure> {
         let queued = self.exporters.queued_bytes();
-        self.budget
-            .admit(&page.text, queued)
-            .map_err(|exceeded| Failure::exceeded(&exceeded))?;
         let budget = &self.budget;
-        let limits = budget.parse_limits();
-        let check = |parsed: &wxcloudrun_exposition::Exposition<'_>| budget.check_page(parsed);
-        let read = self
-            .replay
-            .read_checked(&page.text, page.format, &limits, &mut self.converter, check)
+        let text = (page.text.as_str(), page.format);
+        let read = budget
+            .read(&mut self.replay, &mut self.converter, text, queued)
             .map_err(|err| match err {
                 ReadError::Check(exceeded) => Failure::exceeded(&exceeded),
                 ReadError::Parse(err) => match budget.parse_failure(&err) {

@@ -1,93 +1,32 @@
 //! What the converter remembers of each series between scrapes — its start time, its last value,
 //! the scrape that last saw it, and enough to write its stale marker — in a small fixed-size
-//! record (40 bytes, plus its 16-byte key) and 8 bytes per scraped label.
+//! record (40 bytes, plus its 16-byte key) in one dense array, found through a table of 4-byte
+//! record numbers, and 8 bytes per scraped label.
 //!
 //! A remembered series refers to its strings (family, sample name, label names and values) by
 //! number in [`Strings`], to its histogram or summary bounds by number in a table of the bound
-//! sets in use (a page has a handful), and to its labels by a range of `(name, value)` number
-//! pairs in one shared array: no allocation per series, no label vector cloned per series. The
+//! sets in use (a page has a handful; both tables are in `tables`), and to its labels by a range
+//! of `(name, value)` number pairs in one shared array: no allocation per series, no label vector
+//! cloned per series. The
 //! sidecar's own labels (`instance`, `wx_service`, …), on every series, are not stored at all;
 //! they are put back when a stale marker is written.
 //!
 //! Forgotten series leave their labels behind in the array and their strings in the table; both
-//! are compacted (and the series map shrunk) once they have doubled since the last compaction, so
-//! memory follows the series remembered, not the largest page ever seen, at an amortised cost.
+//! are compacted (and the index shrunk) once they have doubled since the last compaction, so
+//! memory follows the series remembered, not the largest page ever seen, at an amortised cost. A
+//! forgotten record's place is taken by the last record (its number in the index rewritten).
+
+mod tables;
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use hashbrown::HashTable;
+
 use crate::model::{Family, Kind, Labels, Point, Value, stale_nan};
-
-/// Most strings the table takes in between compactions for sharing alone (within a batch, not
-/// by a remembered series): past it, new strings are still shared by what holds them but not
-/// remembered, so a page of unique values cannot grow the table without bound. Strings of
-/// remembered series are always kept (the memory budget bounds the series), and a compaction
-/// keeps only those.
-const MAX_SHARED: usize = 1 << 20;
-
-/// One shared copy of every name and label value in use, each with a number.
-///
-/// A page repeats the same few hundred strings across thousands of series, scrape after scrape;
-/// sharing them keeps batches small and saves an allocation per label per scrape, and numbering
-/// them lets a remembered series hold 4 bytes per string instead of 16.
-#[derive(Debug, Default)]
-pub(super) struct Strings {
-    ids: HashMap<Arc<str>, u32, foldhash::quality::RandomState>,
-    by_id: Vec<Arc<str>>,
-    /// The table's size after the last compaction.
-    compacted_len: usize,
-}
-
-impl Strings {
-    /// The shared copy of `text`.
-    pub(super) fn get(&mut self, text: &str) -> Arc<str> {
-        if let Some((shared, _)) = self.ids.get_key_value(text) {
-            return shared.clone();
-        }
-        let shared: Arc<str> = Arc::from(text);
-        if self.ids.len() < MAX_SHARED {
-            self.insert(shared.clone());
-        }
-        shared
-    }
-
-    /// The number of `text`, which is kept as long as a remembered series refers to it. `None`
-    /// only past 4 billion strings.
-    fn id(&mut self, text: &Arc<str>) -> Option<u32> {
-        match self.ids.get(&**text) {
-            Some(id) => Some(*id),
-            None => self.insert(text.clone()),
-        }
-    }
-
-    fn insert(&mut self, shared: Arc<str>) -> Option<u32> {
-        let id = u32::try_from(self.by_id.len()).ok()?;
-        self.by_id.push(shared.clone());
-        self.ids.insert(shared, id);
-        Some(id)
-    }
-
-    /// The string numbered `id` (empty for a number that is not one: never the case for the
-    /// numbers a remembered series holds).
-    fn at(&self, id: u32) -> Arc<str> {
-        self.by_id
-            .get(id as usize)
-            .cloned()
-            .unwrap_or_else(|| Arc::from(""))
-    }
-
-    fn is(&self, id: u32, text: &Arc<str>) -> bool {
-        self.by_id
-            .get(id as usize)
-            .is_some_and(|s| Arc::ptr_eq(s, text) || **s == **text)
-    }
-
-    /// How many strings the table holds.
-    pub(super) fn len(&self) -> usize {
-        self.by_id.len()
-    }
-}
+pub(super) use tables::Strings;
+use tables::{Bounds, Renumber, trim};
 
 /// Which value a remembered series has, for its stale marker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,14 +65,26 @@ struct Seen {
     fresh: bool,
 }
 
+/// A remembered series and its key: a 128-bit hash of its identity (see [`write_series_key`])
+/// rather than the identity itself, which would cost each remembered series its length again
+/// (~100 bytes on a typical page). Two keyed 64-bit hashes, as the replay's line hashes: a
+/// collision is out of reach of any page.
+#[derive(Clone, Debug)]
+struct Record {
+    key: (u64, u64),
+    seen: Seen,
+}
+
 /// Start time, reset detection and staleness for every series seen in the last scrape.
 #[derive(Debug, Default)]
 pub(super) struct Remembered {
-    /// The series seen, by a 128-bit hash of their identity (see [`write_series_key`]) rather
-    /// than the identity itself: the key text would cost each remembered series its length
-    /// again (~100 bytes on a typical page). Two keyed 64-bit hashes, as the replay's line
-    /// hashes: a collision is out of reach of any page.
-    seen: HashMap<(u64, u64), Seen, foldhash::fast::RandomState>,
+    /// The series seen, in no particular order, with no slack past an eighth (see
+    /// [`Remembered::compact`]).
+    records: Vec<Record>,
+    /// The number of each record in `records`, by the first hash of its key (a keyed hash
+    /// already): 5 bytes a slot, where a map holding the records would hold 57 bytes a slot,
+    /// an eighth of them or more empty.
+    index: HashTable<u32>,
     /// The keys of the two hashes.
     key_hashers: (
         foldhash::quality::RandomState,
@@ -147,58 +98,6 @@ pub(super) struct Remembered {
     live_labels: usize,
     bounds: Bounds,
     generation: u32,
-}
-
-/// The histogram and summary bound sets in use, numbered.
-#[derive(Debug, Default)]
-struct Bounds {
-    by_id: Vec<Box<[f64]>>,
-    /// Their numbers, by their bits.
-    ids: HashMap<Box<[u64]>, u32, foldhash::fast::RandomState>,
-    /// The number of bound sets after the last compaction.
-    compacted_len: usize,
-}
-
-impl Bounds {
-    /// The number of `entries`' bounds.
-    fn id(&mut self, entries: &[(f64, f64)]) -> Option<u32> {
-        let bits: Box<[u64]> = entries.iter().map(|e| e.0.to_bits()).collect();
-        if let Some(id) = self.ids.get(&bits) {
-            return Some(*id);
-        }
-        let id = u32::try_from(self.by_id.len()).ok()?;
-        self.by_id.push(entries.iter().map(|e| e.0).collect());
-        self.ids.insert(bits, id);
-        Some(id)
-    }
-
-    /// Whether bound set `id` is the bounds of `entries`.
-    fn is(&self, id: u32, entries: &[(f64, f64)]) -> bool {
-        self.by_id.get(id as usize).is_some_and(|bounds| {
-            bounds.len() == entries.len()
-                && bounds
-                    .iter()
-                    .zip(entries)
-                    .all(|(a, b)| a.to_bits() == b.0.to_bits())
-        })
-    }
-
-    /// Stale entries with bound set `id`'s bounds.
-    fn stale(&self, id: u32) -> Vec<(f64, f64)> {
-        let bounds = self.by_id.get(id as usize).map_or(&[][..], |b| b);
-        bounds.iter().map(|b| (*b, stale_nan())).collect()
-    }
-
-    /// Keeps only the sets `kept` numbered, renumbered.
-    fn compact(&mut self, kept: &Renumber) {
-        self.by_id = kept.kept(&self.by_id);
-        self.ids = HashMap::with_capacity_and_hasher(self.by_id.len(), Default::default());
-        for (id, bounds) in self.by_id.iter().enumerate() {
-            let bits = bounds.iter().map(|b| b.to_bits()).collect();
-            self.ids.insert(bits, u32::try_from(id).unwrap_or(u32::MAX));
-        }
-        self.compacted_len = self.by_id.len();
-    }
 }
 
 /// Whether `seen`'s stale marker is the one `value` would have.
@@ -244,16 +143,63 @@ impl Remembered {
         self.generation = self.generation.wrapping_add(1);
     }
 
-    /// The capacity of the series map and of the label array.
+    /// The capacity of the series array and of the label array.
     #[cfg(test)]
     pub(super) fn held(&self) -> (usize, usize) {
-        (self.seen.capacity(), self.labels.capacity())
+        (self.records.capacity(), self.labels.capacity())
     }
 
     /// How many series are remembered.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.seen.len()
+        self.records.len()
+    }
+
+    /// Where the series `key` is in `records`.
+    fn position(&self, key: (u64, u64)) -> Option<usize> {
+        let records = &self.records;
+        self.index
+            .find(key.0, |&at| {
+                records.get(at as usize).is_some_and(|r| r.key == key)
+            })
+            .map(|&at| at as usize)
+    }
+
+    fn get(&self, key: (u64, u64)) -> Option<&Seen> {
+        let at = self.position(key)?;
+        self.records.get(at).map(|r| &r.seen)
+    }
+
+    /// Remembers `seen` under `key`, which is not remembered yet (nothing past 4 billion series).
+    fn insert(&mut self, key: (u64, u64), seen: Seen) {
+        let Ok(at) = u32::try_from(self.records.len()) else {
+            return;
+        };
+        self.live_labels += usize::from(seen.label_count);
+        self.records.push(Record { key, seen });
+        let records = &self.records;
+        self.index.insert_unique(key.0, at, |&at| {
+            records.get(at as usize).map_or(0, |r| r.key.0)
+        });
+    }
+
+    /// Forgets the record at `at`: the last record takes its place.
+    fn remove_at(&mut self, at: usize) -> Option<Record> {
+        let key = self.records.get(at)?.key;
+        if let Ok(entry) = self.index.find_entry(key.0, |&i| i as usize == at) {
+            entry.remove();
+        }
+        let last = self.records.len() - 1;
+        if at != last {
+            let moved = self.records[last].key;
+            if let Some(slot) = self.index.find_mut(moved.0, |&i| i as usize == last) {
+                // Fits: `at` is below the last number.
+                *slot = at as u32;
+            }
+        }
+        let record = self.records.swap_remove(at);
+        self.live_labels -= usize::from(record.seen.label_count);
+        Some(record)
     }
 
     /// The key of the series of `point` in `family`: a 128-bit hash of its identity.
@@ -276,7 +222,7 @@ impl Remembered {
         strings: &Strings,
         added: &[(Arc<str>, Arc<str>)],
     ) -> Option<Labels> {
-        let seen = self.seen.get(&key)?;
+        let seen = self.get(key)?;
         Some(decode_labels(seen, &self.labels, strings, added))
     }
 
@@ -303,7 +249,10 @@ impl Remembered {
                 .unwrap_or(timestamp_ms)
                 .min(timestamp_ms)
         });
-        let start_ms = if let Some(seen) = self.seen.get_mut(&key) {
+        let at = self.position(key);
+        // Through the field, not `get_mut`: the bounds are borrowed beside it.
+        let record = at.and_then(|at| self.records.get_mut(at));
+        let start_ms = if let Some(Record { seen, .. }) = record {
             if seen.fresh {
                 seen.fresh = false;
                 seen.start_ms = first_sight;
@@ -327,8 +276,7 @@ impl Remembered {
             // Not remembered only past 4 billion strings or labels: its start time is then
             // its first sight, scrape after scrape, and it gets no stale marker.
             if let Some(seen) = self.remember(cx, family, kind, point, first_sight, last) {
-                self.live_labels += usize::from(seen.label_count);
-                self.seen.insert(key, seen);
+                self.insert(key, seen);
             }
             first_sight
         };
@@ -403,12 +351,11 @@ impl Remembered {
         point: &Point,
     ) -> (u64, u64) {
         let key = self.key_of(family, point);
-        if !self.seen.contains_key(&key)
+        if self.position(key).is_none()
             && let Some(mut seen) = self.remember(cx, family, kind, point, 0, f64::NAN)
         {
             seen.fresh = true;
-            self.live_labels += usize::from(seen.label_count);
-            self.seen.insert(key, seen);
+            self.insert(key, seen);
         }
         key
     }
@@ -421,53 +368,24 @@ impl Remembered {
     ) -> Vec<Family> {
         let generation = self.generation;
         let mut by_family: HashMap<(u32, Kind), Vec<Point>> = HashMap::new();
-        let Remembered {
-            seen,
-            labels,
-            live_labels,
-            bounds,
-            ..
-        } = self;
-        seen.retain(|_, seen| {
-            if seen.generation == generation {
-                return true;
+        let mut at = 0;
+        while let Some(record) = self.records.get(at) {
+            if record.seen.generation == generation {
+                at += 1;
+                continue;
             }
-            *live_labels -= usize::from(seen.label_count);
-            if seen.fresh {
-                return false;
-            }
-            let point_labels = decode_labels(seen, labels, strings, added);
-            let entries = || bounds.stale(seen.marker);
-            let value = match seen.shape {
-                Shape::Number => Value::Number {
-                    name: strings.at(seen.marker),
-                    value: stale_nan(),
-                    exemplar: None,
-                },
-                Shape::Histogram => Value::Histogram {
-                    count: stale_nan(),
-                    sum: Some(stale_nan()),
-                    buckets: entries(),
-                    exemplars: Default::default(),
-                    stale: true,
-                },
-                Shape::Summary => Value::Summary {
-                    count: stale_nan(),
-                    sum: Some(stale_nan()),
-                    quantiles: entries(),
-                    stale: true,
-                },
+            // The last record moves to `at`: it is looked at next.
+            let Some(Record { seen, .. }) = self.remove_at(at) else {
+                break;
             };
+            if seen.fresh {
+                continue;
+            }
             by_family
                 .entry((seen.family, seen.kind))
                 .or_default()
-                .push(Point {
-                    labels: point_labels,
-                    start_ms: Some(seen.start_ms),
-                    value,
-                });
-            false
-        });
+                .push(self.stale_point(&seen, strings, added));
+        }
         let mut families: Vec<Family> = by_family
             .into_iter()
             .map(|((name, kind), points)| Family {
@@ -482,6 +400,36 @@ impl Remembered {
         families
     }
 
+    /// The stale marker of the forgotten series `seen`.
+    fn stale_point(&self, seen: &Seen, strings: &Strings, added: &[(Arc<str>, Arc<str>)]) -> Point {
+        let entries = || self.bounds.stale(seen.marker);
+        let value = match seen.shape {
+            Shape::Number => Value::Number {
+                name: strings.at(seen.marker),
+                value: stale_nan(),
+                exemplar: None,
+            },
+            Shape::Histogram => Value::Histogram {
+                count: stale_nan(),
+                sum: Some(stale_nan()),
+                buckets: entries(),
+                exemplars: Default::default(),
+                stale: true,
+            },
+            Shape::Summary => Value::Summary {
+                count: stale_nan(),
+                sum: Some(stale_nan()),
+                quantiles: entries(),
+                stale: true,
+            },
+        };
+        Point {
+            labels: decode_labels(seen, &self.labels, strings, added),
+            start_ms: Some(seen.start_ms),
+            value,
+        }
+    }
+
     /// Compacts the strings, the labels and the bound sets, and shrinks the series map, once
     /// what forgotten series left behind has doubled them: memory follows the series
     /// remembered, at an amortised cost. To be called after the batch took its strings (those
@@ -490,14 +438,17 @@ impl Remembered {
         let strings_grew = strings.len() > 2 * strings.compacted_len + 1024;
         let labels_left = self.labels.len() > 2 * self.live_labels + 4096;
         let bounds_grew = self.bounds.by_id.len() > 2 * self.bounds.compacted_len + 64;
-        let sparse = self.seen.capacity() > 4 * self.seen.len() + 1024;
+        let sparse = self.index.capacity() > 4 * self.records.len() + 1024;
+        trim(&mut self.records);
+        trim(&mut strings.by_id);
         if !(strings_grew || labels_left || bounds_grew || sparse) {
+            trim(&mut self.labels);
             return;
         }
         let mut string_ids = Renumber::new(strings.by_id.len());
         let mut bound_ids = Renumber::new(self.bounds.by_id.len());
         let mut labels = Vec::with_capacity(self.live_labels);
-        for seen in self.seen.values_mut() {
+        for Record { seen, .. } in &mut self.records {
             seen.family = string_ids.keep(seen.family);
             seen.marker = match seen.shape {
                 Shape::Number => string_ids.keep(seen.marker),
@@ -518,20 +469,13 @@ impl Remembered {
         }
         // Only the strings of remembered series stay: one a batch or a learned shape still holds
         // has its copy there, and is interned again when a scrape has it again.
-        let by_id: Vec<Arc<str>> = string_ids.kept(&strings.by_id);
-        let mut ids = HashMap::with_capacity_and_hasher(by_id.len(), Default::default());
-        for (id, shared) in by_id.iter().enumerate() {
-            ids.insert(shared.clone(), u32::try_from(id).unwrap_or(u32::MAX));
-        }
-        *strings = Strings {
-            ids,
-            compacted_len: by_id.len(),
-            by_id,
-        };
+        *strings = Strings::rebuilt(string_ids.kept(&strings.by_id));
         self.bounds.compact(&bound_ids);
         self.labels = labels;
         if sparse {
-            self.seen.shrink_to_fit();
+            let records = &self.records;
+            self.index
+                .shrink_to_fit(|&at| records.get(at as usize).map_or(0, |r| r.key.0));
         }
         self.key = String::new();
     }
@@ -561,42 +505,6 @@ fn decode_labels(
     decoded
 }
 
-/// New numbers for the entries of a table that are kept, in the order they are first kept.
-struct Renumber {
-    new: Vec<u32>,
-    order: Vec<u32>,
-}
-
-impl Renumber {
-    fn new(len: usize) -> Self {
-        Renumber {
-            new: vec![u32::MAX; len],
-            order: Vec::new(),
-        }
-    }
-
-    /// The new number of entry `old`.
-    fn keep(&mut self, old: u32) -> u32 {
-        let Some(slot) = self.new.get_mut(old as usize) else {
-            return old;
-        };
-        if *slot == u32::MAX {
-            // Fits: fewer new numbers than old ones.
-            *slot = u32::try_from(self.order.len()).unwrap_or(u32::MAX);
-            self.order.push(old);
-        }
-        *slot
-    }
-
-    /// The kept entries of `table`, in their new order.
-    fn kept<T: Clone>(&self, table: &[T]) -> Vec<T> {
-        self.order
-            .iter()
-            .filter_map(|old| table.get(*old as usize).cloned())
-            .collect()
-    }
-}
-
 /// The identity of a series across scrapes (the sample name of a number, the family name of a
 /// histogram or summary, then the labels), written into a reused buffer (known series, the
 /// common case, then cost no allocation).
@@ -614,9 +522,60 @@ fn write_series_key(key: &mut String, series: &str, labels: &Labels) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::convert::{Converter, Source};
+    use wxcloudrun_exposition::{Format, parse};
+
+    fn page(series: impl Iterator<Item = usize>) -> String {
+        let mut text = String::from("# TYPE c counter\n");
+        for i in series {
+            text.push_str(&format!("c_total{{i=\"{i}\"}} 1\n"));
+        }
+        text
+    }
+
+    /// `(i, start, stale)` of every point, sorted.
+    fn points(converter: &mut Converter, text: &str, at: i64) -> Vec<(usize, i64, bool)> {
+        let parsed = parse(text, Format::PrometheusText).unwrap();
+        let batch = converter.convert([Source::Page(&parsed)], at);
+        let mut points: Vec<(usize, i64, bool)> = batch
+            .families
+            .iter()
+            .flat_map(|f| &f.points)
+            .filter_map(|p| {
+                let i = p.labels.iter().find(|l| &*l.0 == "i")?.1.parse().ok()?;
+                let stale = matches!(p.value, Value::Number { value, .. }
+                    if value.to_bits() == stale_nan().to_bits());
+                Some((i, p.start_ms?, stale))
+            })
+            .collect();
+        points.sort_unstable();
+        points
+    }
+
+    /// Series forgotten from the middle of the records move others into their places: each
+    /// remaining one is still found (its start time is its first sight's) and each forgotten
+    /// one gets its stale marker once.
+    #[test]
+    fn forgetting_series_keeps_the_others_found() {
+        let mut converter = Converter::new(&[], None);
+        points(&mut converter, &page(0..1000), 1_000);
+        let evens_and_new = || (0..1000).step_by(2).chain(1000..1100);
+        let second = points(&mut converter, &page(evens_and_new()), 2_000);
+        let mut expected: Vec<(usize, i64, bool)> = (0..1000)
+            .map(|i| (i, 1_000, i % 2 == 1))
+            .chain((1000..1100).map(|i| (i, 2_000, false)))
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(second, expected);
+        let third = points(&mut converter, &page(evens_and_new()), 3_000);
+        expected.retain(|p| !p.2);
+        assert_eq!(third, expected);
+        assert_eq!(converter.remembered.len(), 600);
+    }
 
     #[test]
     fn a_remembered_series_is_small() {
         assert!(size_of::<Seen>() <= 40);
+        assert!(size_of::<Record>() <= 56);
     }
 }

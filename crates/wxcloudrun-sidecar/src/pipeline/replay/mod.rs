@@ -221,7 +221,7 @@ impl Replay {
 
     /// The page's families if it has the learned shape, else `None` (and the shape is dropped
     /// when the page no longer matches it).
-    fn replay(
+    pub fn replay(
         &mut self,
         text: &str,
         format: Format,
