@@ -13,7 +13,7 @@
 //!   bytes (see `exemplar.rs` for ids that are no ids).
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, DataPointFlags, Gauge, Histogram, HistogramDataPoint, Metric,
     NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint, metric,
@@ -21,6 +21,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
+use super::fields::{nanos, string_kv};
 use crate::model::{Batch, Family, Kind, Labels, Point, Value, normalize_nan};
 
 /// Data points per request: keeps a request well below gRPC's usual 4 MiB receive limit.
@@ -278,22 +279,8 @@ fn start(point: &Point) -> u64 {
     point.start_ms.map_or(0, nanos)
 }
 
-pub(super) fn nanos(ms: i64) -> u64 {
-    u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
-}
-
 fn attributes(labels: &Labels) -> Vec<KeyValue> {
     labels.iter().map(|(k, v)| string_kv(k, v)).collect()
-}
-
-pub(super) fn string_kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_owned())),
-        }),
-        ..Default::default()
-    }
 }
 
 #[cfg(test)]

@@ -8,14 +8,13 @@
 
 use opentelemetry_proto::tonic::metrics::v1::{Exemplar, exemplar};
 
+use super::fields::{nanos, string_kv};
 use crate::model;
 
 /// The OTLP form of `exemplar`; `scrape_nanos` its time when it has none.
 pub(super) fn exemplar(exemplar: &model::Exemplar, scrape_nanos: u64) -> Exemplar {
     let mut out = Exemplar {
-        time_unix_nano: exemplar
-            .timestamp_ms
-            .map_or(scrape_nanos, super::encode::nanos),
+        time_unix_nano: exemplar.timestamp_ms.map_or(scrape_nanos, nanos),
         value: Some(exemplar::Value::AsDouble(exemplar.value)),
         ..Default::default()
     };
@@ -26,8 +25,7 @@ pub(super) fn exemplar(exemplar: &model::Exemplar, scrape_nanos: u64) -> Exempla
             _ => None,
         };
         if id.is_none() {
-            out.filtered_attributes
-                .push(super::encode::string_kv(name, value));
+            out.filtered_attributes.push(string_kv(name, value));
         }
     }
     out
@@ -119,10 +117,7 @@ mod tests {
                 .iter()
                 .map(|kv| kv.value.clone())
                 .collect();
-            assert_eq!(
-                values,
-                [trace, span].map(|v| super::super::encode::string_kv("", v).value)
-            );
+            assert_eq!(values, [trace, span].map(|v| string_kv("", v).value));
         }
         // One valid, one not: each on its own.
         let trace = "4bf92f3577b34da6a3ce929d0e0e4736";

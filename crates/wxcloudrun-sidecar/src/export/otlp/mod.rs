@@ -8,6 +8,7 @@
 
 pub mod encode;
 mod exemplar;
+mod fields;
 
 use std::io::Write as _;
 use std::time::Duration;

@@ -11,57 +11,14 @@
 
 use prost::encoding::{encode_varint, encoded_len_varint};
 
-use super::exemplar::{self, Exemplar, Prepared};
+use super::exemplar::{self, Prepared};
 use super::relabel::Relabel;
 pub use super::spelling::{BoundSpelling, format_float};
+use super::wire::{Label, Sample, TimeSeries, label_field_len, put_label_field};
 use crate::model::{self, Batch, Labels, Point, Value, normalize_nan, stale_nan};
 
 /// Series per request: small enough for any receiver's limits, large enough to keep requests few.
 pub const MAX_SERIES_PER_REQUEST: usize = 2_000;
-
-/// `prometheus.WriteRequest` (fields 2 and 3 are reserved in 1.0).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WriteRequest {
-    /// The series.
-    #[prost(message, repeated, tag = "1")]
-    pub timeseries: Vec<TimeSeries>,
-}
-
-/// `prometheus.TimeSeries`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct TimeSeries {
-    /// `__name__` and the labels, sorted by name.
-    #[prost(message, repeated, tag = "1")]
-    pub labels: Vec<Label>,
-    /// The samples, in timestamp order.
-    #[prost(message, repeated, tag = "2")]
-    pub samples: Vec<Sample>,
-    /// The series' exemplar, if its sample has one.
-    #[prost(message, repeated, tag = "3")]
-    pub exemplars: Vec<Exemplar>,
-}
-
-/// `prometheus.Label`.
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct Label {
-    /// The label name.
-    #[prost(string, tag = "1")]
-    pub name: String,
-    /// The label value, never empty.
-    #[prost(string, tag = "2")]
-    pub value: String,
-}
-
-/// `prometheus.Sample`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Sample {
-    /// The value; a stale marker keeps its exact bit pattern.
-    #[prost(double, tag = "1")]
-    pub value: f64,
-    /// Milliseconds since the Unix epoch.
-    #[prost(int64, tag = "2")]
-    pub timestamp: i64,
-}
 
 /// One compressed request body and the number of samples it carries.
 #[derive(Clone, Debug)]
@@ -296,11 +253,8 @@ struct RequestWriter {
     done: Vec<Encoded>,
 }
 
-const LABELS_FIELD: u8 = 0x0A; // TimeSeries.labels (1, length-delimited)
 const SAMPLES_FIELD: u8 = 0x12; // TimeSeries.samples (2, length-delimited)
 const TIMESERIES_FIELD: u8 = 0x0A; // WriteRequest.timeseries (1, length-delimited)
-const NAME_FIELD: u8 = 0x0A; // Label.name (1, length-delimited)
-const VALUE_FIELD: u8 = 0x12; // Label.value (2, length-delimited)
 const SAMPLE_VALUE_FIELD: u8 = 0x09; // Sample.value (1, 64-bit)
 const SAMPLE_TIMESTAMP_FIELD: u8 = 0x10; // Sample.timestamp (2, varint)
 
@@ -523,37 +477,6 @@ fn formatted(cache: &mut Vec<(u64, String)>, bound: f64, spelling: BoundSpelling
     cache.get(at).map_or("", |(_, text)| text.as_str())
 }
 
-/// The encoded size of a `TimeSeries.labels` field; an empty name or value is left out.
-pub(super) fn label_field_len(name: &str, value: &str) -> usize {
-    if name.is_empty() || value.is_empty() {
-        return 0;
-    }
-    let label = label_len(name, value);
-    1 + encoded_len_varint(label as u64) + label
-}
-
-fn label_len(name: &str, value: &str) -> usize {
-    1 + encoded_len_varint(name.len() as u64)
-        + name.len()
-        + 1
-        + encoded_len_varint(value.len() as u64)
-        + value.len()
-}
-
-pub(super) fn put_label_field(out: &mut Vec<u8>, name: &str, value: &str) {
-    if name.is_empty() || value.is_empty() {
-        return;
-    }
-    out.push(LABELS_FIELD);
-    encode_varint(label_len(name, value) as u64, out);
-    out.push(NAME_FIELD);
-    encode_varint(name.len() as u64, out);
-    out.extend_from_slice(name.as_bytes());
-    out.push(VALUE_FIELD);
-    encode_varint(value.len() as u64, out);
-    out.extend_from_slice(value.as_bytes());
-}
-
 /// Snappy block format, as the spec requires (never the framed format).
 pub fn compress(raw: &[u8]) -> Vec<u8> {
     // Only inputs over ~4 GiB fail; a request is far below that. Fall back to an empty body
@@ -570,6 +493,7 @@ mod tests {
     use prost::Message;
 
     use super::*;
+    use crate::export::remote_write::WriteRequest;
     use crate::export::remote_write::relabel::RelabelRule;
     use crate::model::{BucketExemplars, Family, Kind, STALE_NAN_BITS};
 

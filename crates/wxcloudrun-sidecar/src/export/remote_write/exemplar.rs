@@ -7,21 +7,8 @@
 
 use prost::encoding::{encode_varint, encoded_len_varint};
 
+use super::wire::{Exemplar, Label, label_field_len, put_label_field};
 use crate::model;
-
-/// `prometheus.Exemplar`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Exemplar {
-    /// The exemplar's labels (`trace_id`, `span_id`, …), sorted by name.
-    #[prost(message, repeated, tag = "1")]
-    pub labels: Vec<super::Label>,
-    /// The observed value.
-    #[prost(double, tag = "2")]
-    pub value: f64,
-    /// Milliseconds since the Unix epoch.
-    #[prost(int64, tag = "3")]
-    pub timestamp: i64,
-}
 
 const EXEMPLARS_FIELD: u8 = 0x1A; // TimeSeries.exemplars (3, length-delimited)
 const VALUE_FIELD: u8 = 0x11; // Exemplar.value (2, 64-bit)
@@ -32,7 +19,7 @@ pub(super) fn message(exemplar: &model::Exemplar, scrape_ms: i64) -> Exemplar {
     Exemplar {
         labels: sorted_labels(exemplar)
             .iter()
-            .map(|(name, value)| super::Label {
+            .map(|(name, value)| Label {
                 name: (*name).to_owned(),
                 value: (*value).to_owned(),
             })
@@ -69,7 +56,7 @@ impl<'e> Prepared<'e> {
         let timestamp_ms = exemplar.timestamp_ms.unwrap_or(scrape_ms);
         let labels_len: usize = labels
             .iter()
-            .map(|(name, value)| super::encode::label_field_len(name, value))
+            .map(|(name, value)| label_field_len(name, value))
             .sum();
         let message_len = labels_len
             + if exemplar.value == 0.0 { 0 } else { 9 }
@@ -97,7 +84,7 @@ impl<'e> Prepared<'e> {
         encode_varint(self.message_len as u64, out);
         // `Exemplar.labels` is field 1, as `TimeSeries.labels` is: the same bytes.
         for (name, value) in &self.labels {
-            super::encode::put_label_field(out, name, value);
+            put_label_field(out, name, value);
         }
         if self.value != 0.0 {
             out.push(VALUE_FIELD);

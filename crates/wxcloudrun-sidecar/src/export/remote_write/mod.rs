@@ -10,6 +10,7 @@ pub mod encode;
 mod exemplar;
 pub mod relabel;
 mod spelling;
+mod wire;
 
 use std::time::Duration;
 
@@ -18,11 +19,11 @@ use wxcloudrun_connect::secret::{REDACTED, is_sensitive_header, redact_url};
 use wxcloudrun_connect::tls::TlsConfig;
 
 pub use encode::{
-    BoundSpelling, Encoded, Label, MAX_SERIES_PER_REQUEST, Sample, TimeSeries, WriteRequest,
-    compress, encode, encode_spelled, format_float, series_labels, timeseries, timeseries_spelled,
+    BoundSpelling, Encoded, MAX_SERIES_PER_REQUEST, compress, encode, encode_spelled, format_float,
+    series_labels, timeseries, timeseries_spelled,
 };
-pub use exemplar::Exemplar;
 pub use relabel::{Relabel, RelabelRule};
+pub use wire::{Exemplar, Label, Sample, TimeSeries, WriteRequest};
 
 use super::auth::Auth;
 use super::error::ExportError;
