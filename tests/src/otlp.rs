@@ -25,6 +25,21 @@ impl ReceivedSpans {
             .clone()
     }
 
+    /// `Ok` once every id in `wanted` (exemplars' `(trace_id, span_id)`) has been received;
+    /// otherwise which ones name no span yet.
+    pub fn all_received(&self, wanted: &HashSet<(String, String)>) -> Result<(), String> {
+        let ids = self.ids();
+        let missing: Vec<_> = wanted.difference(&ids).collect();
+        match missing.is_empty() {
+            true => Ok(()),
+            false => Err(format!(
+                "{} of {} exemplars name no span received: {missing:?}",
+                missing.len(),
+                wanted.len()
+            )),
+        }
+    }
+
     fn keep(&self, request: &ExportTraceServiceRequest) {
         let spans = request
             .resource_spans

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use wxcloudrun_exposition::{Format, MetricType};
 use wxcloudrun_telemetry::{Telemetry, TelemetryConfig, WxTelemetryLayer};
-use wxcloudrun_telemetry_tests::otlp::{ReceivedSpans, http_trace_receiver};
+use wxcloudrun_telemetry_tests::otlp::http_trace_receiver;
 use wxcloudrun_telemetry_tests::prometheus::{Prometheus, encode, wait_for};
 use wxcloudrun_telemetry_tests::require_tool;
 
@@ -218,16 +218,7 @@ async fn prometheus_stores_exemplars_that_name_exported_spans() {
             tokio::task::spawn_blocking(move || telemetry.flush())
                 .await
                 .map_err(|e| e.to_string())?;
-            let ids = ReceivedSpans::ids(&received);
-            let missing: Vec<_> = wanted.difference(&ids).collect();
-            match missing.is_empty() {
-                true => Ok(()),
-                false => Err(format!(
-                    "{} of {} exemplars name no span received: {missing:?}",
-                    missing.len(),
-                    wanted.len()
-                )),
-            }
+            received.all_received(wanted)
         }
     })
     .await;

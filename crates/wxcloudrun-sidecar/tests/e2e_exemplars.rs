@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 use wxcloudrun_exposition::{ACCEPT_HEADER, Format};
 use wxcloudrun_telemetry::{Telemetry, TelemetryConfig, WxTelemetryLayer};
-use wxcloudrun_telemetry_tests::otlp::{ReceivedSpans, http_trace_receiver};
+use wxcloudrun_telemetry_tests::otlp::http_trace_receiver;
 use wxcloudrun_telemetry_tests::prometheus::{Prometheus, encode, wait_for};
 use wxcloudrun_telemetry_tests::require_tool;
 
@@ -190,16 +190,7 @@ async fn exemplars_reach_prometheus_through_the_sidecar_and_name_exported_spans(
             tokio::task::spawn_blocking(move || telemetry.flush())
                 .await
                 .map_err(|e| e.to_string())?;
-            let ids = ReceivedSpans::ids(&received);
-            let missing: Vec<_> = stored.difference(&ids).collect();
-            match missing.is_empty() {
-                true => Ok(()),
-                false => Err(format!(
-                    "{} of {} exemplars name no span received: {missing:?}",
-                    missing.len(),
-                    stored.len()
-                )),
-            }
+            received.all_received(stored)
         }
     })
     .await;
