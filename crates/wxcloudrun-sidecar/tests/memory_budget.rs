@@ -10,11 +10,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::routing::get;
 use serde_json::Value;
 use wxcloudrun_telemetry_tests::prometheus::{Prometheus, wait_for};
 use wxcloudrun_telemetry_tests::require_tool;
+use wxcloudrun_telemetry_tests::target::{TEXT_CONTENT_TYPE, serve_page};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wxcloudrun-sidecar");
 
@@ -25,31 +24,6 @@ fn large_page() -> String {
         let _ = writeln!(page, "flood{{i=\"{i}\"}} 1");
     }
     page
-}
-
-/// A target whose page the test can change, served from a thread of its own.
-fn serve(page_text: Arc<Mutex<String>>) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let app = Router::new().route(
-                "/metrics",
-                get(move || {
-                    let text = page_text.lock().unwrap().clone();
-                    async move { ([("content-type", "text/plain; version=0.0.4")], text) }
-                }),
-            );
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    format!("http://{addr}/metrics")
 }
 
 /// The value of the one series `query` returns, if there is one.
@@ -75,7 +49,7 @@ async fn a_page_over_the_budget_fails_with_too_large_and_the_next_page_is_delive
     prometheus.wait_ready(deadline).await.unwrap();
 
     let page_text = Arc::new(Mutex::new(large_page()));
-    let scrape_url = serve(page_text.clone());
+    let scrape_url = serve_page(page_text.clone(), TEXT_CONTENT_TYPE);
     let write_url = format!("http://{}/api/v1/write", prometheus.addr());
     let mut sidecar = Command::new(BIN)
         .args([
