@@ -91,3 +91,25 @@ pub async fn http_trace_receiver() -> std::io::Result<(String, ReceivedSpans)> {
     });
     Ok((format!("http://{addr}/v1/traces"), received))
 }
+
+/// A layer with every span sampled and exported over OTLP/HTTP to `endpoint` (a receiver from
+/// [`http_trace_receiver`]), as the quickstart's service name; keep the [`Telemetry`](wxcloudrun_telemetry::Telemetry) to flush it.
+pub fn always_on_layer(
+    endpoint: &str,
+) -> (
+    wxcloudrun_telemetry::Telemetry,
+    wxcloudrun_telemetry::WxTelemetryLayer,
+) {
+    let endpoint = endpoint.to_owned();
+    let config = wxcloudrun_telemetry::TelemetryConfig::from_lookup(|key| match key {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some(endpoint.clone()),
+        "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("http/protobuf".to_owned()),
+        "OTEL_TRACES_SAMPLER" => Some("always_on".to_owned()),
+        "OTEL_SERVICE_NAME" => Some("quickstart".to_owned()),
+        _ => None,
+    });
+    let telemetry = wxcloudrun_telemetry::Telemetry::new(config).expect("trace pipeline");
+    assert!(telemetry.exports_traces());
+    let layer = telemetry.layer().build().expect("layer");
+    (telemetry, layer)
+}

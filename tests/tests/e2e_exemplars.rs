@@ -13,30 +13,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use wxcloudrun_exposition::{Format, MetricType};
-use wxcloudrun_telemetry::{Telemetry, TelemetryConfig, WxTelemetryLayer};
-use wxcloudrun_telemetry_tests::otlp::http_trace_receiver;
+use wxcloudrun_telemetry::WxTelemetryLayer;
+use wxcloudrun_telemetry_tests::otlp::{always_on_layer, http_trace_receiver};
 use wxcloudrun_telemetry_tests::prometheus::{Prometheus, encode, wait_for};
 use wxcloudrun_telemetry_tests::require_tool;
 
 const DURATION_BUCKET: &str = "http_server_request_duration_seconds_bucket";
 /// How long Prometheus gets to scrape exemplars, and the receiver to get their spans.
 const CONVERGE: Duration = Duration::from_secs(60);
-
-/// The quickstart's layer with every span sampled and exported to `endpoint`.
-fn traced_quickstart(endpoint: &str) -> (Telemetry, WxTelemetryLayer) {
-    let endpoint = endpoint.to_owned();
-    let config = TelemetryConfig::from_lookup(|key| match key {
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some(endpoint.clone()),
-        "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("http/protobuf".to_owned()),
-        "OTEL_TRACES_SAMPLER" => Some("always_on".to_owned()),
-        "OTEL_SERVICE_NAME" => Some("quickstart".to_owned()),
-        _ => None,
-    });
-    let telemetry = Telemetry::new(config).expect("trace pipeline");
-    assert!(telemetry.exports_traces());
-    let layer = telemetry.layer().build().expect("layer");
-    (telemetry, layer)
-}
 
 /// Serves the quickstart recording into `layer` on a loopback port, and drives it with its
 /// simulated callContainer traffic until the test ends.
@@ -87,7 +71,7 @@ async fn scrape(addr: SocketAddr, accept: Option<&str>) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_formats_parse_and_only_openmetrics_carries_exemplars() {
     let (endpoint, _received) = http_trace_receiver().await.expect("receiver");
-    let (_telemetry, layer) = traced_quickstart(&endpoint);
+    let (_telemetry, layer) = always_on_layer(&endpoint);
     let addr = serve_with_traffic(&layer).await;
     let deadline = Instant::now() + CONVERGE;
     let with_exemplars = wait_for(deadline, || async {
@@ -184,7 +168,7 @@ async fn prometheus_stores_exemplars_that_name_exported_spans() {
         return;
     };
     let (endpoint, received) = http_trace_receiver().await.expect("receiver");
-    let (telemetry, layer) = traced_quickstart(&endpoint);
+    let (telemetry, layer) = always_on_layer(&endpoint);
     let app_addr = serve_with_traffic(&layer).await;
     let prometheus = Prometheus::start(
         &binary,

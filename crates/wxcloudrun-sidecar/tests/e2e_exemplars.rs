@@ -17,8 +17,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 use wxcloudrun_exposition::{ACCEPT_HEADER, Format};
-use wxcloudrun_telemetry::{Telemetry, TelemetryConfig, WxTelemetryLayer};
-use wxcloudrun_telemetry_tests::otlp::http_trace_receiver;
+use wxcloudrun_telemetry_tests::otlp::{always_on_layer, http_trace_receiver};
 use wxcloudrun_telemetry_tests::prometheus::{Prometheus, encode, wait_for};
 use wxcloudrun_telemetry_tests::require_tool;
 
@@ -29,23 +28,6 @@ const CONVERGE: Duration = Duration::from_secs(90);
 
 /// `(trace_id, span_id)` of an exemplar.
 type Ids = (String, String);
-
-/// The quickstart's layer with every span sampled and exported to `endpoint` (as the layer's
-/// own end-to-end exemplar test sets it up).
-fn traced_quickstart(endpoint: &str) -> (Telemetry, WxTelemetryLayer) {
-    let endpoint = endpoint.to_owned();
-    let config = TelemetryConfig::from_lookup(|key| match key {
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some(endpoint.clone()),
-        "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("http/protobuf".to_owned()),
-        "OTEL_TRACES_SAMPLER" => Some("always_on".to_owned()),
-        "OTEL_SERVICE_NAME" => Some("quickstart".to_owned()),
-        _ => None,
-    });
-    let telemetry = Telemetry::new(config).expect("trace pipeline");
-    assert!(telemetry.exports_traces());
-    let layer = telemetry.layer().build().expect("layer");
-    (telemetry, layer)
-}
 
 /// The exemplar ids on the duration buckets of the service's OpenMetrics page, read with
 /// Prometheus's `Accept`.
@@ -124,7 +106,7 @@ async fn exemplars_reach_prometheus_through_the_sidecar_and_name_exported_spans(
         return;
     };
     let (endpoint, received) = http_trace_receiver().await.expect("receiver");
-    let (telemetry, layer) = traced_quickstart(&endpoint);
+    let (telemetry, layer) = always_on_layer(&endpoint);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = listener.local_addr().unwrap();
     let server =
