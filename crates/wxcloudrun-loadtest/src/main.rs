@@ -54,12 +54,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
             "--rounds" => {
-                let text = value("--rounds")?;
-                options.rounds = text
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| format!("--rounds: {text:?} is not in 1..=1000"))?;
+                options.rounds = count("--rounds", &value("--rounds")?, 1000)?;
             }
             "--seconds" => {
                 options.seconds = seconds("--seconds", value("--seconds")?)?;
@@ -69,29 +64,9 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
             }
             "--warmup" => options.warmup = seconds("--warmup", value("--warmup")?)?,
             "--connections" => {
-                let text = value("--connections")?;
-                options.connections = text
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=10_000).contains(n))
-                    .ok_or_else(|| format!("--connections: {text:?} is not in 1..=10000"))?;
+                options.connections = count("--connections", &value("--connections")?, 10_000)?;
             }
-            "--variants" => {
-                let text = value("--variants")?;
-                let mut variants = Vec::new();
-                for name in text.split(',').filter(|n| !n.trim().is_empty()) {
-                    let variant = Variant::parse(name).ok_or_else(|| {
-                        format!("--variants: unknown variant {name:?} (see --help)")
-                    })?;
-                    if !variants.contains(&variant) {
-                        variants.push(variant);
-                    }
-                }
-                if variants.is_empty() {
-                    return Err("--variants: no variant given".into());
-                }
-                options.variants = variants;
-            }
+            "--variants" => options.variants = variants(&value("--variants")?)?,
             "--no-pin" => options.pin = false,
             "--exporter-threads" => {
                 options.exporters = match value("--exporter-threads")?.as_str() {
@@ -108,6 +83,30 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
         }
     }
     Ok(Some(options))
+}
+
+/// A whole number in `1..=max`, for the flag `name`.
+fn count(name: &str, text: &str, max: usize) -> Result<usize, String> {
+    text.parse()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| format!("{name}: {text:?} is not in 1..={max}"))
+}
+
+/// `--variants`: names separated by commas, each once, at least one.
+fn variants(text: &str) -> Result<Vec<Variant>, String> {
+    let mut variants = Vec::new();
+    for name in text.split(',').filter(|n| !n.trim().is_empty()) {
+        let variant = Variant::parse(name)
+            .ok_or_else(|| format!("--variants: unknown variant {name:?} (see --help)"))?;
+        if !variants.contains(&variant) {
+            variants.push(variant);
+        }
+    }
+    if variants.is_empty() {
+        return Err("--variants: no variant given".into());
+    }
+    Ok(variants)
 }
 
 fn main() -> ExitCode {
