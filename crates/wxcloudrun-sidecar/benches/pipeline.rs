@@ -9,6 +9,8 @@
 //! thread, so its time is the sidecar's CPU time per scrape.
 
 mod page;
+#[path = "../tests/support_remote_write/mod.rs"]
+mod reference;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
@@ -121,14 +123,9 @@ fn parse_and_encode(
     });
     group.bench_function("remote_write_encode_via_prost_messages", |b| {
         b.iter(|| {
-            remote_write::timeseries(&batch)
-                .chunks(remote_write::MAX_SERIES_PER_REQUEST)
-                .map(|chunk| {
-                    let request = remote_write::WriteRequest {
-                        timeseries: chunk.to_vec(),
-                    };
-                    remote_write::compress(&request.encode_to_vec()).len()
-                })
+            reference::requests(&batch, remote_write::BoundSpelling::default())
+                .iter()
+                .map(|request| reference::compress(request).len())
                 .sum::<usize>()
         })
     });

@@ -4,6 +4,7 @@
 //! exemplars change with every sampled request, still replays.
 
 mod support_export;
+mod support_remote_write;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use prost::Message;
 use support_export::{Backend, otlp_config, start};
 use wxcloudrun_exposition::{Format, Limits};
-use wxcloudrun_sidecar::export::{FlushOutcome, OtlpProtocol, remote_write};
+use wxcloudrun_sidecar::export::{FlushOutcome, OtlpProtocol};
 use wxcloudrun_sidecar::metrics::SelfMetrics;
 use wxcloudrun_sidecar::pipeline::convert::Converter;
 use wxcloudrun_sidecar::pipeline::replay::{Read, Replay};
@@ -127,7 +128,7 @@ async fn a_sampled_layer_is_scraped_as_openmetrics_its_exemplars_forwarded_and_r
             .unwrap();
         paths.push(path(&read));
         let batch = converter.convert([read.source()], 1_000 * (round + 1));
-        let forwarded: HashSet<(String, String)> = remote_write::timeseries(&batch)
+        let forwarded: HashSet<(String, String)> = support_remote_write::sent(&batch)
             .iter()
             .filter(|s| {
                 s.labels

@@ -3,6 +3,8 @@
 //! both exporters would send (remote write: names, labels, values bit for bit; OTLP: start times
 //! too).
 
+mod support_remote_write;
+
 use prost::Message;
 use wxcloudrun_exposition::{Format, Limits, parse};
 use wxcloudrun_sidecar::export::{otlp, remote_write};
@@ -432,7 +434,7 @@ fn a_page_whose_exemplars_change_every_scrape_replays_with_the_new_exemplars() {
     let mut replay = Replay::new();
     for (round, (text, format)) in pages.iter().enumerate() {
         let (batch, path) = scrape(&mut converter, &mut replay, text, *format, 1_000);
-        let series = remote_write::timeseries(&batch);
+        let series = support_remote_write::sent(&batch);
         let ids: Vec<(String, &str)> = series
             .iter()
             .flat_map(|s| {

@@ -11,10 +11,10 @@
 
 use prost::encoding::{encode_varint, encoded_len_varint};
 
-use super::exemplar::{self, Prepared};
+use super::exemplar::Prepared;
 use super::relabel::Relabel;
 pub use super::spelling::{BoundSpelling, format_float};
-use super::wire::{Label, Sample, TimeSeries, label_field_len, put_label_field};
+use super::wire::{label_field_len, put_label_field};
 use crate::model::{self, Batch, Labels, Point, Value, normalize_nan, stale_nan};
 
 /// Series per request: small enough for any receiver's limits, large enough to keep requests few.
@@ -116,74 +116,12 @@ fn suffixes(base: &str) -> [String; 3] {
     ]
 }
 
-/// Every series of `batch` as `prost` messages, one sample each, in exposition order, bounds in
-/// the default spelling ([`timeseries_spelled`] for the other).
-///
-/// The readable model of what [`encode`] writes: the tests hold the two to identical bytes.
-pub fn timeseries(batch: &Batch) -> Vec<TimeSeries> {
-    timeseries_spelled(batch, BoundSpelling::default())
-}
-
-/// [`timeseries`] with `le` and `quantile` in `spelling`.
-pub fn timeseries_spelled(batch: &Batch, spelling: BoundSpelling) -> Vec<TimeSeries> {
-    let mut out = Vec::with_capacity(batch.sample_count());
-    for_each_series(batch, |point, series| {
-        out.push(TimeSeries {
-            labels: series_labels(
-                series.name,
-                &point.labels,
-                series
-                    .extra
-                    .map(|(label, bound)| (label, spelling.format(bound))),
-            ),
-            samples: vec![Sample {
-                value: series.value,
-                timestamp: batch.timestamp_ms,
-            }],
-            exemplars: series
-                .exemplar
-                .map(|e| exemplar::message(e, batch.timestamp_ms))
-                .into_iter()
-                .collect(),
-        });
-    });
-    out
-}
-
-/// `__name__`, the extra label (`le`, `quantile`) and the point's labels: sorted, empty values
-/// dropped, and on a duplicate name the sidecar's own label (`__name__`, `le`, …) wins.
-pub fn series_labels(
-    name: &str,
-    labels: &[(std::sync::Arc<str>, std::sync::Arc<str>)],
-    extra: Option<(&str, String)>,
-) -> Vec<Label> {
-    let mut out = Vec::with_capacity(labels.len() + 2);
-    out.push(Label {
-        name: "__name__".to_owned(),
-        value: name.to_owned(),
-    });
-    if let Some((name, value)) = extra {
-        out.push(Label {
-            name: name.to_owned(),
-            value,
-        });
-    }
-    out.extend(labels.iter().map(|(name, value)| Label {
-        name: name.to_string(),
-        value: value.to_string(),
-    }));
-    out.retain(|label| !label.value.is_empty() && !label.name.is_empty());
-    // Stable: among equal names the first pushed (ours) stays first and survives the dedup.
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out.dedup_by(|later, earlier| later.name == earlier.name);
-    out
-}
-
 /// The batch as compressed requests of at most [`MAX_SERIES_PER_REQUEST`] series each, bounds
 /// in the default spelling ([`encode_spelled`] for the other).
 ///
 /// The protobuf is written straight from the batch, byte for byte what `prost` would write for
-/// [`timeseries`]: building those messages first cost one owned `String` per label per series
+/// the same series built as [`TimeSeries`](super::TimeSeries) messages (the tests hold the two to identical bytes,
+/// against a reference in `tests/support_remote_write`): building those messages first cost one owned `String` per label per series
 /// (about 200,000 allocations for a 10,000-series page) and most of a scrape's CPU time.
 ///
 /// With `relabel` rules, each series' labels are gathered (borrowed, not copied), run through
@@ -192,7 +130,7 @@ pub fn encode(batch: &Batch, relabel: &Relabel) -> Vec<Encoded> {
     encode_spelled(batch, relabel, BoundSpelling::default())
 }
 
-/// [`encode`] with `le` and `quantile` in `spelling`; byte for byte [`timeseries_spelled`].
+/// [`encode`] with `le` and `quantile` in `spelling`.
 pub fn encode_spelled(batch: &Batch, relabel: &Relabel, spelling: BoundSpelling) -> Vec<Encoded> {
     let mut writer = RequestWriter {
         spelling,
@@ -364,7 +302,8 @@ impl RequestWriter {
     }
 
     /// Encodes a point's labels once for all the series it expands to, with the same order and
-    /// precedence as [`series_labels`].
+    /// precedence for every series: `__name__`, then the extra label (`le`, `quantile`), then
+    /// the point's, sorted by name, empty values dropped, and on a duplicate name ours wins.
     fn prepare(&mut self, labels: &Labels, extra: Option<&'static str>) {
         // The converter sorts labels; a hand-built batch might not (then, and only then, a
         // sorted copy is made).
@@ -477,15 +416,6 @@ fn formatted(cache: &mut Vec<(u64, String)>, bound: f64, spelling: BoundSpelling
     cache.get(at).map_or("", |(_, text)| text.as_str())
 }
 
-/// Snappy block format, as the spec requires (never the framed format).
-pub fn compress(raw: &[u8]) -> Vec<u8> {
-    // Only inputs over ~4 GiB fail; a request is far below that. Fall back to an empty body
-    // (which the receiver rejects) rather than panic.
-    snap::raw::Encoder::new()
-        .compress_vec(raw)
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -493,9 +423,8 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::export::remote_write::WriteRequest;
-    use crate::export::remote_write::relabel::RelabelRule;
-    use crate::model::{BucketExemplars, Family, Kind, STALE_NAN_BITS};
+    use crate::export::remote_write::{TimeSeries, WriteRequest};
+    use crate::model::{Family, Kind, STALE_NAN_BITS};
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         pairs
@@ -612,116 +541,6 @@ mod tests {
     }
 
     #[test]
-    fn both_spellings_reach_every_le_and_quantile_on_both_paths() {
-        let batch = Batch {
-            timestamp_ms: 5,
-            families: vec![
-                family(
-                    "h",
-                    Kind::Histogram,
-                    vec![Point {
-                        labels: labels(&[("a", "1")]),
-                        start_ms: None,
-                        value: Value::Histogram {
-                            count: 3.0,
-                            sum: Some(1.0),
-                            buckets: vec![
-                                (0.5, 1.0),
-                                (1.0, 2.0),
-                                (10.0, 3.0),
-                                (f64::INFINITY, 3.0),
-                            ],
-                            stale: false,
-                            exemplars: Default::default(),
-                        },
-                    }],
-                ),
-                family(
-                    "s",
-                    Kind::Summary,
-                    vec![Point {
-                        labels: Vec::new(),
-                        start_ms: None,
-                        value: Value::Summary {
-                            count: 1.0,
-                            sum: None,
-                            quantiles: vec![(0.0, 1.0), (0.5, 1.0), (1.0, 2.0)],
-                            stale: false,
-                        },
-                    }],
-                ),
-            ],
-        };
-        let keep_all = Relabel::new(vec![
-            RelabelRule::new(Some("labeldrop"), vec![], None, Some("no_such_label")).unwrap(),
-        ]);
-        for (spelling, bounds) in [
-            (
-                BoundSpelling::Prometheus3,
-                ["0.5", "1.0", "10.0", "+Inf", "0.0", "0.5", "1.0"],
-            ),
-            (
-                BoundSpelling::Prometheus2,
-                ["0.5", "1", "10", "+Inf", "0", "0.5", "1"],
-            ),
-        ] {
-            let model = timeseries_spelled(&batch, spelling);
-            let written: Vec<&str> = model
-                .iter()
-                .flat_map(|series| &series.labels)
-                .filter(|l| l.name == "le" || l.name == "quantile")
-                .map(|l| l.value.as_str())
-                .collect();
-            assert_eq!(written, bounds, "{spelling:?}");
-            let expected = vec![WriteRequest { timeseries: model }.encode_to_vec()];
-            for relabel in [&Relabel::default(), &keep_all] {
-                let raw: Vec<Vec<u8>> = encode_spelled(&batch, relabel, spelling)
-                    .iter()
-                    .map(|e| snap::raw::Decoder::new().decompress_vec(&e.body).unwrap())
-                    .collect();
-                assert_eq!(
-                    raw,
-                    expected,
-                    "{spelling:?}, relabelled: {}",
-                    !relabel.is_empty()
-                );
-            }
-        }
-        // The default is Prometheus 3's.
-        assert_eq!(
-            timeseries(&batch),
-            timeseries_spelled(&batch, BoundSpelling::Prometheus3)
-        );
-    }
-
-    #[test]
-    fn labels_are_sorted_deduplicated_and_never_empty() {
-        let point = labels(&[
-            ("Zone", "z"),
-            ("a", "1"),
-            ("empty", ""),
-            ("le", "from-the-app"),
-            ("zz", "2"),
-        ]);
-        let got = series_labels("m_bucket", &point, Some(("le", "0.5".to_owned())));
-        let got: Vec<_> = got
-            .iter()
-            .map(|l| (l.name.as_str(), l.value.as_str()))
-            .collect();
-        // Byte order: upper case sorts before `_`, which sorts before lower case.
-        assert_eq!(
-            got,
-            [
-                ("Zone", "z"),
-                ("__name__", "m_bucket"),
-                ("a", "1"),
-                ("le", "0.5"),
-                ("zz", "2"),
-            ]
-        );
-    }
-
-    #[test]
     fn a_batch_round_trips_through_snappy_block_format() {
         let odd_nan = f64::from_bits(0x7ff8_0000_0000_0001);
         let batch = Batch {
@@ -817,247 +636,6 @@ mod tests {
                 .iter()
                 .all(|s| s.samples.len() == 1 && s.samples[0].timestamp == batch.timestamp_ms)
         );
-    }
-
-    /// What `prost` writes for the readable model, split like `encode` splits.
-    fn prost_bytes(batch: &Batch) -> Vec<Vec<u8>> {
-        timeseries(batch)
-            .chunks(MAX_SERIES_PER_REQUEST)
-            .map(|chunk| {
-                WriteRequest {
-                    timeseries: chunk.to_vec(),
-                }
-                .encode_to_vec()
-            })
-            .collect()
-    }
-
-    fn raw_bytes(batch: &Batch) -> Vec<Vec<u8>> {
-        raw_bytes_relabeled(batch, &Relabel::default())
-    }
-
-    fn raw_bytes_relabeled(batch: &Batch, relabel: &Relabel) -> Vec<Vec<u8>> {
-        encode(batch, relabel)
-            .iter()
-            .map(|e| snap::raw::Decoder::new().decompress_vec(&e.body).unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn the_direct_writer_matches_prost_byte_for_byte_on_awkward_labels() {
-        let awkward = labels(&[
-            ("zz", "2"),
-            ("Zone", "z"),
-            ("__name__", "from-the-app"),
-            ("a", "1"),
-            ("a", "duplicate"),
-            ("empty", ""),
-            ("", "nameless"),
-            ("le", "from-the-app"),
-            ("quantile", "from-the-app"),
-            ("long", &"x".repeat(300)),
-            ("中文", "值"),
-        ]);
-        let point = |value| Point {
-            labels: awkward.clone(),
-            start_ms: None,
-            value,
-        };
-        let batch = Batch {
-            timestamp_ms: 0,
-            families: vec![
-                family(
-                    "h",
-                    Kind::Histogram,
-                    vec![point(Value::Histogram {
-                        count: 0.0,
-                        sum: Some(-0.0),
-                        buckets: vec![(0.5, 0.0), (1e6, 1.0), (f64::INFINITY, 2.0)],
-                        stale: false,
-                        exemplars: {
-                            let mut exemplars = BucketExemplars::default();
-                            exemplars.push(0, page_exemplar(3));
-                            exemplars.push(2, page_exemplar(0));
-                            exemplars
-                        },
-                    })],
-                ),
-                family(
-                    "s",
-                    Kind::Summary,
-                    vec![point(Value::Summary {
-                        count: 3.0,
-                        sum: None,
-                        quantiles: vec![(0.99, f64::NAN)],
-                        stale: false,
-                    })],
-                ),
-                family("", Kind::Gauge, vec![number("", 1.0, &[])]),
-                family(
-                    "g",
-                    Kind::Gauge,
-                    vec![point(Value::Number {
-                        name: "g".into(),
-                        value: stale_nan(),
-                        exemplar: None,
-                    })],
-                ),
-            ],
-        };
-        assert_eq!(raw_bytes(&batch), prost_bytes(&batch));
-        // The relabelling path writes the same bytes when its rules change nothing …
-        let keep_all = Relabel::new(vec![
-            RelabelRule::new(Some("labeldrop"), vec![], None, Some("no_such_label")).unwrap(),
-        ]);
-        assert_eq!(raw_bytes_relabeled(&batch, &keep_all), prost_bytes(&batch));
-        // … and leaves out exactly the series a rule drops, `le` and suffixes included.
-        let drop_buckets = Relabel::new(vec![
-            RelabelRule::new(
-                Some("drop"),
-                vec!["__name__".into(), "le".into()],
-                None,
-                Some("h_bucket;(0.5|\\+Inf)"),
-            )
-            .unwrap(),
-            RelabelRule::new(Some("labeldrop"), vec![], None, Some("zz|Zone")).unwrap(),
-        ]);
-        let expected: Vec<TimeSeries> = timeseries(&batch)
-            .into_iter()
-            .filter(|series| {
-                let get = |name: &str| {
-                    series
-                        .labels
-                        .iter()
-                        .find(|l| l.name == name)
-                        .map(|l| l.value.clone())
-                };
-                !(get("__name__").as_deref() == Some("h_bucket")
-                    && matches!(get("le").as_deref(), Some("0.5" | "+Inf")))
-            })
-            .map(|mut series| {
-                series.labels.retain(|l| l.name != "zz" && l.name != "Zone");
-                series
-            })
-            .collect();
-        assert_eq!(expected.len(), timeseries(&batch).len() - 2);
-        let expected = vec![
-            WriteRequest {
-                timeseries: expected,
-            }
-            .encode_to_vec(),
-        ];
-        assert_eq!(raw_bytes_relabeled(&batch, &drop_buckets), expected);
-    }
-
-    /// An exemplar of one of four forms: the layer's, one without a time, a value of zero at
-    /// time zero (fields prost leaves out), labels unsorted with an empty value and UTF-8.
-    fn page_exemplar(form: u64) -> model::Exemplar {
-        let labels = |pairs: &[(&str, &str)]| {
-            let pairs = pairs.iter();
-            pairs.map(|(n, v)| (Box::from(*n), Box::from(*v))).collect()
-        };
-        match form {
-            0 => model::Exemplar {
-                labels: labels(&[
-                    ("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"),
-                    ("span_id", "00f067aa0ba902b7"),
-                ]),
-                value: 0.042,
-                timestamp_ms: Some(1_700_000_000_123),
-            },
-            1 => model::Exemplar {
-                labels: labels(&[("trace_id", "abc")]),
-                value: f64::NAN,
-                timestamp_ms: None,
-            },
-            2 => model::Exemplar {
-                labels: Vec::new(),
-                value: 0.0,
-                timestamp_ms: Some(0),
-            },
-            _ => model::Exemplar {
-                labels: labels(&[("zz", "1"), ("empty", ""), ("用户", "值"), ("a", "2")]),
-                value: -1.5,
-                timestamp_ms: Some(-5),
-            },
-        }
-    }
-
-    #[test]
-    fn the_direct_writer_matches_prost_byte_for_byte_on_varied_batches() {
-        // A fixed xorshift: varied shapes, reproducible failures.
-        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-        let mut next = move |below: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % below
-        };
-        for round in 0..200 {
-            let mut families = Vec::new();
-            for f in 0..next(6) {
-                let points = (0..next(40))
-                    .map(|p| {
-                        let pairs: Vec<(String, String)> = (0..next(12))
-                            .map(|l| (format!("l{}", next(20)), format!("v{p}-{l}")))
-                            .collect();
-                        let pairs: Vec<(&str, &str)> =
-                            pairs.iter().map(|(k, v)| (&**k, &**v)).collect();
-                        let value = match next(3) {
-                            0 => Value::Number {
-                                name: format!("n{f}_total").into(),
-                                value: next(3) as f64,
-                                exemplar: (next(3) == 0).then(|| Box::new(page_exemplar(next(4)))),
-                            },
-                            1 => {
-                                let buckets: Vec<(f64, f64)> = (0..next(20))
-                                    .map(|b| (b as f64 * 0.05, b as f64))
-                                    .chain([(f64::INFINITY, 99.0)])
-                                    .collect();
-                                let mut exemplars = BucketExemplars::default();
-                                for at in 0..buckets.len() {
-                                    if next(3) == 0 {
-                                        exemplars.push(at, page_exemplar(next(4)));
-                                    }
-                                }
-                                Value::Histogram {
-                                    count: next(100) as f64,
-                                    sum: (next(2) == 0).then_some(0.25),
-                                    buckets,
-                                    stale: next(10) == 0,
-                                    exemplars,
-                                }
-                            }
-                            _ => Value::Summary {
-                                count: 1.0,
-                                sum: Some(2.0),
-                                quantiles: vec![(0.5, 1.0), (0.9, 0.0)],
-                                stale: false,
-                            },
-                        };
-                        Point {
-                            labels: labels(&pairs),
-                            start_ms: None,
-                            value,
-                        }
-                    })
-                    .collect();
-                families.push(family(&format!("f{f}"), Kind::Other, points));
-            }
-            let batch = Batch {
-                timestamp_ms: round * 1_000_003,
-                families,
-            };
-            assert_eq!(raw_bytes(&batch), prost_bytes(&batch), "round {round}");
-            let keep_all = Relabel::new(vec![
-                RelabelRule::new(Some("drop"), vec!["__name__".into()], None, Some("")).unwrap(),
-            ]);
-            assert_eq!(
-                raw_bytes_relabeled(&batch, &keep_all),
-                prost_bytes(&batch),
-                "round {round}, relabelled"
-            );
-        }
     }
 
     #[test]

@@ -1,33 +1,18 @@
 //! Remote write 1.0 exemplars: `TimeSeries.exemplars` (field 3), one per series that has one (a
 //! histogram's `_bucket`, a counter's `_total`, any number point), written by the encoder the way
-//! `prost` writes [`Exemplar`].
+//! `prost` writes [`Exemplar`](super::Exemplar).
 //!
 //! Labels are sorted by name, empty values left out, as for series; the timestamp is the
 //! exemplar's own, or the scrape's when the page gave none (Prometheus' scrape does the same).
 
 use prost::encoding::{encode_varint, encoded_len_varint};
 
-use super::wire::{Exemplar, Label, label_field_len, put_label_field};
+use super::wire::{label_field_len, put_label_field};
 use crate::model;
 
 const EXEMPLARS_FIELD: u8 = 0x1A; // TimeSeries.exemplars (3, length-delimited)
 const VALUE_FIELD: u8 = 0x11; // Exemplar.value (2, 64-bit)
 const TIMESTAMP_FIELD: u8 = 0x18; // Exemplar.timestamp (3, varint)
-
-/// The exemplar as a `prost` message, its timestamp `scrape_ms` when it has none.
-pub(super) fn message(exemplar: &model::Exemplar, scrape_ms: i64) -> Exemplar {
-    Exemplar {
-        labels: sorted_labels(exemplar)
-            .iter()
-            .map(|(name, value)| Label {
-                name: (*name).to_owned(),
-                value: (*value).to_owned(),
-            })
-            .collect(),
-        value: exemplar.value,
-        timestamp: exemplar.timestamp_ms.unwrap_or(scrape_ms),
-    }
-}
 
 /// Its labels sorted by name, without empty names or values (one name once: the parser lets no
 /// label set name a label twice).

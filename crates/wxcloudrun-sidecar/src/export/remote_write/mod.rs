@@ -19,8 +19,7 @@ use wxcloudrun_connect::secret::{REDACTED, is_sensitive_header, redact_url};
 use wxcloudrun_connect::tls::TlsConfig;
 
 pub use encode::{
-    BoundSpelling, Encoded, MAX_SERIES_PER_REQUEST, compress, encode, encode_spelled, format_float,
-    series_labels, timeseries, timeseries_spelled,
+    BoundSpelling, Encoded, MAX_SERIES_PER_REQUEST, encode, encode_spelled, format_float,
 };
 pub use relabel::{Relabel, RelabelRule};
 pub use wire::{Exemplar, Label, Sample, TimeSeries, WriteRequest};
