@@ -38,12 +38,14 @@ pub use merge::{ConfigError, Origin};
 pub use units::{parse_bytes, parse_duration};
 
 use crate::export::remote_write::BoundSpelling;
-use crate::export::{DEFAULT_QUEUE_MAX_BYTES, ExportConfig, OtlpConfig, RemoteWriteConfig};
+use crate::export::{
+    DEFAULT_QUEUE_MAX_BYTES, ExportConfig, HttpUrl, OtlpConfig, RemoteWriteConfig,
+};
 use file::FileConfig;
 use merge::{Loader, error, positive_duration};
 use otlp_backend::otlp_backend;
 use remote_write_backends::remote_write_backends;
-use validate::{check_header, check_http_url, header_table, is_label_name, merge_headers, pairs};
+use validate::{check_header, header_table, is_label_name, merge_headers, pairs};
 
 /// Exit code for bad configuration (`EX_USAGE`).
 pub const EXIT_CONFIG: i32 = 64;
@@ -202,7 +204,7 @@ fn schedule(
         "scrape_url",
         ("--scrape-url", cli.scrape_url.take()),
         file.scrape_url.clone(),
-        |url| check_http_url(url).map(|()| url.to_owned()),
+        |url| HttpUrl::parse(url).map(|url| url.as_str().to_owned()),
         DEFAULT_SCRAPE_URL.to_owned(),
     )?;
     let scrape_interval = loader.pick_flag(
@@ -540,7 +542,7 @@ mod tests {
     #[test]
     fn otlp_endpoints_follow_the_spec() {
         let http = load(&[], &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/")]).unwrap();
-        assert_eq!(otlp(&http).endpoint, "http://c:4318/v1/metrics");
+        assert_eq!(otlp(&http).endpoint.as_str(), "http://c:4318/v1/metrics");
         assert_eq!(
             http.origins["otlp.endpoint"],
             Origin::Env("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned())
@@ -553,7 +555,7 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(otlp(&exact).endpoint, "http://c:9/custom");
+        assert_eq!(otlp(&exact).endpoint.as_str(), "http://c:9/custom");
         let grpc = load(
             &[
                 "--otlp-endpoint",
@@ -564,7 +566,7 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(otlp(&grpc).endpoint, "http://c:4317");
+        assert_eq!(otlp(&grpc).endpoint.as_str(), "http://c:4317");
         assert_eq!(otlp(&grpc).protocol, OtlpProtocol::Grpc);
         let grpc_env = load(
             &[],
@@ -574,7 +576,7 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(otlp(&grpc_env).endpoint, "http://c:4317");
+        assert_eq!(otlp(&grpc_env).endpoint.as_str(), "http://c:4317");
         let err = load(&["--otlp-protocol", "udp"], &[]).unwrap_err();
         assert_eq!(err.key, "--otlp-protocol");
     }
@@ -599,7 +601,10 @@ mod tests {
         )
         .unwrap();
         let otlp = otlp(&config);
-        assert_eq!(otlp.endpoint, "https://apm.example:4318/v1/metrics");
+        assert_eq!(
+            otlp.endpoint.as_str(),
+            "https://apm.example:4318/v1/metrics"
+        );
         assert_eq!(otlp.timeout, Duration::from_millis(2500));
         assert_eq!(otlp.compression, Compression::Gzip);
         let header = |name: &str| {
@@ -726,6 +731,19 @@ mod tests {
                 "--remote-write-url",
             ),
             (vec!["--scrape-url", "not a url"], "--scrape-url"),
+            (
+                vec!["--otlp-endpoint", "localhost:4318"],
+                "flag --otlp-endpoint",
+            ),
+            (
+                vec![
+                    "--otlp-endpoint",
+                    "grpc://c:4317",
+                    "--otlp-protocol",
+                    "grpc",
+                ],
+                "flag --otlp-endpoint",
+            ),
             (vec!["--queue-max-bytes", "1KiB"], "--queue-max-bytes"),
             (vec!["--admin-addr", "localhost"], "--admin-addr"),
             (vec!["--shutdown-budget", "0s"], "--shutdown-budget"),
@@ -768,7 +786,7 @@ label = { region = "guangzhou" }
             "flag beats file"
         );
         assert_eq!(
-            config.export.remote_write[0].url,
+            config.export.remote_write[0].url.as_str(),
             "http://file:9090/api/v1/write"
         );
         assert!(
@@ -874,7 +892,7 @@ authorization = { type = "Bearer", credentials = "tok" }
         )
         .unwrap();
         let otlp = otlp(&config);
-        assert_eq!(otlp.endpoint, "http://file:4318/v1/metrics");
+        assert_eq!(otlp.endpoint.as_str(), "http://file:4318/v1/metrics");
         assert_eq!(otlp.compression, Compression::Gzip);
         assert_eq!(otlp.timeout, Duration::from_secs(3));
         assert_eq!(

@@ -11,8 +11,8 @@ use wxcloudrun_connect::tls::TlsConfig;
 
 use super::file::{FileConfig, OtlpFile};
 use super::merge::{ConfigError, Loader, Origin, error, positive_duration};
-use super::validate::{check_http_url, check_tls, credentials, header_table, merge_headers};
-use crate::export::OtlpConfig;
+use super::validate::{check_tls, credentials, header_table, merge_headers};
+use crate::export::{HttpUrl, OtlpConfig};
 
 /// The OTLP backend, `None` when no endpoint is set or `OTEL_METRICS_EXPORTER=none` says so.
 pub(super) fn otlp_backend(
@@ -47,7 +47,8 @@ pub(super) fn otlp_backend(
         );
         return Ok(None);
     }
-    check_http_url(&endpoint).map_err(|reason| error(endpoint_origin.to_string(), reason))?;
+    let endpoint =
+        HttpUrl::parse(&endpoint).map_err(|reason| error(endpoint_origin.to_string(), reason))?;
     let mut otlp = OtlpConfig::new(endpoint, protocol);
     loader
         .origins
@@ -65,7 +66,7 @@ pub(super) fn otlp_backend(
         block.authorization.as_ref(),
     )?;
     otlp.tls = tls(loader, &from_env, block)?;
-    if from_env.insecure == Some(true) && otlp.endpoint.starts_with("https://") {
+    if from_env.insecure == Some(true) && otlp.endpoint.parsed().scheme() == "https" {
         loader.warnings.push(
             "OTEL_EXPORTER_OTLP_INSECURE=true is ignored for an https:// endpoint: the scheme decides".to_owned(),
         );

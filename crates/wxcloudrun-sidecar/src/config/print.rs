@@ -150,7 +150,7 @@ fn write_remote_write(out: &mut String, config: &Config) {
             origin(config, &format!("remote_write[{index}]"))
         );
         let _ = writeln!(out, "name = {}", quote(&backend.name));
-        let _ = writeln!(out, "url = {}", quote(&redact_url(&backend.url)));
+        let _ = writeln!(out, "url = {}", quote(&backend.url.redacted()));
         let _ = writeln!(
             out,
             "remote_timeout = {}",
@@ -170,7 +170,7 @@ fn write_otlp(out: &mut String, config: &Config) {
             let _ = writeln!(
                 out,
                 "endpoint = {}  # {}",
-                quote(&redact_url(&otlp.endpoint)),
+                quote(&otlp.endpoint.redacted()),
                 origin("otlp.endpoint")
             );
             let protocol = match otlp.protocol {

@@ -3,9 +3,9 @@
 
 use super::file::{self, FileConfig, RemoteWriteFile};
 use super::merge::{ConfigError, Loader, Origin, error, positive_duration};
-use super::validate::{check_http_url, check_tls, credentials, header_table, is_label_value_safe};
-use crate::export::RemoteWriteConfig;
+use super::validate::{check_tls, credentials, header_table, is_label_value_safe};
 use crate::export::remote_write::{Relabel, RelabelRule};
+use crate::export::{HttpUrl, RemoteWriteConfig};
 
 /// `--remote-write-url` (or its variable) as plain backends, replacing the file's; else the
 /// file's `remote_write_url` list and `[[remote_write]]` blocks.
@@ -23,14 +23,14 @@ pub(super) fn remote_write_backends(
             _ => "--remote-write-url".to_owned(),
         };
         for url in cli_urls {
-            check_http_url(&url).map_err(|reason| error(key.as_str(), reason))?;
+            let url = HttpUrl::parse(&url).map_err(|reason| error(key.as_str(), reason))?;
             let index = backends.len();
             loader
                 .origins
                 .insert(format!("remote_write[{index}]"), origin.clone());
             backends.push(RemoteWriteConfig::new(
                 RemoteWriteConfig::default_name(index),
-                url.trim(),
+                url,
             ));
         }
         return Ok(backends);
@@ -41,14 +41,14 @@ pub(super) fn remote_write_backends(
         .map(file::OneOrMany::to_vec)
         .unwrap_or_default();
     for url in simple.iter().filter(|u| !u.trim().is_empty()) {
-        check_http_url(url).map_err(|reason| error("remote_write_url", reason))?;
+        let url = HttpUrl::parse(url).map_err(|reason| error("remote_write_url", reason))?;
         let index = backends.len();
         loader
             .origins
             .insert(format!("remote_write[{index}]"), Origin::File);
         backends.push(RemoteWriteConfig::new(
             RemoteWriteConfig::default_name(index),
-            url.trim(),
+            url,
         ));
     }
     for block in file.remote_write.iter().flatten() {
@@ -68,7 +68,7 @@ fn remote_write_block(
     block: &RemoteWriteFile,
 ) -> Result<RemoteWriteConfig, ConfigError> {
     let key = |field: &str| format!("remote_write[{index}].{field}");
-    check_http_url(&block.url).map_err(|reason| error(key("url"), reason))?;
+    let url = HttpUrl::parse(&block.url).map_err(|reason| error(key("url"), reason))?;
     let name = match &block.name {
         Some(name) if is_label_value_safe(name) => name.clone(),
         Some(name) => {
@@ -79,7 +79,7 @@ fn remote_write_block(
         }
         None => RemoteWriteConfig::default_name(index),
     };
-    let mut backend = RemoteWriteConfig::new(name, block.url.trim());
+    let mut backend = RemoteWriteConfig::new(name, url);
     if let Some(timeout) = &block.remote_timeout {
         backend.remote_timeout =
             positive_duration(timeout).map_err(|reason| error(key("remote_timeout"), reason))?;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wxcloudrun_connect::secret::{SecretFile, redact_url};
+use wxcloudrun_connect::secret::SecretFile;
 use wxcloudrun_connect::tls::TlsConfig;
 
 use super::file::{AuthorizationFile, BasicAuthFile};
@@ -98,19 +98,6 @@ pub(super) fn check_header(key: &str, name: &str, value: &str) -> Result<(), Con
         .map_err(|_| error(key, format!("the value of {name} is not valid")))?;
     Ok(())
 }
-/// An `http(s)://` URL with a host; the message never repeats userinfo.
-pub(super) fn check_http_url(url: &str) -> Result<(), String> {
-    let shown = redact_url(url);
-    let uri: http::Uri = url
-        .trim()
-        .parse()
-        .map_err(|err| format!("{shown:?} is not a URL: {err}"))?;
-    match (uri.scheme_str(), uri.host()) {
-        (Some("http" | "https"), Some(_)) => Ok(()),
-        _ => Err(format!("{shown:?} is not an http(s) URL")),
-    }
-}
-
 /// `NAME=VALUE` entries (`--label`, `--header`); blank entries skipped.
 pub(super) fn pairs(key: &str, values: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
     values

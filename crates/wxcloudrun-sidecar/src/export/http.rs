@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use wxcloudrun_connect::secret::is_sensitive_header;
+use wxcloudrun_connect::secret::{REDACTED, is_sensitive_header};
 use wxcloudrun_connect::tls::TlsConfig;
 
 use super::attempt::{Attempt, AttemptFailure};
 use super::auth::Auth;
-use super::error::ExportError;
 use super::retry::retry_after;
 
 /// `User-Agent` of every export request.
@@ -127,18 +126,22 @@ pub(crate) fn no_rejections(_: &[u8]) -> u64 {
     0
 }
 
-/// An `http://` or `https://` URL with a host.
-pub(crate) fn http_url(key: &'static str, url: &str) -> Result<reqwest::Url, ExportError> {
-    let shown = wxcloudrun_connect::secret::redact_url(url);
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|error| ExportError::new(key, format!("{shown:?} is not a URL: {error}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(ExportError::new(
-            key,
-            format!("{shown:?} must be an http:// or https:// URL with a host"),
-        ));
+/// Header pairs with the values of sensitive ones shown as `<secret>`.
+pub(crate) struct RedactedHeaders<'a>(pub(crate) &'a [(String, String)]);
+
+impl std::fmt::Debug for RedactedHeaders<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(name, value)| {
+                let shown = if is_sensitive_header(name) {
+                    REDACTED
+                } else {
+                    value.as_str()
+                };
+                (name, shown)
+            }))
+            .finish()
     }
-    Ok(parsed)
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ mod grpc;
 mod http;
 mod queue;
 mod transport;
+mod url;
 mod worker;
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub use http::USER_AGENT;
 pub use otlp::{Compression, OtlpConfig, OtlpProtocol};
 pub use remote_write::RemoteWriteConfig;
 pub use retry::RetryPolicy;
+pub use url::HttpUrl;
 
 use queue::{Body, Payload, Queue};
 use transport::Transport;

@@ -86,7 +86,7 @@ impl Scraper {
             .tls_backend_preconfigured(tls)
             .no_proxy()
             .pool_max_idle_per_host(1)
-            .user_agent(concat!("wxcloudrun-sidecar/", env!("CARGO_PKG_VERSION")))
+            .user_agent(crate::export::USER_AGENT)
             .build()
             .map_err(|err| err.to_string())?;
         Ok(Scraper {

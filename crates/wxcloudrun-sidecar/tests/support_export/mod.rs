@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use wxcloudrun_sidecar::export::remote_write::WriteRequest;
 use wxcloudrun_sidecar::export::{
-    ExportConfig, Exporters, OtlpConfig, OtlpProtocol, RemoteWriteConfig, RetryPolicy,
+    ExportConfig, Exporters, HttpUrl, OtlpConfig, OtlpProtocol, RemoteWriteConfig, RetryPolicy,
 };
 use wxcloudrun_sidecar::metrics::{ExporterMetrics, SelfMetrics};
 use wxcloudrun_sidecar::model::{Batch, Family, Kind, Labels, Point, Value};
@@ -136,6 +136,11 @@ pub(crate) fn decode_remote_write(body: &[u8]) -> WriteRequest {
     prost::Message::decode(raw.as_slice()).expect("a WriteRequest")
 }
 
+/// A test's URL, which must be valid.
+pub(crate) fn http_url(url: &str) -> HttpUrl {
+    HttpUrl::parse(url).unwrap_or_else(|err| panic!("a test URL: {err}"))
+}
+
 /// A remote-write config for `urls` with short timeouts.
 pub(crate) fn remote_write_config(urls: &[String], queue_max_bytes: u64) -> ExportConfig {
     ExportConfig {
@@ -144,7 +149,7 @@ pub(crate) fn remote_write_config(urls: &[String], queue_max_bytes: u64) -> Expo
             .enumerate()
             .map(|(index, url)| {
                 let mut backend =
-                    RemoteWriteConfig::new(RemoteWriteConfig::default_name(index), url.clone());
+                    RemoteWriteConfig::new(RemoteWriteConfig::default_name(index), http_url(url));
                 backend.remote_timeout = Duration::from_secs(5);
                 backend
             })
@@ -161,7 +166,7 @@ pub(crate) fn otlp_config(
     protocol: OtlpProtocol,
     timeout: Duration,
 ) -> ExportConfig {
-    let mut otlp = OtlpConfig::new(endpoint, protocol);
+    let mut otlp = OtlpConfig::new(http_url(endpoint), protocol);
     otlp.timeout = timeout;
     ExportConfig {
         remote_write: Vec::new(),

@@ -16,7 +16,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{StatusCode, header};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
-use wxcloudrun_connect::secret::redact_url;
 use wxcloudrun_connect::tls::TlsConfig;
 
 pub use encode::{Encoded, MAX_POINTS_PER_REQUEST, encode, per_bucket};
@@ -25,9 +24,9 @@ pub use wxcloudrun_connect::otlp_env::{Compression, Protocol as OtlpProtocol};
 use super::auth::Auth;
 use super::error::ExportError;
 use super::grpc::GrpcTransport;
-use super::http::{HttpTransport, USER_AGENT, http_url};
-use super::remote_write::RedactedHeaders;
+use super::http::{HttpTransport, RedactedHeaders, USER_AGENT};
 use super::transport::Transport;
+use super::url::HttpUrl;
 
 /// How long one request may take. Defaults to 10 s (the OTLP default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,7 +35,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct OtlpConfig {
     /// For HTTP the full `…/v1/metrics` URL; for gRPC the base URL.
-    pub endpoint: String,
+    pub endpoint: HttpUrl,
     /// The transport. Defaults to http/protobuf.
     pub protocol: OtlpProtocol,
     /// Body compression. Defaults to none.
@@ -55,9 +54,9 @@ pub struct OtlpConfig {
 
 impl OtlpConfig {
     /// A backend with the defaults.
-    pub fn new(endpoint: impl Into<String>, protocol: OtlpProtocol) -> Self {
+    pub fn new(endpoint: HttpUrl, protocol: OtlpProtocol) -> Self {
         OtlpConfig {
-            endpoint: endpoint.into(),
+            endpoint,
             protocol,
             compression: Compression::None,
             timeout: DEFAULT_TIMEOUT,
@@ -77,12 +76,12 @@ impl OtlpConfig {
     }
 
     pub(crate) fn transport(&self) -> Result<Transport, ExportError> {
-        let display_url = redact_url(&self.endpoint);
+        let display_url = self.endpoint.redacted();
         match self.protocol {
             OtlpProtocol::Grpc => Ok(Transport::Grpc {
                 display_url,
                 grpc: GrpcTransport::new(
-                    &self.endpoint,
+                    self.endpoint.as_str(),
                     &self.tls,
                     self.compression,
                     &self.headers,
@@ -105,7 +104,7 @@ impl OtlpConfig {
                     display_url,
                     http: HttpTransport {
                         client,
-                        url: http_url("otlp.endpoint", &self.endpoint)?,
+                        url: self.endpoint.parsed().clone(),
                         headers,
                         auth: self.auth.clone(),
                         retryable: http_retryable,
@@ -137,7 +136,7 @@ impl OtlpConfig {
 impl std::fmt::Debug for OtlpConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OtlpConfig")
-            .field("endpoint", &redact_url(&self.endpoint))
+            .field("endpoint", &self.endpoint)
             .field("protocol", &self.protocol)
             .field("compression", &self.compression)
             .field("timeout", &self.timeout)
@@ -183,7 +182,10 @@ mod tests {
     #[test]
     fn gzip_bodies_decode_to_the_protobuf() {
         let request = ExportMetricsServiceResponse::default();
-        let mut config = OtlpConfig::new("http://c:4318/v1/metrics", OtlpProtocol::HttpProtobuf);
+        let mut config = OtlpConfig::new(
+            HttpUrl::parse("http://c:4318/v1/metrics").unwrap(),
+            OtlpProtocol::HttpProtobuf,
+        );
         config.resource = vec![("token".to_owned(), "apm-SECRET".to_owned())];
         assert_eq!(
             config.http_body(&request),

@@ -15,7 +15,6 @@ mod wire;
 use std::time::Duration;
 
 use http::{HeaderName, StatusCode, header};
-use wxcloudrun_connect::secret::{REDACTED, is_sensitive_header, redact_url};
 use wxcloudrun_connect::tls::TlsConfig;
 
 pub use encode::{
@@ -26,8 +25,9 @@ pub use wire::{Exemplar, Label, Sample, TimeSeries, WriteRequest};
 
 use super::auth::Auth;
 use super::error::ExportError;
-use super::http::{HttpTransport, USER_AGENT, http_url, no_rejections};
+use super::http::{HttpTransport, RedactedHeaders, USER_AGENT, no_rejections};
 use super::transport::Transport;
+use super::url::HttpUrl;
 
 /// How long one request may take. Defaults to 10 s (Prometheus: 30 s; the shutdown budget is 8 s).
 pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,7 +40,7 @@ pub struct RemoteWriteConfig {
     pub name: String,
     /// The endpoint, e.g. `http://127.0.0.1:9090/api/v1/write`; userinfo in it is sent as basic
     /// auth and never logged.
-    pub url: String,
+    pub url: HttpUrl,
     /// Timeout of one request. Defaults to [`DEFAULT_REMOTE_TIMEOUT`].
     pub remote_timeout: Duration,
     /// Extra headers (`X-Scope-OrgID`, …); they cannot replace the protocol's own.
@@ -58,10 +58,10 @@ pub struct RemoteWriteConfig {
 
 impl RemoteWriteConfig {
     /// A backend with the defaults.
-    pub fn new(name: impl Into<String>, url: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<String>, url: HttpUrl) -> Self {
         RemoteWriteConfig {
             name: name.into(),
-            url: url.into(),
+            url,
             remote_timeout: DEFAULT_REMOTE_TIMEOUT,
             headers: Vec::new(),
             auth: Auth::None,
@@ -80,8 +80,6 @@ impl RemoteWriteConfig {
     }
 
     pub(crate) fn transport(&self) -> Result<Transport, ExportError> {
-        let key = "remote_write.url";
-        let url = http_url(key, &self.url)?;
         let headers = super::http::headers(
             &self.headers,
             &[
@@ -98,10 +96,10 @@ impl RemoteWriteConfig {
         let client = super::http::client(&self.tls)
             .map_err(|reason| ExportError::new("remote_write.tls_config", reason))?;
         Ok(Transport::Http {
-            display_url: redact_url(&self.url),
+            display_url: self.url.redacted(),
             http: HttpTransport {
                 client,
-                url,
+                url: self.url.parsed().clone(),
                 headers,
                 auth: self.auth.clone(),
                 retryable,
@@ -115,31 +113,13 @@ impl std::fmt::Debug for RemoteWriteConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RemoteWriteConfig")
             .field("name", &self.name)
-            .field("url", &redact_url(&self.url))
+            .field("url", &self.url)
             .field("remote_timeout", &self.remote_timeout)
             .field("headers", &RedactedHeaders(&self.headers))
             .field("auth", &self.auth)
             .field("tls", &self.tls)
             .field("relabel", &self.relabel)
             .field("bound_spelling", &self.bound_spelling)
-            .finish()
-    }
-}
-
-/// Header pairs with the values of sensitive ones shown as `<secret>`.
-pub(crate) struct RedactedHeaders<'a>(pub(crate) &'a [(String, String)]);
-
-impl std::fmt::Debug for RedactedHeaders<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map()
-            .entries(self.0.iter().map(|(name, value)| {
-                let shown = if is_sensitive_header(name) {
-                    REDACTED
-                } else {
-                    value.as_str()
-                };
-                (name, shown)
-            }))
             .finish()
     }
 }
@@ -165,8 +145,10 @@ mod tests {
 
     #[test]
     fn debug_hides_secrets() {
-        let mut config =
-            RemoteWriteConfig::new("tmp", "https://u:pw-SECRET@prom.example/api/v1/write");
+        let mut config = RemoteWriteConfig::new(
+            "tmp",
+            HttpUrl::parse("https://u:pw-SECRET@prom.example/api/v1/write").unwrap(),
+        );
         config.headers = vec![
             ("X-Scope-OrgID".to_owned(), "tenant-a".to_owned()),
             ("X-Api-Token".to_owned(), "tok-SECRET".to_owned()),
