@@ -41,6 +41,7 @@ use tokio::time::Instant;
 pub use crate::metrics::FailureReason;
 pub use error::ExportError;
 pub use http::USER_AGENT;
+pub(crate) use http::header_pair;
 pub use otlp::{Compression, OtlpConfig, OtlpProtocol};
 pub use remote_write::RemoteWriteConfig;
 pub use retry::RetryPolicy;
