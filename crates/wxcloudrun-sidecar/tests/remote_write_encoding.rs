@@ -1,6 +1,7 @@
 //! The remote-write encoder against a readable reference: the same batches written as `prost`
 //! messages by `support_remote_write`'s own walk must give identical bytes, in both bound
-//! spellings, with and without relabelling, on awkward labels and on varied random batches.
+//! spellings, with and without relabelling, on awkward labels and on varied random batches; and
+//! what a receiver reads back: Go's float formatting, NaN and stale markers, requests split in order.
 
 mod support_remote_write;
 
@@ -12,7 +13,7 @@ use wxcloudrun_sidecar::export::remote_write::{
     self, BoundSpelling, Relabel, RelabelRule, TimeSeries, WriteRequest,
 };
 use wxcloudrun_sidecar::model::{
-    Batch, BucketExemplars, Exemplar, Family, Kind, Labels, Point, Value, stale_nan,
+    Batch, BucketExemplars, Exemplar, Family, Kind, Labels, Point, STALE_NAN_BITS, Value, stale_nan,
 };
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -403,4 +404,209 @@ fn the_direct_writer_matches_prost_byte_for_byte_on_varied_batches() {
             "round {round}, relabelled"
         );
     }
+}
+
+fn names(series: &TimeSeries) -> Vec<(&str, &str)> {
+    series
+        .labels
+        .iter()
+        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .collect()
+}
+
+#[test]
+fn floats_are_formatted_like_go() {
+    let cases = [
+        (0.005, "0.005"),
+        (0.01, "0.01"),
+        (0.1, "0.1"),
+        (0.25, "0.25"),
+        (1.0, "1"),
+        (2.5, "2.5"),
+        (10.0, "10"),
+        (60.0, "60"),
+        (100_000.0, "100000"),
+        (123_456.0, "123456"),
+        (1e6, "1e+06"),
+        (1_234_567.0, "1.234567e+06"),
+        (1e21, "1e+21"),
+        (0.0001, "0.0001"),
+        (1e-5, "1e-05"),
+        (2.5e-10, "2.5e-10"),
+        (1.5e100, "1.5e+100"),
+        (-0.5, "-0.5"),
+        (0.0, "0"),
+        (0.99, "0.99"),
+        (0.999, "0.999"),
+        (f64::INFINITY, "+Inf"),
+        (f64::NEG_INFINITY, "-Inf"),
+        (f64::NAN, "NaN"),
+    ];
+    for (value, expected) in cases {
+        assert_eq!(remote_write::format_float(value), expected, "{value:e}");
+    }
+}
+
+#[test]
+fn bounds_are_spelled_as_prometheus_3_or_2() {
+    // (bound, Prometheus 3 as it stores a scrape, the Go client's text format)
+    let cases = [
+        (1.0, "1.0", "1"),
+        (0.0, "0.0", "0"),
+        (-0.0, "0.0", "-0"),
+        (-1.0, "-1.0", "-1"),
+        (10.0, "10.0", "10"),
+        (100_000.0, "100000.0", "100000"),
+        (123_456.0, "123456.0", "123456"),
+        (1e6, "1e+06", "1e+06"),
+        (1e21, "1e+21", "1e+21"),
+        (0.25, "0.25", "0.25"),
+        (0.005, "0.005", "0.005"),
+        (1e-5, "1e-05", "1e-05"),
+        (2.5, "2.5", "2.5"),
+        (0.99, "0.99", "0.99"),
+        (f64::INFINITY, "+Inf", "+Inf"),
+        (f64::NEG_INFINITY, "-Inf", "-Inf"),
+        (f64::NAN, "NaN", "NaN"),
+    ];
+    for (bound, p3, p2) in cases {
+        assert_eq!(BoundSpelling::Prometheus3.format(bound), p3, "{bound:e}");
+        assert_eq!(BoundSpelling::Prometheus2.format(bound), p2, "{bound:e}");
+    }
+    assert_eq!(BoundSpelling::default(), BoundSpelling::Prometheus3);
+    for spelling in BoundSpelling::ALL {
+        assert_eq!(BoundSpelling::parse(spelling.as_str()), Some(spelling));
+    }
+    assert_eq!(
+        BoundSpelling::parse(" Prometheus2 "),
+        Some(BoundSpelling::Prometheus2)
+    );
+    assert_eq!(BoundSpelling::parse("go"), None);
+}
+
+#[test]
+fn a_batch_round_trips_through_snappy_block_format() {
+    let odd_nan = f64::from_bits(0x7ff8_0000_0000_0001);
+    let batch = Batch {
+        timestamp_ms: 1_700_000_000_123,
+        families: vec![
+            family(
+                "requests_total",
+                Kind::Counter,
+                vec![number("requests_total", 7.0, &[("path", "/a")])],
+            ),
+            family("nan", Kind::Gauge, vec![number("nan", odd_nan, &[])]),
+            family("gone", Kind::Gauge, vec![number("gone", stale_nan(), &[])]),
+            family(
+                "latency",
+                Kind::Histogram,
+                vec![Point {
+                    labels: labels(&[("path", "/a")]),
+                    start_ms: Some(1),
+                    value: Value::Histogram {
+                        count: 10.0,
+                        sum: Some(2.5),
+                        buckets: vec![(0.1, 3.0), (0.5, 7.0), (f64::INFINITY, 10.0)],
+                        stale: false,
+                        exemplars: Default::default(),
+                    },
+                }],
+            ),
+            family(
+                "rpc",
+                Kind::Summary,
+                vec![Point {
+                    labels: Vec::new(),
+                    start_ms: None,
+                    value: Value::Summary {
+                        count: 4.0,
+                        sum: None,
+                        quantiles: vec![(0.5, 1.0), (0.99, 3.0)],
+                        stale: true,
+                    },
+                }],
+            ),
+        ],
+    };
+    let encoded = remote_write::encode(&batch, &Relabel::default());
+    assert_eq!(encoded.len(), 1);
+    assert_eq!(encoded[0].samples, batch.sample_count() as u64);
+    let request = reference::decode(&encoded[0]);
+    let series: Vec<_> = request.timeseries.iter().map(names).collect();
+    assert_eq!(
+        series,
+        vec![
+            vec![("__name__", "requests_total"), ("path", "/a")],
+            vec![("__name__", "nan")],
+            vec![("__name__", "gone")],
+            vec![
+                ("__name__", "latency_bucket"),
+                ("le", "0.1"),
+                ("path", "/a")
+            ],
+            vec![
+                ("__name__", "latency_bucket"),
+                ("le", "0.5"),
+                ("path", "/a")
+            ],
+            vec![
+                ("__name__", "latency_bucket"),
+                ("le", "+Inf"),
+                ("path", "/a")
+            ],
+            vec![("__name__", "latency_sum"), ("path", "/a")],
+            vec![("__name__", "latency_count"), ("path", "/a")],
+            vec![("__name__", "rpc"), ("quantile", "0.5")],
+            vec![("__name__", "rpc"), ("quantile", "0.99")],
+            vec![("__name__", "rpc_count")],
+        ]
+    );
+    let bits: Vec<u64> = request
+        .timeseries
+        .iter()
+        .map(|s| s.samples[0].value.to_bits())
+        .collect();
+    assert_eq!(bits[0], 7f64.to_bits());
+    assert_eq!(bits[1], f64::NAN.to_bits(), "a real NaN is normalised");
+    assert_eq!(
+        bits[2], STALE_NAN_BITS,
+        "the stale marker survives encoding"
+    );
+    assert_eq!(bits[3..8], [3f64, 7.0, 10.0, 2.5, 10.0].map(f64::to_bits));
+    assert!(bits[8..].iter().all(|&b| b == STALE_NAN_BITS));
+    assert!(
+        request
+            .timeseries
+            .iter()
+            .all(|s| s.samples.len() == 1 && s.samples[0].timestamp == batch.timestamp_ms)
+    );
+}
+
+#[test]
+fn large_batches_are_split_in_order() {
+    let points = (0..4_500)
+        .map(|i| number("up", f64::from(i), &[("i", &i.to_string())]))
+        .collect();
+    let batch = Batch {
+        timestamp_ms: 1,
+        families: vec![family("up", Kind::Gauge, points)],
+    };
+    let encoded = remote_write::encode(&batch, &Relabel::default());
+    assert_eq!(encoded.len(), 3);
+    assert_eq!(encoded.iter().map(|e| e.samples).sum::<u64>(), 4_500);
+    assert!(
+        encoded.iter().all(|e| e.body.capacity() == e.body.len()),
+        "queued bodies hold no spare capacity the queue's byte bound would not see"
+    );
+    let values: Vec<f64> = encoded
+        .iter()
+        .flat_map(|e| reference::decode(e).timeseries)
+        .map(|s| s.samples[0].value)
+        .collect();
+    assert_eq!(values, (0..4_500).map(f64::from).collect::<Vec<_>>());
+    assert!(
+        encoded
+            .iter()
+            .all(|e| reference::decode(e).timeseries.len() <= remote_write::MAX_SERIES_PER_REQUEST)
+    );
 }
