@@ -1,7 +1,11 @@
 //! Exporters: encode each scrape's [`Batch`] for every configured backend and deliver it through a
 //! bounded queue per backend, with retries that follow each protocol's rules.
 //!
-//! Each protocol owns its folder — configuration, headers, retry rule, encoder, transport:
+//! Each protocol owns its folder — configuration, headers, retry rule, encoder, transport — and
+//! plugs in through one seam, `plan.rs`: its configuration's `plan()` gives the exporter's name,
+//! an encoder (`Encode`), a transport and a timeout; the queue, the worker, the retries and the
+//! fan-out below never look at the protocol. Adding one is its folder, a field of
+//! [`ExportConfig`], a line in `plan` here, and its settings in `config/`.
 //! - [`remote_write`]: Prometheus remote write 1.0 (snappy block format, sorted labels, stale
 //!   markers, `write_relabel_configs`), any number of backends, each with its own credentials.
 //! - [`otlp`]: OTLP metrics over HTTP/protobuf or gRPC.
@@ -26,6 +30,7 @@ pub mod retry;
 mod error;
 mod grpc;
 mod http;
+mod plan;
 mod queue;
 mod transport;
 mod url;
@@ -34,7 +39,6 @@ mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -47,8 +51,8 @@ pub use remote_write::RemoteWriteConfig;
 pub use retry::RetryPolicy;
 pub use url::HttpUrl;
 
-use queue::{Body, Payload, Queue};
-use transport::Transport;
+use plan::{Encode, Planned};
+use queue::{Payload, Queue};
 
 use crate::metrics::SelfMetrics;
 use crate::model::Batch;
@@ -93,26 +97,15 @@ impl FlushOutcome {
     }
 }
 
-/// How a worker's requests are encoded: exporters with the same encoding share one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Encoding {
-    /// Remote write with its bounds' spelling; `Some(i)` for the `i`-th backend's own relabelled
-    /// encoding.
-    RemoteWrite(Option<usize>, remote_write::BoundSpelling),
-    OtlpHttp,
-    OtlpGrpc,
-}
-
 /// The running exporters: one queue and one delivery task per backend.
 pub struct Exporters {
     workers: Vec<Worker>,
-    remote_write: Vec<RemoteWriteConfig>,
-    otlp: Option<OtlpConfig>,
 }
 
 struct Worker {
     queue: Arc<Queue>,
-    encoding: Encoding,
+    encoding_key: String,
+    encoder: Arc<dyn Encode>,
     handle: JoinHandle<()>,
 }
 
@@ -142,9 +135,11 @@ impl Exporters {
             .map(
                 |Planned {
                      name,
-                     encoding,
+                     encoding_key,
+                     encoder,
                      transport,
                      timeout,
+                     ..
                  }| {
                     let exporter_metrics = metrics.exporter(&name, config.queue_max_bytes);
                     let queue = Arc::new(Queue::new(
@@ -161,17 +156,14 @@ impl Exporters {
                     ));
                     Worker {
                         queue,
-                        encoding,
+                        encoding_key,
+                        encoder,
                         handle,
                     }
                 },
             )
             .collect();
-        Ok(Exporters {
-            workers,
-            remote_write: config.remote_write.clone(),
-            otlp: config.otlp.clone(),
-        })
+        Ok(Exporters { workers })
     }
 
     /// The exporters' names, as in the `exporter` label of the self-metrics.
@@ -191,64 +183,19 @@ impl Exporters {
         }
         let queued_at = Instant::now();
         // Each encoding is done once and shared by the exporters that use it.
-        let mut encoded: Vec<(Encoding, Vec<Payload>)> = Vec::new();
+        let mut encoded: Vec<(&str, Vec<Payload>)> = Vec::new();
         for worker in &self.workers {
-            let at = match encoded.iter().position(|(e, _)| *e == worker.encoding) {
+            let key = worker.encoding_key.as_str();
+            let at = match encoded.iter().position(|(done, _)| *done == key) {
                 Some(at) => at,
                 None => {
-                    encoded.push((
-                        worker.encoding,
-                        self.encode(&batch, worker.encoding, queued_at),
-                    ));
+                    encoded.push((key, worker.encoder.encode(&batch, queued_at)));
                     encoded.len() - 1
                 }
             };
             for payload in &encoded[at].1 {
                 // Cheap: bodies are reference-counted.
                 worker.queue.push(payload.clone());
-            }
-        }
-    }
-
-    fn encode(&self, batch: &Batch, encoding: Encoding, queued_at: Instant) -> Vec<Payload> {
-        match encoding {
-            Encoding::RemoteWrite(relabelled, spelling) => {
-                let no_rules = remote_write::Relabel::default();
-                let relabel = relabelled
-                    .and_then(|index| self.remote_write.get(index))
-                    .map_or(&no_rules, |backend| &backend.relabel);
-                remote_write::encode::encode_spelled(batch, relabel, spelling)
-                    .into_iter()
-                    .map(|encoded| Payload {
-                        bytes: encoded.body.len() as u64,
-                        body: Body::Http(Bytes::from(encoded.body)),
-                        samples: encoded.samples,
-                        queued_at,
-                    })
-                    .collect()
-            }
-            Encoding::OtlpHttp | Encoding::OtlpGrpc => {
-                let Some(otlp) = &self.otlp else {
-                    return Vec::new();
-                };
-                otlp::encode::encode(batch, &otlp.resource)
-                    .into_iter()
-                    .map(|encoded| {
-                        let (bytes, body) = if encoding == Encoding::OtlpGrpc {
-                            let bytes = prost::Message::encoded_len(&encoded.request);
-                            (bytes, Body::Grpc(Arc::new(encoded.request)))
-                        } else {
-                            let body = otlp.http_body(&encoded.request);
-                            (body.len(), Body::Http(body))
-                        };
-                        Payload {
-                            bytes: bytes as u64,
-                            body,
-                            samples: encoded.samples,
-                            queued_at,
-                        }
-                    })
-                    .collect()
             }
         }
     }
@@ -302,48 +249,15 @@ impl Exporters {
 
 /// An exporter about to start: its name, how its requests are encoded, its transport and its
 /// request timeout.
-struct Planned {
-    name: String,
-    encoding: Encoding,
-    transport: Transport,
-    timeout: Duration,
-}
-
 /// Every configured exporter, checked: names unique, a queue cap and timeouts above zero.
 fn plan(config: &ExportConfig) -> Result<Vec<Planned>, ExportError> {
-    let mut planned = Vec::new();
-    for (index, backend) in config.remote_write.iter().enumerate() {
-        let encoding = Encoding::RemoteWrite(
-            (!backend.relabel.is_empty()).then_some(index),
-            backend.bound_spelling,
-        );
-        planned.push(Planned {
-            name: backend.name.clone(),
-            encoding,
-            transport: backend.transport()?,
-            timeout: backend.remote_timeout,
-        });
-        if backend.tls.insecure_skip_verify {
-            tracing::warn!(exporter = %backend.name, "tls_config.insecure_skip_verify is on: the backend's certificate is NOT verified");
-        }
-    }
-    if let Some(otlp) = &config.otlp {
-        let encoding = match otlp.protocol {
-            OtlpProtocol::Grpc => Encoding::OtlpGrpc,
-            OtlpProtocol::HttpProtobuf => Encoding::OtlpHttp,
-        };
-        planned.push(Planned {
-            name: otlp.name().to_owned(),
-            encoding,
-            transport: otlp.transport()?,
-            timeout: otlp.timeout,
-        });
-        if otlp.tls.insecure_skip_verify {
-            tracing::warn!(
-                exporter = otlp.name(),
-                "tls_config.insecure_skip_verify is on: the backend's certificate is NOT verified"
-            );
-        }
+    let remote_write = config.remote_write.iter().enumerate();
+    let planned = remote_write
+        .map(|(index, backend)| backend.plan(index))
+        .chain(config.otlp.iter().map(OtlpConfig::plan))
+        .collect::<Result<Vec<Planned>, ExportError>>()?;
+    for exporter in planned.iter().filter(|p| p.insecure_skip_verify) {
+        tracing::warn!(exporter = %exporter.name, "tls_config.insecure_skip_verify is on: the backend's certificate is NOT verified");
     }
     let mut names: Vec<&str> = planned.iter().map(|p| p.name.as_str()).collect();
     names.sort_unstable();

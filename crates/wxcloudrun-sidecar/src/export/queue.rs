@@ -239,7 +239,6 @@ pub(crate) fn gauge(bytes: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::Body;
     use crate::metrics::SelfMetrics;
 
     fn payload(samples: u64, age: Duration) -> Payload {

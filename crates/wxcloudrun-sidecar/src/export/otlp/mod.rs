@@ -11,11 +11,13 @@ mod exemplar;
 mod fields;
 
 use std::io::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{StatusCode, header};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+use tokio::time::Instant;
 use wxcloudrun_connect::tls::TlsConfig;
 
 pub use encode::{Encoded, MAX_POINTS_PER_REQUEST, encode, per_bucket};
@@ -25,8 +27,11 @@ use super::auth::Auth;
 use super::error::ExportError;
 use super::grpc::GrpcTransport;
 use super::http::{HttpTransport, RedactedHeaders, USER_AGENT};
+use super::plan::{Encode, Planned};
+use super::queue::{Body, Payload};
 use super::transport::Transport;
 use super::url::HttpUrl;
+use crate::model::Batch;
 
 /// How long one request may take. Defaults to 10 s (the OTLP default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -75,7 +80,19 @@ impl OtlpConfig {
         }
     }
 
-    pub(crate) fn transport(&self) -> Result<Transport, ExportError> {
+    /// The backend as an exporter to start.
+    pub(crate) fn plan(&self) -> Result<Planned, ExportError> {
+        Ok(Planned {
+            name: self.name().to_owned(),
+            encoding_key: self.name().to_owned(),
+            encoder: Arc::new(Encoder(self.clone())),
+            transport: self.transport()?,
+            timeout: self.timeout,
+            insecure_skip_verify: self.tls.insecure_skip_verify,
+        })
+    }
+
+    fn transport(&self) -> Result<Transport, ExportError> {
         let display_url = self.endpoint.redacted();
         match self.protocol {
             OtlpProtocol::Grpc => Ok(Transport::Grpc {
@@ -145,6 +162,36 @@ impl std::fmt::Debug for OtlpConfig {
             .field("tls", &self.tls)
             .field("resource", &RedactedHeaders(&self.resource))
             .finish()
+    }
+}
+
+/// The backend's encoding: its resource, and for HTTP its compression.
+struct Encoder(OtlpConfig);
+
+impl Encode for Encoder {
+    fn encode(&self, batch: &Batch, queued_at: Instant) -> Vec<Payload> {
+        let otlp = &self.0;
+        encode(batch, &otlp.resource)
+            .into_iter()
+            .map(|encoded| {
+                let (bytes, body) = match otlp.protocol {
+                    OtlpProtocol::Grpc => {
+                        let bytes = prost::Message::encoded_len(&encoded.request);
+                        (bytes, Body::Grpc(Arc::new(encoded.request)))
+                    }
+                    OtlpProtocol::HttpProtobuf => {
+                        let body = otlp.http_body(&encoded.request);
+                        (body.len(), Body::Http(body))
+                    }
+                };
+                Payload {
+                    bytes: bytes as u64,
+                    body,
+                    samples: encoded.samples,
+                    queued_at,
+                }
+            })
+            .collect()
     }
 }
 

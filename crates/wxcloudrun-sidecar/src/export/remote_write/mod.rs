@@ -12,9 +12,11 @@ pub mod relabel;
 mod spelling;
 mod wire;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, StatusCode, header};
+use tokio::time::Instant;
 use wxcloudrun_connect::tls::TlsConfig;
 
 pub use encode::{
@@ -26,8 +28,11 @@ pub use wire::{Exemplar, Label, Sample, TimeSeries, WriteRequest};
 use super::auth::Auth;
 use super::error::ExportError;
 use super::http::{HttpTransport, RedactedHeaders, USER_AGENT, no_rejections};
+use super::plan::{Encode, Planned};
+use super::queue::{Body, Payload};
 use super::transport::Transport;
 use super::url::HttpUrl;
+use crate::model::Batch;
 
 /// How long one request may take. Defaults to 10 s (Prometheus: 30 s; the shutdown budget is 8 s).
 pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,7 +84,28 @@ impl RemoteWriteConfig {
         }
     }
 
-    pub(crate) fn transport(&self) -> Result<Transport, ExportError> {
+    /// This backend, the `index`-th, as an exporter to start. Backends of one spelling without
+    /// rules of their own write the same bytes and share one encoding of each batch.
+    pub(crate) fn plan(&self, index: usize) -> Result<Planned, ExportError> {
+        let encoding_key = if self.relabel.is_empty() {
+            format!("remote_write/{}", self.bound_spelling.as_str())
+        } else {
+            format!("remote_write[{index}]")
+        };
+        Ok(Planned {
+            name: self.name.clone(),
+            encoding_key,
+            encoder: Arc::new(Encoder {
+                relabel: self.relabel.clone(),
+                spelling: self.bound_spelling,
+            }),
+            transport: self.transport()?,
+            timeout: self.remote_timeout,
+            insecure_skip_verify: self.tls.insecure_skip_verify,
+        })
+    }
+
+    fn transport(&self) -> Result<Transport, ExportError> {
         let headers = super::http::headers(
             &self.headers,
             &[
@@ -121,6 +147,26 @@ impl std::fmt::Debug for RemoteWriteConfig {
             .field("relabel", &self.relabel)
             .field("bound_spelling", &self.bound_spelling)
             .finish()
+    }
+}
+
+/// A backend's encoding: its rules and spelling.
+struct Encoder {
+    relabel: Relabel,
+    spelling: BoundSpelling,
+}
+
+impl Encode for Encoder {
+    fn encode(&self, batch: &Batch, queued_at: Instant) -> Vec<Payload> {
+        encode_spelled(batch, &self.relabel, self.spelling)
+            .into_iter()
+            .map(|encoded| Payload {
+                bytes: encoded.body.len() as u64,
+                body: Body::Http(bytes::Bytes::from(encoded.body)),
+                samples: encoded.samples,
+                queued_at,
+            })
+            .collect()
     }
 }
 
