@@ -394,3 +394,76 @@ async fn empty_batches_send_nothing() {
     assert_eq!(exporters.flush(soon(5)).await, FlushOutcome::Success);
     assert!(backend.received().is_empty());
 }
+
+/// Backends share an encoding only when they would write the same bytes: two plain backends get
+/// identical bodies; one with its own relabelling and one with the other bound spelling each get
+/// theirs.
+#[tokio::test]
+async fn each_backend_gets_the_bytes_its_own_settings_write() {
+    use wxcloudrun_sidecar::export::remote_write::{BoundSpelling, Relabel, RelabelRule};
+
+    let backends: Vec<Backend> = (0..4).map(|_| Backend::new([])).collect();
+    let mut urls = Vec::new();
+    for backend in &backends {
+        urls.push(backend.serve().await.1);
+    }
+    let mut config = remote_write_config(&urls, QUEUE);
+    config.remote_write[2].relabel = Relabel::new(vec![
+        RelabelRule::new(
+            Some("drop"),
+            vec!["__name__".into()],
+            None,
+            Some("h_bucket"),
+        )
+        .unwrap(),
+    ]);
+    config.remote_write[3].bound_spelling = BoundSpelling::Prometheus2;
+    let metrics = SelfMetrics::new();
+    let exporters = start(&config, &metrics);
+    exporters.submit(Arc::new(Batch {
+        timestamp_ms: 1_700_000_000_000,
+        families: vec![histogram(
+            "h",
+            &[(1.0, 1.0), (f64::INFINITY, 2.0)],
+            0.5,
+            2.0,
+            &[],
+        )],
+    }));
+    assert_eq!(exporters.flush(soon(10)).await, FlushOutcome::Success);
+
+    let series = |backend: &Backend| -> Vec<String> {
+        let bodies = backend.bodies();
+        assert_eq!(bodies.len(), 1);
+        let request = decode_remote_write(&bodies[0]);
+        request
+            .timeseries
+            .iter()
+            .map(|s| {
+                let label = |name: &str| {
+                    let found = s.labels.iter().find(|l| l.name == name);
+                    found.map_or("", |l| l.value.as_str()).to_owned()
+                };
+                format!("{}{{le={}}}", label("__name__"), label("le"))
+            })
+            .collect()
+    };
+    let plain = [
+        "h_bucket{le=1.0}",
+        "h_bucket{le=+Inf}",
+        "h_sum{le=}",
+        "h_count{le=}",
+    ];
+    assert_eq!(series(&backends[0]), plain);
+    assert_eq!(backends[0].bodies(), backends[1].bodies());
+    assert_eq!(series(&backends[2]), ["h_sum{le=}", "h_count{le=}"]);
+    assert_eq!(
+        series(&backends[3]),
+        [
+            "h_bucket{le=1}",
+            "h_bucket{le=+Inf}",
+            "h_sum{le=}",
+            "h_count{le=}"
+        ]
+    );
+}
