@@ -329,7 +329,14 @@ impl<'a, 'l> Parser<'a, 'l> {
         }
         let state = self.family_mut(index)?;
         state.has_created |= is_created;
-        state.family.samples.push(sample);
+        let samples = &mut state.family.samples;
+        if samples.capacity() == 0 {
+            // Room for one: a vector's first push makes room for four, and on a page of
+            // one-sample families (100,000 of them is not rare) three empty samples a family
+            // (288 bytes) outweigh the page's text. A second sample grows it as usual.
+            samples.reserve_exact(1);
+        }
+        samples.push(sample);
         Ok(())
     }
 
@@ -379,25 +386,40 @@ impl<'a, 'l> Parser<'a, 'l> {
     // ---- the end -----------------------------------------------------------------------------
 
     fn finish(self) -> Exposition<'a> {
-        let format = self.format;
-        let pieces = if self.pieces {
-            merge_pieces(self.families)
+        let Parser {
+            format,
+            families,
+            pieces,
+            duplicates,
+            by_name,
+            series,
+            label_scratch,
+            ..
+        } = self;
+        // The indexes go before anything is merged: a page's peak is the page, not the page and
+        // its indexes.
+        drop((by_name, series, label_scratch));
+        let pieces = if pieces {
+            merge_pieces(families)
         } else {
-            self.families
+            families
         };
-        let families = pieces
+        let mut families: Vec<MetricFamily<'a>> = pieces
             .into_iter()
             .map(|state| {
                 let mut family = state.family;
                 if state.has_created && format == Format::OpenMetrics {
                     fold_created(&mut family);
                 }
+                // The slack of growing (up to half of a family's samples) is not kept.
+                family.samples.shrink_to_fit();
                 family
             })
             .collect();
+        families.shrink_to_fit();
         Exposition {
             families,
-            duplicates: self.duplicates,
+            duplicates,
         }
     }
 }
