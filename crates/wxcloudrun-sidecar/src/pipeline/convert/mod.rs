@@ -19,7 +19,9 @@ mod seen;
 
 use std::sync::Arc;
 
-use wxcloudrun_exposition::{Exposition, MetricFamily, MetricType};
+use std::borrow::Borrow;
+
+use wxcloudrun_exposition::{Exposition, MetricFamily, MetricType, Sample};
 
 use crate::model::{
     Batch, BucketExemplars, Exemplar, Family, Kind, Labels, Point, Value, normalize_nan,
@@ -32,8 +34,13 @@ pub enum Source<'a> {
     /// Families converted already (a replayed page, see
     /// [`Replay`](crate::pipeline::replay::Replay)): only their start times are set here.
     Converted(Vec<Family>),
-    /// A parsed page.
+    /// A parsed page the caller keeps.
     Page(&'a Exposition<'a>),
+    /// A parsed page given up to the conversion: each family is freed once it is converted, and
+    /// each counter, gauge or untyped sample at once, so that a scrape's peak is about the larger
+    /// of its page and its batch rather than both (for a page of many small series the two are
+    /// of a size).
+    Parsed(Exposition<'a>),
     /// Families gathered from a Prometheus registry (the sidecar's self-metrics): the same
     /// families their text rendering would parse into.
     Gathered(&'a [prometheus::proto::MetricFamily]),
@@ -61,6 +68,12 @@ fn kind_of(metric_type: MetricType) -> Kind {
         MetricType::Summary => Kind::Summary,
         MetricType::Info | MetricType::StateSet | MetricType::GaugeHistogram => Kind::Other,
     }
+}
+
+/// A page family's `# HELP` and `# UNIT`, empty when absent.
+fn help_and_unit<'f>(family: &'f MetricFamily<'_>) -> (&'f str, &'f str) {
+    let help = family.help.as_deref().unwrap_or("");
+    (help, family.unit.as_deref().unwrap_or(""))
 }
 
 impl Converter {
@@ -103,8 +116,16 @@ impl Converter {
                     }
                 }
                 Source::Page(page) => {
-                    let converted = page.families.iter();
-                    families.extend(converted.filter_map(|f| self.page_family(f, at)));
+                    families.reserve(page.families.len());
+                    for family in &page.families {
+                        families.extend(self.page_family(family, at));
+                    }
+                }
+                Source::Parsed(page) => {
+                    families.reserve(page.families.len());
+                    for family in page.families {
+                        families.extend(self.taken_family(family, at));
+                    }
                 }
                 Source::Gathered(gathered) => {
                     let converted = gathered.iter();
@@ -124,9 +145,13 @@ impl Converter {
 
     /// The families of `page` as [`convert`](Self::convert) would give them, without start
     /// times and without remembering anything: the template a learned page shape fills.
-    pub(crate) fn template(&mut self, page: &Exposition<'_>) -> Vec<Family> {
-        let families = page.families.iter();
-        families.filter_map(|f| self.page_family(f, None)).collect()
+    /// The page is freed as it is converted (see [`Source::Parsed`]).
+    pub(crate) fn template(&mut self, page: Exposition<'_>) -> Vec<Family> {
+        let mut families = Vec::with_capacity(page.families.len());
+        for family in page.families {
+            families.extend(self.taken_family(family, None));
+        }
+        families
     }
 
     /// One family of a parsed page; with `at`, its series are tracked as seen at that time.
@@ -136,26 +161,50 @@ impl Converter {
         let points = match kind {
             Kind::Histogram => self.histogram_points(&name, family, at),
             Kind::Summary => self.summary_points(&name, family, at),
-            _ => family
-                .samples
-                .iter()
-                .map(|sample| {
-                    let labels = self.labels(sample.labels.iter().map(|l| (&*l.name, &*l.value)));
-                    let value = Value::Number {
-                        name: self.strings.get(&sample.name),
-                        value: normalize_nan(sample.value),
-                        exemplar: sample
-                            .exemplar
-                            .as_deref()
-                            .map(|e| Box::new(Exemplar::of(e))),
-                    };
-                    self.point(&name, kind, labels, value, sample.created_ms, at)
-                })
-                .collect(),
+            _ => self.number_points(&name, kind, family.samples.iter(), at),
         };
-        let help = family.help.as_deref().unwrap_or("");
-        let unit = family.unit.as_deref().unwrap_or("");
+        let (help, unit) = help_and_unit(family);
         self.family(name, help, unit, kind, points)
+    }
+
+    /// [`page_family`](Self::page_family) of a family the conversion owns: a counter's, gauge's
+    /// or untyped family's samples are freed one by one as they become points.
+    fn taken_family(&mut self, mut family: MetricFamily<'_>, at: Option<i64>) -> Option<Family> {
+        let kind = kind_of(family.metric_type);
+        if matches!(kind, Kind::Histogram | Kind::Summary) {
+            // Their samples are grouped into points by label set first: freed with the family.
+            return self.page_family(&family, at);
+        }
+        let name = self.strings.get(&family.name);
+        let samples = std::mem::take(&mut family.samples);
+        let points = self.number_points(&name, kind, samples.into_iter(), at);
+        let (help, unit) = help_and_unit(&family);
+        self.family(name, help, unit, kind, points)
+    }
+
+    /// A point per sample of a counter, gauge or untyped family.
+    fn number_points<'s, S: Borrow<Sample<'s>>>(
+        &mut self,
+        name: &Arc<str>,
+        kind: Kind,
+        samples: impl ExactSizeIterator<Item = S>,
+        at: Option<i64>,
+    ) -> Vec<Point> {
+        let mut points = Vec::with_capacity(samples.len());
+        for sample in samples {
+            let sample = sample.borrow();
+            let labels = self.labels(sample.labels.iter().map(|l| (&*l.name, &*l.value)));
+            let value = Value::Number {
+                name: self.strings.get(&sample.name),
+                value: normalize_nan(sample.value),
+                exemplar: sample
+                    .exemplar
+                    .as_deref()
+                    .map(|e| Box::new(Exemplar::of(e))),
+            };
+            points.push(self.point(name, kind, labels, value, sample.created_ms, at));
+        }
+        points
     }
 
     /// A family of `points`; none if it has no point (nothing to export).

@@ -142,13 +142,14 @@ impl Read<'_> {
         }
     }
 
-    /// The page as the converter takes it. Families read through a shape move out of `self`.
+    /// The page as the converter takes it: it moves out of `self` (a parsed page is freed as it
+    /// is converted).
     pub fn source(&mut self) -> Source<'_> {
         match self {
             Read::Replayed(replayed) | Read::Learned(replayed) => {
                 Source::Converted(std::mem::take(&mut replayed.families))
             }
-            Read::Parsed(page) => Source::Page(page),
+            Read::Parsed(page) => Source::Parsed(std::mem::take(page)),
         }
     }
 }
@@ -210,7 +211,13 @@ impl Replay {
         }
         let page = parse_with_limits(text, format, limits).map_err(ReadError::Parse)?;
         check(&page).map_err(ReadError::Check)?;
-        Ok(self.learn(text, (format, limits), page, converter))
+        match self.learn(text, (format, limits), page, converter) {
+            Some(read) => Ok(read),
+            // The template went wrong after it took the page: parsed again, as it was.
+            None => parse_with_limits(text, format, limits)
+                .map(Read::Parsed)
+                .map_err(ReadError::Parse),
+        }
     }
 
     /// [`samples_without_bound`] of the learned page (what a replayed or learned read leaves
@@ -246,31 +253,42 @@ impl Replay {
     }
 
     /// Learns the shape of `text`, which parsed into `page`, unless learning pauses: the page's
-    /// families through the new shape, or the page back as it was.
+    /// families through the new shape, or the page back as it was; `None` if the page was used
+    /// up by a failed attempt.
     fn learn<'t>(
         &mut self,
         text: &str,
         (format, limits): (Format, &Limits),
         page: Exposition<'t>,
         converter: &mut Converter,
-    ) -> Read<'t> {
+    ) -> Option<Read<'t>> {
         if self.pause > 0 {
             self.pause -= 1;
-            return Read::Parsed(page);
+            return Some(Read::Parsed(page));
         }
         self.used = false;
-        match PageShape::learn(text, (format, limits), page, converter) {
+        let learned = PageShape::learn(text, (format, limits), page, converter);
+        if learned.is_err() {
+            self.next_pause = (self.next_pause * 2).clamp(1, MAX_BACKOFF);
+            self.pause = self.next_pause;
+        }
+        match learned {
             Ok((shape, replayed)) => {
                 self.shape = Some(shape);
-                Read::Learned(replayed)
+                Some(Read::Learned(replayed))
             }
-            Err(page) => {
-                self.next_pause = (self.next_pause * 2).clamp(1, MAX_BACKOFF);
-                self.pause = self.next_pause;
-                Read::Parsed(page)
-            }
+            Err(Unlearned::Page(page)) => Some(Read::Parsed(page)),
+            Err(Unlearned::Consumed) => None,
         }
     }
+}
+
+/// Why a page's shape was not learned.
+enum Unlearned<'t> {
+    /// Replay cannot read the page (or not exactly as the parser did): here it is as parsed.
+    Page(Exposition<'t>),
+    /// The template did not come out as the tagging planned, and the page went into it.
+    Consumed,
 }
 
 /// Where each kept sample of a page sits: its line, where its value starts there, and the value
@@ -354,7 +372,7 @@ impl PageShape {
         (format, limits): (Format, &Limits),
         mut page: Exposition<'t>,
         converter: &mut Converter,
-    ) -> Result<(PageShape, Replayed), Exposition<'t>> {
+    ) -> Result<(PageShape, Replayed), Unlearned<'t>> {
         // Only what depends on the series alone: no timestamps (their token follows the value),
         // no `_created` (a start time the converter reads).
         let plain = page
@@ -363,11 +381,11 @@ impl PageShape {
             .flat_map(|f| &f.samples)
             .all(|s| s.timestamp_ms.is_none() && s.created_ms.is_none());
         if !plain {
-            return Err(page);
+            return Err(Unlearned::Page(page));
         }
         let lines: Vec<&str> = text.split('\n').collect();
         let Some(tagging) = Tagging::tag(text, &lines, (format, limits), &mut page) else {
-            return Err(page);
+            return Err(Unlearned::Page(page));
         };
         let mut shape = PageShape {
             format,
@@ -388,7 +406,7 @@ impl PageShape {
             };
             let Ok(prefix_len) = u32::try_from(compared.len()) else {
                 tagging.restore(&mut page);
-                return Err(page);
+                return Err(Unlearned::Page(page));
             };
             shape.lines.push(LineShape {
                 hash: shape.hash(compared),
@@ -402,23 +420,24 @@ impl PageShape {
             .iter()
             .map(|value| value.map_or(f64::NAN, |(value, _)| value))
             .collect();
-        let template = converter.template(&page);
-        let mut families = template.clone();
-        let placed = placements(&template, shape.lines.len()).and_then(|placements| {
+        drop(tagging);
+        // The page goes into the template as it is converted: page and template are never held
+        // whole together. The template becomes this scrape's families, its line numbers
+        // replaced by the values in place.
+        let mut families = converter.template(page);
+        let placed = placements(&families, shape.lines.len()).and_then(|placements| {
             shape.placements = placements;
             // The template has the page's exemplars already (the same, see `Tagging::tag`).
             shape.fill(&mut families, &values, &mut [])
         });
         if placed.is_none() {
-            // The tagging did not go as planned.
-            tagging.restore(&mut page);
-            return Err(page);
+            // The tagging did not go as planned (a bug, not a page).
+            return Err(Unlearned::Consumed);
         }
-        drop(page);
         // Made now that the page is gone, so that what is kept lands in the space it freed
-        // rather than above it, where it would keep the allocator from returning memory.
-        shape.template = Template::of(&template, converter);
-        drop(template);
+        // rather than above it, where it would keep the allocator from returning memory. Filling
+        // changed only numbers; the template keeps names, bounds and series.
+        shape.template = Template::of(&families, converter);
         shape.lines.shrink_to_fit();
         let replayed = Replayed {
             families,

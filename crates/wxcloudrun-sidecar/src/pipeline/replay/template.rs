@@ -126,29 +126,28 @@ impl Template {
     /// The families, their labels from `converter`, every value NaN; `None` if a series is no
     /// longer remembered (a failed scrape in between forgot them).
     pub(super) fn families(&self, converter: &Converter) -> Option<Vec<Family>> {
+        // Exact sizes, where `collect` into `Option<Vec<_>>` would guess: it starts a family's
+        // points at room for four and doubles, and a page of one-point families would then hold
+        // three empty points (312 bytes) per family.
+        let mut families = Vec::with_capacity(self.families.len());
         let mut points = self.points.iter();
-        self.families
-            .iter()
-            .map(|family| {
-                let points = points
-                    .by_ref()
-                    .take(family.points)
-                    .map(|point| {
-                        Some(Point {
-                            labels: converter.remembered_labels(point.key)?,
-                            start_ms: None,
-                            value: point.form.value(),
-                        })
-                    })
-                    .collect::<Option<Vec<Point>>>()?;
-                Some(Family {
-                    name: family.name.clone(),
-                    help: family.help.clone(),
-                    unit: family.unit.clone(),
-                    kind: family.kind,
-                    points,
-                })
-            })
-            .collect()
+        for family in &self.families {
+            let mut filled = Vec::with_capacity(family.points);
+            for point in points.by_ref().take(family.points) {
+                filled.push(Point {
+                    labels: converter.remembered_labels(point.key)?,
+                    start_ms: None,
+                    value: point.form.value(),
+                });
+            }
+            families.push(Family {
+                name: family.name.clone(),
+                help: family.help.clone(),
+                unit: family.unit.clone(),
+                kind: family.kind,
+                points: filled,
+            });
+        }
+        Some(families)
     }
 }
