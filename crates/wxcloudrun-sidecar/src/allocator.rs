@@ -31,11 +31,12 @@ pub fn release_free_memory() {}
 /// 16-byte-aligned chunk with an 8-byte header, at least 32 bytes, so a million 20-byte strings
 /// use 32 MB, not 20 (a page of tiny series is mostly such blocks; counting the bytes asked for,
 /// the sidecar once reached 133 MiB resident under a 128 MiB budget). One `malloc_usable_size`
-/// and one relaxed atomic add per allocation.
+/// and two relaxed atomic operations per allocation (the count and its high-water mark).
 #[derive(Debug)]
 pub struct CountingAllocator;
 
 static HEAP_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static HEAP_PEAK_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Heap bytes in use, when [`CountingAllocator`] is the global allocator; `None` otherwise
@@ -45,6 +46,29 @@ pub fn heap_bytes() -> Option<u64> {
     COUNTING
         .load(Ordering::Relaxed)
         .then(|| HEAP_BYTES.load(Ordering::Relaxed) as u64)
+}
+
+/// The most heap in use since the last [`reset_heap_peak`] (or the start), when
+/// [`CountingAllocator`] is the global allocator; `None` otherwise. What the memory budget's
+/// estimates are tested against.
+pub fn heap_peak_bytes() -> Option<u64> {
+    use std::sync::atomic::Ordering;
+    COUNTING
+        .load(Ordering::Relaxed)
+        .then(|| HEAP_PEAK_BYTES.load(Ordering::Relaxed) as u64)
+}
+
+/// Starts a new [`heap_peak_bytes`] from the heap in use now.
+pub fn reset_heap_peak() {
+    use std::sync::atomic::Ordering;
+    HEAP_PEAK_BYTES.store(HEAP_BYTES.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+/// Counts `used` more bytes in use.
+fn grew(used: usize) {
+    use std::sync::atomic::Ordering;
+    let now = HEAP_BYTES.fetch_add(used, Ordering::Relaxed) + used;
+    HEAP_PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
 }
 
 /// The bytes malloc uses for the live block at `ptr`: its usable size and the chunk's header.
@@ -72,7 +96,7 @@ unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
         let ptr = unsafe { std::alloc::System.alloc(layout) };
         if !ptr.is_null() {
             COUNTING.store(true, Ordering::Relaxed);
-            HEAP_BYTES.fetch_add(used_by(ptr, layout.size()), Ordering::Relaxed);
+            grew(used_by(ptr, layout.size()));
         }
         ptr
     }
@@ -91,7 +115,8 @@ unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
         // SAFETY: the caller's contract is passed on as it is.
         let new = unsafe { std::alloc::System.realloc(ptr, layout, size) };
         if !new.is_null() {
-            HEAP_BYTES.fetch_add(used_by(new, size), Ordering::Relaxed);
+            // Old and new block counted together for a moment: a moved block had both.
+            grew(used_by(new, size));
             HEAP_BYTES.fetch_sub(old, Ordering::Relaxed);
         }
         new

@@ -30,21 +30,23 @@ use crate::pipeline::replay::{Read, ReadError, Replay};
 /// the allocator's free lists), measured at ~9 MiB resident idle on the 10,000-series page.
 pub const NON_HEAP_RESERVE_BYTES: u64 = 12 << 20;
 /// Estimated heap one line costs through a parsed scrape at its fullest (the parsed sample, its
-/// converted point, the converter's memory of a new series, its share of the encoded requests),
-/// beyond its labels and text. Set from the `pipeline_memory` bench's worst page per line, where
-/// every line is a family of its own (~1,040 bytes; a million one-label series cost ~600): on
-/// ordinary pages the estimate is high by about 1.7×, which errs on the side of the container.
-pub const COST_PER_LINE_BYTES: u64 = 1100;
+/// converted point, the converter's memory of a new series, the learned shape, its share of the
+/// encoded requests), beyond its labels and text. `tests/budget_estimates.rs` holds every
+/// estimate above what its page takes; the worst pages per line are those where every line is a
+/// family of its own (~680 bytes a line learned, with or without an exemplar: 0.76–0.80 of the
+/// estimate). Ordinary pages take 0.35–0.6 of it, which errs on the side of the container.
+pub const COST_PER_LINE_BYTES: u64 = 750;
 /// Estimated heap one label costs through the same scrape (parsed, converted, remembered).
 pub const COST_PER_LABEL_BYTES: u64 = 120;
 /// Estimated heap one line costs through a replayed scrape at its fullest (its value, its
-/// converted point, its share of the encoded requests), beyond its labels and text. Set from the
-/// `pipeline_memory` bench's replayed peak over the heap kept, per line, on its worst page (every
-/// line a family of its own: ~540 bytes; a million one-label series cost ~175).
-pub const REPLAY_COST_PER_LINE_BYTES: u64 = 600;
+/// converted point, its share of the encoded requests), beyond its labels and text. The worst
+/// page per line (`tests/budget_estimates.rs`) is again one family a line: ~300 bytes, 0.7 of
+/// the estimate.
+pub const REPLAY_COST_PER_LINE_BYTES: u64 = 340;
 /// Estimated heap one label costs through a replayed scrape (its shared copy in the point, its
-/// share of the encoded requests).
-pub const REPLAY_COST_PER_LABEL_BYTES: u64 = 40;
+/// share of the encoded requests, and an exemplar's labels, which replay reads afresh: a page of
+/// one counter and one exemplar a line takes ~0.8 of the estimate).
+pub const REPLAY_COST_PER_LABEL_BYTES: u64 = 150;
 /// What malloc uses beyond the bytes asked for, as a fraction of an estimate (the estimates are
 /// of bytes asked for, the heap counted is what malloc uses): an eighth. The `pipeline_memory`
 /// bench measured 4.5–7 % at the parsed peak of the issue-16 pages.
@@ -52,6 +54,28 @@ pub const MALLOC_MARGIN_DIVISOR: u64 = 8;
 /// Each byte of text costs about this many more bytes again (copied keys and label values of
 /// new series, the uncompressed request before snappy).
 pub const COST_PER_TEXT_BYTE: u64 = 2;
+
+/// What reading a page is estimated to cost in heap, beyond its text, before any of it is read:
+/// from its size, its lines and its `=` signs (each a sample or a label at most).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadCost {
+    /// Through a learned shape: the values read, the families filled, encoded.
+    pub replay_bytes: u64,
+    /// Parsed, its shape learned, converted (the converter remembering each new series), and
+    /// encoded.
+    pub parse_bytes: u64,
+}
+
+impl ReadCost {
+    /// The estimates for `text`, as the budget makes them.
+    pub fn of(text: &str) -> ReadCost {
+        let estimate = Estimate::of(text);
+        ReadCost {
+            replay_bytes: estimate.cost(Path::Replay),
+            parse_bytes: estimate.cost(Path::Parse),
+        }
+    }
+}
 
 /// Why a scrape was refused: the `reason` label of
 /// `wxcloudrun_sidecar_scrapes_exceeded_limit_total`.
@@ -511,8 +535,12 @@ mod tests {
         let mut read = budget.read(&mut replay, &mut converter, text, 0).unwrap();
         assert!(matches!(read, Read::Learned(_)));
         drop(converter.convert([read.source()], 1_000));
-        // What the first scrape left in the heap, as the queues would hold it.
-        let held = 30 << 20;
+        // What the first scrape left in the heap, as the queues would hold it: enough that a
+        // replay fits in what is left and a parse does not.
+        let cost = ReadCost::of(&page);
+        assert!(cost.replay_bytes < cost.parse_bytes, "{cost:?}");
+        let between = (cost.replay_bytes + cost.parse_bytes) / 2;
+        let held = (64 << 20) - NON_HEAP_RESERVE_BYTES - between;
         let read = budget.read(&mut replay, &mut converter, text, held);
         let refusal = read.as_ref().err().map(|err| format!("{err:?}"));
         assert!(matches!(read, Ok(Read::Replayed(_))), "{refusal:?}");
