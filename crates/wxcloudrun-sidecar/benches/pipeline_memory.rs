@@ -10,7 +10,8 @@
 //!
 //! Per page: `kept` is the heap left once the page's series are remembered (text excluded),
 //! `parsed peak` the heap's high-water mark during a parsed scrape (parse, convert, encode for
-//! remote write; page text and kept state included), `parse alone` the same for the parse only (the
+//! remote write; page text and kept state included), `learned peak` the same for the scrape that
+//! learns the page's shape (what the sidecar does with a page it has not seen), `parse alone` the same for the parse only (the
 //! parsed model, with the text and kept state), `replayed peak` the same for a scrape read
 //! through the learned shape. `malloc` is what glibc uses for the parsed scrape's peak (each
 //! block's usable size and chunk header, as the sidecar's own counting allocator counts it): a
@@ -111,6 +112,7 @@ struct Row {
     parse_peak: usize,
     parsed_peak: usize,
     parsed_peak_used: usize,
+    learned_peak: usize,
     replayed_peak: usize,
     kept_learned: usize,
 }
@@ -142,8 +144,7 @@ fn measure(text: &str) -> Row {
     reset_peak();
     for round in 0..2 {
         let page = parse(text, format).expect("valid page");
-        let batch = converter.convert([Source::Page(&page)], 1_700_000_002_000 + round * 1000);
-        drop(page);
+        let batch = converter.convert([Source::Parsed(page)], 1_700_000_002_000 + round * 1000);
         let encoded = remote_write::encode(&batch, &relabel);
         std::hint::black_box((batch, encoded));
     }
@@ -152,11 +153,15 @@ fn measure(text: &str) -> Row {
 
     let mut replay = Replay::new();
     let limits = Limits::default();
+    reset_peak();
     let mut read = replay
         .read(text, format, &limits, &mut converter)
         .expect("valid page");
-    drop(converter.convert([read.source()], 1_700_000_010_000));
+    let batch = converter.convert([read.source()], 1_700_000_010_000);
     drop(read);
+    std::hint::black_box(remote_write::encode(&batch, &relabel));
+    drop(batch);
+    let learned_peak = peak() - base + text.len();
     let kept_learned = current() - base;
     reset_peak();
     for round in 0..2 {
@@ -177,6 +182,7 @@ fn measure(text: &str) -> Row {
         parse_peak,
         parsed_peak,
         parsed_peak_used,
+        learned_peak,
         replayed_peak,
         kept_learned,
     }
@@ -199,9 +205,9 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     println!(
-        "| page | series | text MiB | kept MiB (B/series) | parse alone MiB | parsed peak MiB (× text) | malloc MiB | kept, shape learned MiB (B/series) | replayed peak MiB |"
+        "| page | series | text MiB | kept MiB (B/series) | parse alone MiB | parsed peak MiB (× text) | malloc MiB | learned peak MiB (× text) | kept, shape learned MiB (B/series) | replayed peak MiB (× text) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (name, make) in all {
         if !wanted.is_empty() && !wanted.iter().any(|w| w == name) {
             continue;
@@ -210,7 +216,7 @@ fn main() {
         let row = measure(&text);
         let per = |bytes: usize| bytes / row.series.max(1);
         println!(
-            "| {name} | {} | {:.1} | {:.1} ({}) | {:.1} | {:.1} ({:.1}×) | {:.1} | {:.1} ({}) | {:.1} |",
+            "| {name} | {} | {:.1} | {:.1} ({}) | {:.1} | {:.1} ({:.1}×) | {:.1} | {:.1} ({:.1}×) | {:.1} ({}) | {:.1} ({:.1}×) |",
             row.series,
             mib(row.text),
             mib(row.kept),
@@ -219,9 +225,12 @@ fn main() {
             mib(row.parsed_peak),
             row.parsed_peak as f64 / row.text as f64,
             mib(row.parsed_peak_used),
+            mib(row.learned_peak),
+            row.learned_peak as f64 / row.text as f64,
             mib(row.kept_learned),
             per(row.kept_learned),
             mib(row.replayed_peak),
+            row.replayed_peak as f64 / row.text as f64,
         );
     }
 }
