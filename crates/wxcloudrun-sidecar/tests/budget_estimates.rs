@@ -18,17 +18,13 @@ use wxcloudrun_sidecar::pipeline::budget::{Budget, ReadCost};
 use wxcloudrun_sidecar::pipeline::convert::Converter;
 use wxcloudrun_sidecar::pipeline::replay::{Read, Replay};
 
+// The bench's hostile pages: many names, tiny series, four labels, long labels.
+#[path = "../benches/pages/mod.rs"]
+mod pages;
+use pages::{long_labels, names, series, tiny_series};
+
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
-
-/// Every line its own family (the most heap per line).
-fn names(n: usize) -> String {
-    let mut out = String::new();
-    for i in 0..n {
-        let _ = writeln!(out, "metric_name_{i:07} {}", i % 10);
-    }
-    out
-}
 
 /// Every line its own family, with a timestamp (replay leaves those to the parser: every scrape
 /// of it is parsed and converted).
@@ -36,38 +32,6 @@ fn names_with_timestamps(n: usize) -> String {
     let mut out = String::new();
     for i in 0..n {
         let _ = writeln!(out, "metric_name_{i:07} {} 1700000000000", i % 10);
-    }
-    out
-}
-
-/// One short label a line (the most series per byte).
-fn tiny_series(n: usize) -> String {
-    let mut out = String::from("# TYPE m gauge\n");
-    for i in 0..n {
-        let _ = writeln!(out, "m{{i=\"{i}\"}} 1");
-    }
-    out
-}
-
-/// Four labels a line, one of them a user id.
-fn series(n: usize) -> String {
-    let mut out = String::from("# TYPE app_requests_total counter\n");
-    for i in 0..n {
-        let _ = writeln!(
-            out,
-            "app_requests_total{{method=\"GET\",route=\"/api/v1/items/{{id}}\",status=\"200\",user=\"u{i:07}\"}} {}",
-            i % 1000
-        );
-    }
-    out
-}
-
-/// One label value of ~450 bytes a line.
-fn long_labels(n: usize) -> String {
-    let filler = "x".repeat(440);
-    let mut out = String::new();
-    for i in 0..n {
-        let _ = writeln!(out, "long_label{{v=\"{i:07}{filler}\"}} 1");
     }
     out
 }
