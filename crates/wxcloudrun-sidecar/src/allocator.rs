@@ -31,12 +31,16 @@ pub fn release_free_memory() {}
 /// 16-byte-aligned chunk with an 8-byte header, at least 32 bytes, so a million 20-byte strings
 /// use 32 MB, not 20 (a page of tiny series is mostly such blocks; counting the bytes asked for,
 /// the sidecar once reached 133 MiB resident under a 128 MiB budget). One `malloc_usable_size`
-/// and two relaxed atomic operations per allocation (the count and its high-water mark).
+/// and one relaxed atomic add per allocation (and, once [`reset_heap_peak`] asked for it, the
+/// high-water mark too).
 #[derive(Debug)]
 pub struct CountingAllocator;
 
 static HEAP_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static HEAP_PEAK_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// The high-water mark is kept only once asked for: the sidecar itself never reads it, and a
+/// `fetch_max` on every allocation would be its cost alone.
+static TRACKING_PEAK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Heap bytes in use, when [`CountingAllocator`] is the global allocator; `None` otherwise
@@ -48,27 +52,29 @@ pub fn heap_bytes() -> Option<u64> {
         .then(|| HEAP_BYTES.load(Ordering::Relaxed) as u64)
 }
 
-/// The most heap in use since the last [`reset_heap_peak`] (or the start), when
-/// [`CountingAllocator`] is the global allocator; `None` otherwise. What the memory budget's
-/// estimates are tested against.
+/// The most heap in use since the last [`reset_heap_peak`], when [`CountingAllocator`] is the
+/// global allocator; `None` otherwise (and before the first reset, as nothing was tracked). What
+/// the memory budget's estimates are tested against.
 pub fn heap_peak_bytes() -> Option<u64> {
     use std::sync::atomic::Ordering;
-    COUNTING
-        .load(Ordering::Relaxed)
+    (COUNTING.load(Ordering::Relaxed) && TRACKING_PEAK.load(Ordering::Relaxed))
         .then(|| HEAP_PEAK_BYTES.load(Ordering::Relaxed) as u64)
 }
 
-/// Starts a new [`heap_peak_bytes`] from the heap in use now.
+/// Starts a new [`heap_peak_bytes`] from the heap in use now (the first call starts tracking it).
 pub fn reset_heap_peak() {
     use std::sync::atomic::Ordering;
     HEAP_PEAK_BYTES.store(HEAP_BYTES.load(Ordering::Relaxed), Ordering::Relaxed);
+    TRACKING_PEAK.store(true, Ordering::Relaxed);
 }
 
 /// Counts `used` more bytes in use.
 fn grew(used: usize) {
     use std::sync::atomic::Ordering;
     let now = HEAP_BYTES.fetch_add(used, Ordering::Relaxed) + used;
-    HEAP_PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
+    if TRACKING_PEAK.load(Ordering::Relaxed) {
+        HEAP_PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
+    }
 }
 
 /// The bytes malloc uses for the live block at `ptr`: its usable size and the chunk's header.
