@@ -121,12 +121,7 @@ impl Converter {
                         families.extend(self.page_family(family, at));
                     }
                 }
-                Source::Parsed(page) => {
-                    families.reserve(page.families.len());
-                    for family in page.families {
-                        families.extend(self.taken_family(family, at));
-                    }
-                }
+                Source::Parsed(page) => self.taken_families(page, at, &mut families),
                 Source::Gathered(gathered) => {
                     let converted = gathered.iter();
                     families.extend(converted.filter_map(|f| self.gathered(f, timestamp_ms)));
@@ -147,11 +142,22 @@ impl Converter {
     /// times and without remembering anything: the template a learned page shape fills.
     /// The page is freed as it is converted (see [`Source::Parsed`]).
     pub(crate) fn template(&mut self, page: Exposition<'_>) -> Vec<Family> {
-        let mut families = Vec::with_capacity(page.families.len());
-        for family in page.families {
-            families.extend(self.taken_family(family, None));
-        }
+        let mut families = Vec::new();
+        self.taken_families(page, None, &mut families);
         families
+    }
+
+    /// The families of a page the conversion owns, onto `families`, each freed once converted.
+    fn taken_families(
+        &mut self,
+        page: Exposition<'_>,
+        at: Option<i64>,
+        families: &mut Vec<Family>,
+    ) {
+        families.reserve(page.families.len());
+        for family in page.families {
+            families.extend(self.taken_family(family, at));
+        }
     }
 
     /// One family of a parsed page; with `at`, its series are tracked as seen at that time.
