@@ -18,11 +18,11 @@
 //! with another type applies only to what follows it (as Prometheus applies the last `# TYPE`).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 mod assemble;
 mod comment;
 mod family;
+mod names;
 mod sample;
 mod series;
 
@@ -35,6 +35,7 @@ use crate::model::{Exposition, Format, Label, Limits, MetricFamily, MetricType, 
 use assemble::{fold_created, merge_pieces};
 use comment::{Comment, Metadata, read_comment};
 use family::{FamilyState, bound_label, fits, internal_error};
+use names::NameIndex;
 use sample::read_sample;
 use series::{SeriesRef, SeriesSet};
 
@@ -112,7 +113,7 @@ struct Parser<'a, 'l> {
     families: Vec<FamilyState<'a>>,
     /// Each name's latest piece (pieces of samples that fit no family of their name are not
     /// here).
-    by_name: HashMap<Cow<'a, str>, usize>,
+    by_name: NameIndex,
     current: Option<usize>,
     /// A name has more than one piece: `finish` merges them.
     pieces: bool,
@@ -132,7 +133,7 @@ impl<'a, 'l> Parser<'a, 'l> {
             format,
             limits,
             families: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: NameIndex::new(),
             current: None,
             pieces: false,
             series: SeriesSet::new(),
@@ -217,7 +218,7 @@ impl<'a, 'l> Parser<'a, 'l> {
             Some(current) if self.families.get(current).map(|s| &s.family.name) == Some(&name) => {
                 Some(current)
             }
-            _ => self.by_name.get(name.as_ref()).copied(),
+            _ => self.by_name.get(&name, &self.families),
         };
         let mut inherited = MetricType::Unknown;
         if let Some(state) = latest.and_then(|index| self.families.get(index)) {
@@ -242,7 +243,11 @@ impl<'a, 'l> Parser<'a, 'l> {
         }
         let index = self.families.len();
         if register {
-            self.by_name.insert(name.clone(), index);
+            self.by_name
+                .set(&name, index, &self.families)
+                .ok_or(ErrorKind::TooManyFamilies {
+                    limit: u32::MAX as usize,
+                })?;
         }
         self.families.push(FamilyState {
             family: MetricFamily {
@@ -314,10 +319,10 @@ impl<'a, 'l> Parser<'a, 'l> {
         is_created: bool,
     ) -> Result<(), ErrorKind> {
         let state = self.families.get(index).ok_or_else(internal_error)?;
-        let position = SeriesRef {
-            family: index,
-            sample: state.family.samples.len(),
-        };
+        let position =
+            SeriesRef::new(index, state.family.samples.len()).ok_or(ErrorKind::TooManySamples {
+                limit: u32::MAX as usize,
+            })?;
         let bound = bound_label(state.family.metric_type);
         match self.series.insert(&sample, bound, position, &self.families) {
             Ok(true) => {}
@@ -360,7 +365,7 @@ impl<'a, 'l> Parser<'a, 'l> {
             self.current = Some(index);
             return Ok(index);
         }
-        let taken = self.by_name.contains_key(name.as_ref());
+        let taken = self.by_name.contains(name, &self.families);
         self.pieces |= taken;
         self.new_family(name.clone(), !taken)
     }
@@ -371,14 +376,14 @@ impl<'a, 'l> Parser<'a, 'l> {
                 .get(index)
                 .is_some_and(|s| fits(&s.family, name, self.format))
         };
-        if let Some(&index) = self.by_name.get(name) {
+        if let Some(index) = self.by_name.get(name, &self.families) {
             if fits_index(index) {
                 return Some(index);
             }
         }
         ALL_SUFFIXES.iter().find_map(|suffix| {
             let base = name.strip_suffix(suffix)?;
-            let index = *self.by_name.get(base)?;
+            let index = self.by_name.get(base, &self.families)?;
             fits_index(index).then_some(index)
         })
     }

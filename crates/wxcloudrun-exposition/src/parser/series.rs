@@ -63,11 +63,22 @@ fn identity<'s>(labels: &'s [Label<'_>], bound: Option<&str>) -> Vec<(&'s str, I
     key
 }
 
-/// Where a sample is stored: its family piece and its place there.
+/// Where a sample is stored: its family piece and its place there. `u32`s: a set entry is then
+/// 16 bytes with its hash, not 24 (1.1 MB less on a 100,000-series page).
 #[derive(Clone, Copy)]
 pub(super) struct SeriesRef {
-    pub(super) family: usize,
-    pub(super) sample: usize,
+    family: u32,
+    sample: u32,
+}
+
+impl SeriesRef {
+    /// Sample `sample` of piece `family`; `None` past `u32` (the page limits are far below).
+    pub(super) fn new(family: usize, sample: usize) -> Option<SeriesRef> {
+        Some(SeriesRef {
+            family: u32::try_from(family).ok()?,
+            sample: u32::try_from(sample).ok()?,
+        })
+    }
 }
 
 /// The series seen so far, by a randomly seeded hash of name and sorted label set. A hash hit is
@@ -115,8 +126,8 @@ impl SeriesSet {
 
         let same_series = |seen: SeriesRef| {
             families
-                .get(seen.family)
-                .and_then(|f| f.family.samples.get(seen.sample))
+                .get(seen.family as usize)
+                .and_then(|f| f.family.samples.get(seen.sample as usize))
                 .is_some_and(|other| {
                     other.name == sample.name
                         && identity(&other.labels, bound) == identity(&sample.labels, bound)
