@@ -8,14 +8,16 @@
 //! Run with `cargo bench -p wxcloudrun-sidecar --bench pipeline_memory` (all pages), or name
 //! pages: `cargo bench -p wxcloudrun-sidecar --bench pipeline_memory -- 10k 100k`.
 //!
-//! Per page: `kept` is the heap left once the page's series are remembered (text excluded),
-//! `parsed peak` the heap's high-water mark during a parsed scrape (parse, convert, encode for
-//! remote write; page text and kept state included), `learned peak` the same for the scrape that
-//! learns the page's shape (what the sidecar does with a page it has not seen), `parse alone` the same for the parse only (the
-//! parsed model, with the text and kept state), `replayed peak` the same for a scrape read
-//! through the learned shape. `malloc` is what glibc uses for the parsed scrape's peak (each
-//! block's usable size and chunk header, as the sidecar's own counting allocator counts it): a
-//! page of tiny series is mostly small blocks, which cost more than they ask for.
+//! Per page: `kept` is the heap left once the page's series are remembered (text excluded), `parsed
+//! peak` the heap's high-water mark during a parsed scrape (parse, convert, encode for remote
+//! write; page text and kept state included), `learned peak` the same for the scrape that learns
+//! the page's shape (what the sidecar does with a page it has not seen), `parse alone` the same for
+//! the parse only (the parsed model, with the text and kept state), `replayed peak` the same for a
+//! scrape read through the learned shape. `batch` is the converted batch alone (the page freed, the
+//! remembered series not counted), what every exporter encodes from; the queues hold only the
+//! encoded requests. `malloc` is what glibc uses for the parsed scrape's peak (each block's usable
+//! size and chunk header, as the sidecar's own counting allocator counts it): a page of tiny series
+//! is mostly small blocks, which cost more than they ask for.
 
 mod page;
 mod pages;
@@ -112,6 +114,7 @@ struct Row {
     parse_peak: usize,
     parsed_peak: usize,
     parsed_peak_used: usize,
+    batch: usize,
     learned_peak: usize,
     replayed_peak: usize,
     kept_learned: usize,
@@ -142,9 +145,11 @@ fn measure(text: &str) -> Row {
     let parse_peak = peak() - base + text.len();
 
     reset_peak();
+    let mut batch_bytes = 0;
     for round in 0..2 {
         let page = parse(text, format).expect("valid page");
         let batch = converter.convert([Source::Parsed(page)], 1_700_000_002_000 + round * 1000);
+        batch_bytes = current() - base - kept;
         let encoded = remote_write::encode(&batch, &relabel);
         std::hint::black_box((batch, encoded));
     }
@@ -182,6 +187,7 @@ fn measure(text: &str) -> Row {
         parse_peak,
         parsed_peak,
         parsed_peak_used,
+        batch: batch_bytes,
         learned_peak,
         replayed_peak,
         kept_learned,
@@ -205,9 +211,9 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     println!(
-        "| page | series | text MiB | kept MiB (B/series) | parse alone MiB | parsed peak MiB (× text) | malloc MiB | learned peak MiB (× text) | kept, shape learned MiB (B/series) | replayed peak MiB (× text) |"
+        "| page | series | text MiB | kept MiB (B/series) | parse alone MiB | parsed peak MiB (× text) | malloc MiB | batch MiB (B/series) | learned peak MiB (× text) | kept, shape learned MiB (B/series) | replayed peak MiB (× text) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, make) in all {
         if !wanted.is_empty() && !wanted.iter().any(|w| w == name) {
             continue;
@@ -216,7 +222,7 @@ fn main() {
         let row = measure(&text);
         let per = |bytes: usize| bytes / row.series.max(1);
         println!(
-            "| {name} | {} | {:.1} | {:.1} ({}) | {:.1} | {:.1} ({:.1}×) | {:.1} | {:.1} ({:.1}×) | {:.1} ({}) | {:.1} ({:.1}×) |",
+            "| {name} | {} | {:.1} | {:.1} ({}) | {:.1} | {:.1} ({:.1}×) | {:.1} | {:.1} ({}) | {:.1} ({:.1}×) | {:.1} ({}) | {:.1} ({:.1}×) |",
             row.series,
             mib(row.text),
             mib(row.kept),
@@ -225,6 +231,8 @@ fn main() {
             mib(row.parsed_peak),
             row.parsed_peak as f64 / row.text as f64,
             mib(row.parsed_peak_used),
+            mib(row.batch),
+            per(row.batch),
             mib(row.learned_peak),
             row.learned_peak as f64 / row.text as f64,
             mib(row.kept_learned),
