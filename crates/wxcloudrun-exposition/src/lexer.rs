@@ -3,7 +3,7 @@
 //! Every slice taken here starts and ends next to an ASCII byte, so it is on a char boundary;
 //! slicing still goes through `str::get`, so a mistake would be an error, never a panic.
 
-use std::borrow::Cow;
+use crate::Text;
 
 use crate::error::{ErrorKind, Snippet};
 use crate::model::Label;
@@ -206,7 +206,7 @@ impl<'a> Cursor<'a> {
     /// A `"…"` string at the cursor, unescaped: `\\`, `\"` and `\n`. Another escape is kept as
     /// written (backslash included), the lenient reading the specs advise. Borrowed unless an
     /// escape was present.
-    pub(crate) fn quoted(&mut self) -> LineResult<Cow<'a, str>> {
+    pub(crate) fn quoted(&mut self) -> LineResult<Text<'a>> {
         if self.peek() != Some(b'"') {
             return Err(self.syntax("expected '\"'"));
         }
@@ -227,10 +227,10 @@ impl<'a> Cursor<'a> {
             if bytes.get(next) == Some(&b'"') {
                 self.pos = next + 1;
                 return Ok(match owned {
-                    None => Cow::Borrowed(run),
+                    None => Text::borrowed(run),
                     Some(mut s) => {
                         s.push_str(run);
-                        Cow::Owned(s)
+                        Text::from(s)
                     }
                 });
             }
@@ -269,14 +269,14 @@ impl<'a> Cursor<'a> {
         set: LabelSet,
         commas_optional: bool,
         max_labels: usize,
-    ) -> LineResult<Option<Cow<'a, str>>> {
+    ) -> LineResult<Option<Text<'a>>> {
         let allow_name = set == LabelSet::Unnamed;
         let mut metric_name = None;
         let mut count = 0usize;
         loop {
             self.skip_blanks();
             let name_at = self.pos;
-            let name: Cow<'a, str> = match self.peek() {
+            let name: Text<'a> = match self.peek() {
                 Some(b'}') => {
                     self.pos += 1;
                     return Ok(metric_name);
@@ -311,7 +311,7 @@ impl<'a> Cursor<'a> {
                     quoted
                 }
                 Some(_) => match self.label_name()? {
-                    Some(name) => Cow::Borrowed(name),
+                    Some(name) => Text::borrowed(name),
                     None => return Err(self.syntax("invalid label name")),
                 },
             };

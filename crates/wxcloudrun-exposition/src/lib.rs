@@ -131,7 +131,7 @@
 //! - **Bounded memory**: [`Limits`] caps the body, line length, labels per series, samples and
 //!   families; exceeding one is a [`ParseError`], never an allocation spree.
 //! - **Fast and linear**: one pass over the bytes, no regex, no backtracking; names and values
-//!   borrow from the page ([`std::borrow::Cow`]) and only a value with a backslash is copied.
+//!   borrow from the page ([`Text`], two words) and only a value with a backslash is copied.
 //!   Duplicate detection uses a keyed hash, so no page can make it quadratic.
 //!   `cargo bench -p wxcloudrun-exposition` parses a realistic 10,000-series page; the goal is at
 //!   least 2 million lines per second per core.
@@ -164,6 +164,7 @@ mod group;
 mod lexer;
 mod model;
 mod parser;
+mod text;
 
 pub use decode::{decode_body, decode_body_owned};
 pub use error::{DecodeError, ErrorKind, ParseError, Snippet};
@@ -172,6 +173,7 @@ pub use model::{
     ACCEPT_HEADER, Exemplar, Exposition, Format, Label, Limits, MetricFamily, MetricType, Sample,
 };
 pub use parser::{parse, parse_with_limits};
+pub use text::Text;
 
 /// A sample value token (`1`, `-0.5e3`, `+Inf`, `NaN`, …) as the parser reads it: every NaN is the
 /// canonical quiet NaN (see [`Sample::value`]). `None` when it is not a number.

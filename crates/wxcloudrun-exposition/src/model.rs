@@ -1,6 +1,6 @@
 //! The parsed page: families, samples, labels, exemplars, and the knobs that bound parsing.
 
-use std::borrow::Cow;
+use crate::Text;
 
 /// The two exposition formats the parser understands.
 ///
@@ -134,26 +134,26 @@ impl MetricType {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Label<'a> {
     /// The label name (quoted UTF-8 names are returned unquoted).
-    pub name: Cow<'a, str>,
+    pub name: Text<'a>,
     /// The unescaped label value. May be empty: Prometheus treats an empty value as an absent
     /// label (remote write requires dropping it); it is kept here as written.
-    pub value: Cow<'a, str>,
+    pub value: Text<'a>,
 }
 
 impl<'a> Label<'a> {
     /// A label borrowing both halves.
     pub fn new(name: &'a str, value: &'a str) -> Label<'a> {
         Label {
-            name: Cow::Borrowed(name),
-            value: Cow::Borrowed(value),
+            name: Text::borrowed(name),
+            value: Text::borrowed(value),
         }
     }
 
     /// Copies whatever is borrowed, so the label outlives the page.
     pub fn into_owned(self) -> Label<'static> {
         Label {
-            name: Cow::Owned(self.name.into_owned()),
-            value: Cow::Owned(self.value.into_owned()),
+            name: self.name.into_owned(),
+            value: self.value.into_owned(),
         }
     }
 }
@@ -184,7 +184,7 @@ impl Exemplar<'_> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample<'a> {
     /// The sample's metric name as written (`foo_bucket`, `foo_total`, …), not the family name.
-    pub name: Cow<'a, str>,
+    pub name: Text<'a>,
     /// Labels in page order (not sorted; remote write needs them sorted, with `__name__` added).
     pub labels: Vec<Label<'a>>,
     /// The value. Every NaN (`NaN`, `nan`, `-nan`, …) is the canonical quiet NaN `f64::NAN`
@@ -215,7 +215,7 @@ impl Sample<'_> {
     /// Copies whatever is borrowed.
     pub fn into_owned(self) -> Sample<'static> {
         Sample {
-            name: Cow::Owned(self.name.into_owned()),
+            name: self.name.into_owned(),
             labels: self.labels.into_iter().map(Label::into_owned).collect(),
             value: self.value,
             timestamp_ms: self.timestamp_ms,
@@ -233,13 +233,13 @@ impl Sample<'_> {
 pub struct MetricFamily<'a> {
     /// The family name as declared (`http_requests_total` in text, `http_requests` in OpenMetrics),
     /// or the sample name for families without `# TYPE`.
-    pub name: Cow<'a, str>,
+    pub name: Text<'a>,
     /// The declared type; [`MetricType::Unknown`] without `# TYPE`.
     pub metric_type: MetricType,
     /// The unescaped `# HELP` text (the last one given).
-    pub help: Option<Cow<'a, str>>,
+    pub help: Option<Text<'a>>,
     /// The OpenMetrics `# UNIT` (the last one given).
-    pub unit: Option<Cow<'a, str>>,
+    pub unit: Option<Text<'a>>,
     /// The samples in page order, duplicates removed. OpenMetrics `_created` samples are not here:
     /// they are folded into [`Sample::created_ms`].
     pub samples: Vec<Sample<'a>>,
@@ -249,10 +249,10 @@ impl MetricFamily<'_> {
     /// Copies whatever is borrowed.
     pub fn into_owned(self) -> MetricFamily<'static> {
         MetricFamily {
-            name: Cow::Owned(self.name.into_owned()),
+            name: self.name.into_owned(),
             metric_type: self.metric_type,
-            help: self.help.map(|h| Cow::Owned(h.into_owned())),
-            unit: self.unit.map(|u| Cow::Owned(u.into_owned())),
+            help: self.help.map(Text::into_owned),
+            unit: self.unit.map(Text::into_owned),
             samples: self.samples.into_iter().map(Sample::into_owned).collect(),
         }
     }
@@ -298,8 +298,8 @@ impl Exposition<'_> {
 /// parse with a clear [`ErrorKind`](crate::ErrorKind).
 ///
 /// The defaults are generous for real applications (a busy service exposes 10⁴–10⁵ series; the
-/// 10,000-series benchmark page is 2 MB). Parsing costs about 160 bytes per sample (duplicate
-/// tracking included) plus 48 bytes per label, so the worst case under the defaults (a 32 MiB
+/// 10,000-series benchmark page is 2 MB). Parsing costs about 150 bytes per sample (duplicate
+/// tracking included) plus 32 bytes per label, so the worst case under the defaults (a 32 MiB
 /// body made of one-character labels) stays within a few hundred MiB; lower `max_body_bytes` to
 /// tighten it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -457,12 +457,11 @@ fn nan_is_never_the_stale_marker() {
 
 #[test]
 fn values_borrow_from_the_page_unless_escaped() {
-    use std::borrow::Cow;
     let exposition = parse("m{a=\"plain\",b=\"esc\\\"aped\"} 1\n", TEXT).unwrap();
     let labels = &exposition.families[0].samples[0].labels;
-    assert!(matches!(labels[0].value, Cow::Borrowed("plain")));
-    assert!(matches!(&labels[1].value, Cow::Owned(v) if v == "esc\"aped"));
-    assert!(matches!(exposition.families[0].name, Cow::Borrowed("m")));
+    assert!(labels[0].value.is_borrowed() && labels[0].value == "plain");
+    assert!(!labels[1].value.is_borrowed() && labels[1].value == "esc\"aped");
+    assert!(labels[1].name.is_borrowed() && exposition.families[0].name.is_borrowed());
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Once the page is read: the pieces of a reopened family put back together, and OpenMetrics
 //! `_created` samples folded into the other samples' start times.
 
-use std::borrow::Cow;
+use crate::Text;
 use std::collections::HashMap;
 
 use super::family::FamilyState;
@@ -14,8 +14,8 @@ use crate::model::{Label, MetricFamily, MetricType, Sample};
 /// `# TYPE` with another type, say).
 pub(super) fn merge_pieces(pieces: Vec<FamilyState<'_>>) -> Vec<FamilyState<'_>> {
     let mut merged: Vec<FamilyState<'_>> = Vec::with_capacity(pieces.len());
-    let mut by_key: HashMap<(Cow<'_, str>, MetricType), usize> = HashMap::new();
-    let mut latest: HashMap<Cow<'_, str>, usize> = HashMap::new();
+    let mut by_key: HashMap<(Text<'_>, MetricType), usize> = HashMap::new();
+    let mut latest: HashMap<Text<'_>, usize> = HashMap::new();
     for piece in pieces {
         let metadata_only = !piece.type_declared && piece.family.samples.is_empty();
         let name = piece.family.name.clone();

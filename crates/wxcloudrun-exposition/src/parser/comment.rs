@@ -1,7 +1,7 @@
 //! `#` lines: `# HELP`, `# TYPE`, OpenMetrics's `# UNIT` and `# EOF`, and plain comments. Read
 //! here into a [`Comment`]; the line loop gives its metadata to a family.
 
-use std::borrow::Cow;
+use crate::Text;
 
 use crate::error::{ErrorKind, Snippet};
 use crate::lexer::{Cursor, LineError, LineResult};
@@ -15,7 +15,7 @@ pub(super) enum Comment<'a> {
     Eof,
     /// `# HELP`, `# TYPE` or `# UNIT` about the family `name`, which starts at `name_at`.
     Metadata {
-        name: Cow<'a, str>,
+        name: Text<'a>,
         name_at: usize,
         metadata: Metadata<'a>,
     },
@@ -24,7 +24,7 @@ pub(super) enum Comment<'a> {
 /// What a `# HELP`/`# TYPE`/`# UNIT` line declares.
 pub(super) enum Metadata<'a> {
     /// The help text, unescaped.
-    Help(Cow<'a, str>),
+    Help(Text<'a>),
     /// The type.
     Type(MetricType),
     /// The unit, trimmed.
@@ -67,11 +67,11 @@ pub(super) fn read_comment<'a>(mut cur: Cursor<'a>, format: Format) -> LineResul
         return Err(cur.syntax("expected a metric name after the keyword"));
     }
     let name_at = cur.pos();
-    let name: Cow<'a, str> = if cur.peek() == Some(b'"') {
+    let name: Text<'a> = if cur.peek() == Some(b'"') {
         cur.quoted()?
     } else {
         match cur.metric_name()? {
-            Some(name) => Cow::Borrowed(name),
+            Some(name) => Text::borrowed(name),
             None => return Err(cur.syntax("invalid metric name")),
         }
     };
@@ -102,9 +102,9 @@ pub(super) fn read_comment<'a>(mut cur: Cursor<'a>, format: Format) -> LineResul
 
 /// HELP text unescaping: `\\` and `\n` in the text format, also `\"` in OpenMetrics. Other
 /// backslashes are kept. Borrowed when there is no backslash.
-fn unescape_help(text: &str, om: bool) -> Cow<'_, str> {
+fn unescape_help(text: &str, om: bool) -> Text<'_> {
     if !text.contains('\\') {
-        return Cow::Borrowed(text);
+        return Text::borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
@@ -129,5 +129,5 @@ fn unescape_help(text: &str, om: bool) -> Cow<'_, str> {
             _ => out.push('\\'),
         }
     }
-    Cow::Owned(out)
+    Text::from(out)
 }

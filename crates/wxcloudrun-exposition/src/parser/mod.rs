@@ -17,7 +17,7 @@
 //! so a family split over two concatenated registries comes back whole, while a later `# TYPE`
 //! with another type applies only to what follows it (as Prometheus applies the last `# TYPE`).
 
-use std::borrow::Cow;
+use crate::Text;
 
 mod assemble;
 mod comment;
@@ -203,7 +203,7 @@ impl<'a, 'l> Parser<'a, 'l> {
                 state.type_declared = true;
             }
             Metadata::Help(help) => state.family.help = Some(help),
-            Metadata::Unit(unit) => state.family.unit = Some(Cow::Borrowed(unit)),
+            Metadata::Unit(unit) => state.family.unit = Some(Text::borrowed(unit)),
         }
         Ok(())
     }
@@ -213,7 +213,7 @@ impl<'a, 'l> Parser<'a, 'l> {
     /// earlier one, as the last `# TYPE` is the one Prometheus applies); else a new piece, of the
     /// latest one's type until a `# TYPE` says otherwise (so that a late `# HELP` between a
     /// counter's samples keeps the next ones in the counter).
-    fn family_for_metadata(&mut self, name: Cow<'a, str>) -> Result<usize, ErrorKind> {
+    fn family_for_metadata(&mut self, name: Text<'a>) -> Result<usize, ErrorKind> {
         let latest = match self.current {
             Some(current) if self.families.get(current).map(|s| &s.family.name) == Some(&name) => {
                 Some(current)
@@ -235,7 +235,7 @@ impl<'a, 'l> Parser<'a, 'l> {
     }
 
     /// A new family piece, current from now on; `register`: the name's latest piece.
-    fn new_family(&mut self, name: Cow<'a, str>, register: bool) -> Result<usize, ErrorKind> {
+    fn new_family(&mut self, name: Text<'a>, register: bool) -> Result<usize, ErrorKind> {
         if self.families.len() >= self.limits.max_families {
             return Err(ErrorKind::TooManyFamilies {
                 limit: self.limits.max_families,
@@ -349,8 +349,7 @@ impl<'a, 'l> Parser<'a, 'l> {
     /// the latest one found by name, else a new untyped family. A sample whose name is a family's
     /// but not one its type has (`foo` under `# TYPE foo histogram`) is its own untyped family,
     /// as Prometheus stores it.
-    #[allow(clippy::ptr_arg)] // a `Cow` so that a new family can take it without copying
-    fn family_for_sample(&mut self, name: &Cow<'a, str>) -> Result<usize, ErrorKind> {
+    fn family_for_sample(&mut self, name: &Text<'a>) -> Result<usize, ErrorKind> {
         let format = self.format;
         if let Some(current) = self.current {
             if self

@@ -1,7 +1,7 @@
 //! Sample lines: `name{labels} value [timestamp] [# {exemplar labels} value [timestamp]]`. Read
 //! here into a [`SampleLine`]; the line loop finds its family and stores it.
 
-use std::borrow::Cow;
+use crate::Text;
 
 use crate::error::{ErrorKind, Snippet};
 use crate::lexer::{Cursor, LabelSet, LineError, LineResult, parse_float, parse_ms, seconds_to_ms};
@@ -10,7 +10,7 @@ use crate::model::{Exemplar, Format, Label, Limits};
 /// A sample line as read, before it has a family; its labels are in the caller's buffer.
 pub(super) struct SampleLine<'a> {
     /// The sample name (from before `{`, or the quoted name inside it).
-    pub(super) name: Cow<'a, str>,
+    pub(super) name: Text<'a>,
     pub(super) value: f64,
     /// The value as written: an OpenMetrics `_created` sample's start time is read from it.
     pub(super) value_token: &'a str,
@@ -27,7 +27,7 @@ pub(super) fn read_sample<'a>(
 ) -> LineResult<SampleLine<'a>> {
     let line_start = cur.pos();
     let text_format = format == Format::PrometheusText;
-    let mut name: Option<Cow<'a, str>> = cur.metric_name()?.map(Cow::Borrowed);
+    let mut name: Option<Text<'a>> = cur.metric_name()?.map(Text::borrowed);
     if name.is_some() {
         // Blanks between the name and `{` (`name {a="b"} 1`), as Prometheus allows.
         cur.skip_blanks_before(b'{');
