@@ -45,7 +45,7 @@ fn config(endpoint: String, protocol: OtlpProtocol) -> ExportConfig {
 
 fn point(value: Value, start_ms: Option<i64>, pairs: &[(&str, &str)]) -> Point {
     Point {
-        labels: labels(pairs),
+        labels: labels(pairs).into(),
         start_ms,
         value,
     }

@@ -13,7 +13,8 @@ use wxcloudrun_sidecar::export::remote_write::{
     self, BoundSpelling, Relabel, RelabelRule, TimeSeries, WriteRequest,
 };
 use wxcloudrun_sidecar::model::{
-    Batch, BucketExemplars, Exemplar, Family, Kind, Labels, Point, STALE_NAN_BITS, Value, stale_nan,
+    Batch, BucketExemplars, Exemplar, Family, Kind, Labels, Point, PointLabels, STALE_NAN_BITS,
+    Value, stale_nan,
 };
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -35,7 +36,7 @@ fn family(name: &str, kind: Kind, points: Vec<Point>) -> Family {
 
 fn number(name: &str, value: f64, pairs: &[(&str, &str)]) -> Point {
     Point {
-        labels: labels(pairs),
+        labels: labels(pairs).into(),
         start_ms: None,
         value: Value::Number {
             name: name.into(),
@@ -54,7 +55,7 @@ fn both_spellings_reach_every_le_and_quantile_on_both_paths() {
                 "h",
                 Kind::Histogram,
                 vec![Point {
-                    labels: labels(&[("a", "1")]),
+                    labels: labels(&[("a", "1")]).into(),
                     start_ms: None,
                     value: Value::Histogram {
                         count: 3.0,
@@ -69,7 +70,7 @@ fn both_spellings_reach_every_le_and_quantile_on_both_paths() {
                 "s",
                 Kind::Summary,
                 vec![Point {
-                    labels: Vec::new(),
+                    labels: Default::default(),
                     start_ms: None,
                     value: Value::Summary {
                         count: 1.0,
@@ -132,7 +133,8 @@ fn labels_are_sorted_deduplicated_and_never_empty() {
             ("empty", ""),
             ("le", "from-the-app"),
             ("zz", "2"),
-        ]),
+        ])
+        .into(),
         start_ms: None,
         value: Value::Histogram {
             count: 1.0,
@@ -202,7 +204,7 @@ fn the_direct_writer_matches_prost_byte_for_byte_on_awkward_labels() {
         ("中文", "值"),
     ]);
     let point = |value| Point {
-        labels: awkward.clone(),
+        labels: awkward.clone().into(),
         start_ms: None,
         value,
     };
@@ -340,6 +342,19 @@ fn the_direct_writer_matches_prost_byte_for_byte_on_varied_batches() {
         state % below
     };
     for round in 0..200 {
+        // The sidecar's labels, shared by the points that have them (`PointLabels`): their
+        // names are not among a point's own.
+        let mut shared: Labels = (0..next(4))
+            .map(|l| {
+                (
+                    Arc::from(format!("l{}", next(20))),
+                    Arc::from(format!("s{l}")),
+                )
+            })
+            .collect();
+        shared.sort_by(|a, b| a.0.cmp(&b.0));
+        shared.dedup_by(|later, earlier| later.0 == earlier.0);
+        let shared = Arc::new(shared);
         let mut families = Vec::new();
         for f in 0..next(6) {
             let points = (0..next(40))
@@ -381,8 +396,18 @@ fn the_direct_writer_matches_prost_byte_for_byte_on_varied_batches() {
                             stale: false,
                         },
                     };
+                    let labels = if next(2) == 0 {
+                        let own: Labels = PointLabels::from(labels(&pairs))
+                            .iter()
+                            .filter(|(name, _)| shared.iter().all(|(s, _)| s != name))
+                            .cloned()
+                            .collect();
+                        PointLabels::new(own, Some(Arc::clone(&shared)))
+                    } else {
+                        labels(&pairs).into()
+                    };
                     Point {
-                        labels: labels(&pairs),
+                        labels,
                         start_ms: None,
                         value,
                     }
@@ -501,7 +526,7 @@ fn a_batch_round_trips_through_snappy_block_format() {
                 "latency",
                 Kind::Histogram,
                 vec![Point {
-                    labels: labels(&[("path", "/a")]),
+                    labels: labels(&[("path", "/a")]).into(),
                     start_ms: Some(1),
                     value: Value::Histogram {
                         count: 10.0,
@@ -516,7 +541,7 @@ fn a_batch_round_trips_through_snappy_block_format() {
                 "rpc",
                 Kind::Summary,
                 vec![Point {
-                    labels: Vec::new(),
+                    labels: Default::default(),
                     start_ms: None,
                     value: Value::Summary {
                         count: 4.0,

@@ -42,7 +42,7 @@ pub(crate) fn number(kind: Kind, name: &str, value: f64, pairs: &[(&str, &str)])
         unit: "".into(),
         kind,
         points: vec![Point {
-            labels: labels(pairs),
+            labels: labels(pairs).into(),
             start_ms: None,
             value: Value::Number {
                 name: name.into(),
@@ -67,7 +67,7 @@ pub(crate) fn histogram(
         unit: "".into(),
         kind: Kind::Histogram,
         points: vec![Point {
-            labels: labels(pairs),
+            labels: labels(pairs).into(),
             start_ms: None,
             value: Value::Histogram {
                 count,
@@ -94,7 +94,7 @@ pub(crate) fn summary(
         unit: "".into(),
         kind: Kind::Summary,
         points: vec![Point {
-            labels: labels(pairs),
+            labels: labels(pairs).into(),
             start_ms: None,
             value: Value::Summary {
                 count,

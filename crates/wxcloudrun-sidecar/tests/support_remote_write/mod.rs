@@ -64,7 +64,7 @@ pub(crate) fn compress(raw: &[u8]) -> Vec<u8> {
 /// values dropped, and on a duplicate name the sidecar's own label wins.
 pub(crate) fn series_labels(
     name: &str,
-    labels: &model::Labels,
+    labels: &model::PointLabels,
     extra: Option<(&str, String)>,
 ) -> Vec<Label> {
     let label = |name: &str, value: &str| Label {

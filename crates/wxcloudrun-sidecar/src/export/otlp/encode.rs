@@ -22,7 +22,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::fields::{nanos, string_kv};
-use crate::model::{Batch, Family, Kind, Labels, Point, Value, normalize_nan};
+use crate::model::{Batch, Family, Kind, Point, PointLabels, Value, normalize_nan};
 
 /// Data points per request: keeps a request well below gRPC's usual 4 MiB receive limit.
 pub const MAX_POINTS_PER_REQUEST: usize = 2_000;
@@ -279,7 +279,7 @@ fn start(point: &Point) -> u64 {
     point.start_ms.map_or(0, nanos)
 }
 
-fn attributes(labels: &Labels) -> Vec<KeyValue> {
+fn attributes(labels: &PointLabels) -> Vec<KeyValue> {
     labels.iter().map(|(k, v)| string_kv(k, v)).collect()
 }
 
@@ -292,7 +292,7 @@ mod tests {
 
     fn point(value: Value, start_ms: Option<i64>) -> Point {
         Point {
-            labels: vec![(Arc::from("instance"), Arc::from("host-1"))],
+            labels: vec![(Arc::from("instance"), Arc::from("host-1"))].into(),
             start_ms,
             value,
         }

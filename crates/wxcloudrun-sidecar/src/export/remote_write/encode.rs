@@ -15,7 +15,7 @@ use super::exemplar::Prepared;
 use super::relabel::Relabel;
 pub use super::spelling::{BoundSpelling, format_float};
 use super::wire::{label_field_len, put_label_field};
-use crate::model::{self, Batch, Labels, Point, Value, normalize_nan, stale_nan};
+use crate::model::{self, Batch, Point, PointLabels, Value, normalize_nan, stale_nan};
 
 /// Series per request: small enough for any receiver's limits, large enough to keep requests few.
 pub const MAX_SERIES_PER_REQUEST: usize = 2_000;
@@ -304,23 +304,12 @@ impl RequestWriter {
     /// Encodes a point's labels once for all the series it expands to, with the same order and
     /// precedence for every series: `__name__`, then the extra label (`le`, `quantile`), then
     /// the point's, sorted by name, empty values dropped, and on a duplicate name ours wins.
-    fn prepare(&mut self, labels: &Labels, extra: Option<&'static str>) {
-        // The converter sorts labels; a hand-built batch might not (then, and only then, a
-        // sorted copy is made).
-        let sorted_copy;
-        let sorted: &Labels = if labels.is_sorted_by(|a, b| a.0 <= b.0) {
-            labels
-        } else {
-            let mut copy = labels.clone();
-            copy.sort_by(|a, b| a.0.cmp(&b.0));
-            sorted_copy = copy;
-            &sorted_copy
-        };
+    fn prepare(&mut self, labels: &PointLabels, extra: Option<&'static str>) {
         self.labels.clear();
         self.name_at = usize::MAX;
         self.extra_at = usize::MAX;
         let mut previous = None;
-        for (name, value) in sorted.iter().map(|(k, v)| (&**k, &**v)) {
+        for (name, value) in labels.iter().map(|(k, v)| (&**k, &**v)) {
             if name.is_empty()
                 || value.is_empty()
                 || name == "__name__"

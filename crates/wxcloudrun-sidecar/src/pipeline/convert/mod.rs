@@ -24,7 +24,8 @@ use std::borrow::Borrow;
 use wxcloudrun_exposition::{Exposition, MetricFamily, MetricType, Sample};
 
 use crate::model::{
-    Batch, BucketExemplars, Exemplar, Family, Kind, Labels, Point, Value, normalize_nan,
+    Batch, BucketExemplars, Exemplar, Family, Kind, Labels, Point, PointLabels, Value,
+    normalize_nan,
 };
 use seen::{Remembered, Strings};
 
@@ -51,7 +52,8 @@ pub enum Source<'a> {
 /// Turns scrapes into batches, remembering series across scrapes.
 #[derive(Debug)]
 pub struct Converter {
-    added: Vec<(Arc<str>, Arc<str>)>,
+    /// Sorted by name; shared by every point (see [`PointLabels`]).
+    added: Arc<Labels>,
     /// The app's start in wrapper mode: every cumulative interval starts there until a reset.
     process_start_ms: Option<i64>,
     /// Start times and staleness of the series seen.
@@ -81,10 +83,15 @@ impl Converter {
     /// mode.
     pub fn new(added: &[(String, String)], process_start_ms: Option<i64>) -> Self {
         Converter {
-            added: added
-                .iter()
-                .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
-                .collect(),
+            added: Arc::new(
+                PointLabels::from(
+                    added
+                        .iter()
+                        .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
+                        .collect::<Labels>(),
+                )
+                .to_vec(),
+            ),
             process_start_ms,
             remembered: Remembered::default(),
             strings: Strings::default(),
@@ -239,7 +246,7 @@ impl Converter {
         &mut self,
         family: &Arc<str>,
         kind: Kind,
-        labels: Labels,
+        labels: PointLabels,
         value: Value,
         created_ms: Option<i64>,
         at: Option<i64>,
@@ -335,8 +342,8 @@ impl Converter {
     /// The scraped labels with the sidecar's added: a scraped label that clashes with an added one
     /// becomes `exported_<name>` (the same value is no clash: the layer's `wx_service` and the
     /// sidecar's usually agree); empty values are dropped; the result is sorted.
-    fn labels<'l>(&mut self, scraped: impl Iterator<Item = (&'l str, &'l str)>) -> Labels {
-        let mut labels: Labels = Vec::with_capacity(scraped.size_hint().0 + self.added.len());
+    fn labels<'l>(&mut self, scraped: impl Iterator<Item = (&'l str, &'l str)>) -> PointLabels {
+        let mut labels: Labels = Vec::with_capacity(scraped.size_hint().0);
         for (name, value) in scraped {
             if value.is_empty() || name == "__name__" {
                 continue;
@@ -352,10 +359,13 @@ impl Converter {
             };
             labels.push((name, self.strings.get(value)));
         }
-        labels.extend(self.added.iter().cloned());
         labels.sort_by(|a, b| a.0.cmp(&b.0));
         labels.dedup_by(|a, b| a.0 == b.0);
-        labels
+        // A scraped label named like one of ours after all (`exported_instance` renamed from
+        // `instance` when `--label exported_instance=…` is set too): ours wins.
+        labels.retain(|(name, _)| self.added.binary_search_by(|a| a.0.cmp(name)).is_err());
+        let shared = (!self.added.is_empty()).then(|| Arc::clone(&self.added));
+        PointLabels::new(labels, shared)
     }
 
     /// Remembers the series of `point` in `family` (unless it is already) for a learned page
@@ -378,7 +388,7 @@ impl Converter {
 
     /// The labels of the remembered series `key` as they were exported; `None` if it is not
     /// remembered (it was not in the last scrape, nor remembered for a shape since).
-    pub(crate) fn remembered_labels(&self, key: (u64, u64)) -> Option<Labels> {
+    pub(crate) fn remembered_labels(&self, key: (u64, u64)) -> Option<PointLabels> {
         self.remembered.labels_of(key, &self.strings, &self.added)
     }
 

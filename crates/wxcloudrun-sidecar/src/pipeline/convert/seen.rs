@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use crate::model::{Family, Kind, Labels, Point, Value, stale_nan};
+use crate::model::{Family, Kind, Labels, Point, PointLabels, Value, stale_nan};
 pub(super) use tables::Strings;
 use tables::{Bounds, Renumber, trim};
 
@@ -132,7 +132,7 @@ fn marker_of(strings: &mut Strings, bounds: &mut Bounds, value: &Value) -> Optio
 /// What [`Remembered::track`] needs of the converter.
 pub(super) struct Context<'c> {
     pub(super) strings: &'c mut Strings,
-    pub(super) added: &'c [(Arc<str>, Arc<str>)],
+    pub(super) added: &'c Arc<Labels>,
     /// The app's start in wrapper mode.
     pub(super) process_start_ms: Option<i64>,
 }
@@ -220,8 +220,8 @@ impl Remembered {
         &self,
         key: (u64, u64),
         strings: &Strings,
-        added: &[(Arc<str>, Arc<str>)],
-    ) -> Option<Labels> {
+        added: &Arc<Labels>,
+    ) -> Option<PointLabels> {
         let seen = self.get(key)?;
         Some(decode_labels(seen, &self.labels, strings, added))
     }
@@ -361,11 +361,7 @@ impl Remembered {
     }
 
     /// Stale markers for every series the current scrape did not see; forgets them.
-    pub(super) fn vanished(
-        &mut self,
-        strings: &Strings,
-        added: &[(Arc<str>, Arc<str>)],
-    ) -> Vec<Family> {
+    pub(super) fn vanished(&mut self, strings: &Strings, added: &Arc<Labels>) -> Vec<Family> {
         let generation = self.generation;
         let mut by_family: HashMap<(u32, Kind), Vec<Point>> = HashMap::new();
         let mut at = 0;
@@ -401,7 +397,7 @@ impl Remembered {
     }
 
     /// The stale marker of the forgotten series `seen`.
-    fn stale_point(&self, seen: &Seen, strings: &Strings, added: &[(Arc<str>, Arc<str>)]) -> Point {
+    fn stale_point(&self, seen: &Seen, strings: &Strings, added: &Arc<Labels>) -> Point {
         let entries = || self.bounds.stale(seen.marker);
         let value = match seen.shape {
             Shape::Number => Value::Number {
@@ -486,29 +482,27 @@ fn decode_labels(
     seen: &Seen,
     labels: &[[u32; 2]],
     strings: &Strings,
-    added: &[(Arc<str>, Arc<str>)],
-) -> Labels {
+    added: &Arc<Labels>,
+) -> PointLabels {
     let start = seen.labels as usize;
     let stored = labels
         .get(start..start + usize::from(seen.label_count))
         .unwrap_or_default();
-    let extra = if seen.without_added { added.len() } else { 0 };
-    let mut decoded: Labels = Vec::with_capacity(stored.len() + extra);
-    decoded.extend(stored.iter().map(|[k, v]| (strings.at(*k), strings.at(*v))));
+    let decoded: Labels = stored
+        .iter()
+        .map(|[k, v]| (strings.at(*k), strings.at(*v)))
+        .collect();
     if seen.without_added {
-        // Where they were: the names are unique and were sorted.
-        for label in added {
-            let at = decoded.partition_point(|l| l.0 < label.0);
-            decoded.insert(at, label.clone());
-        }
+        PointLabels::new(decoded, Some(Arc::clone(added)))
+    } else {
+        PointLabels::from(decoded)
     }
-    decoded
 }
 
 /// The identity of a series across scrapes (the sample name of a number, the family name of a
 /// histogram or summary, then the labels), written into a reused buffer (known series, the
 /// common case, then cost no allocation).
-fn write_series_key(key: &mut String, series: &str, labels: &Labels) {
+fn write_series_key(key: &mut String, series: &str, labels: &PointLabels) {
     key.clear();
     key.push_str(series);
     for (name, value) in labels {
