@@ -24,7 +24,7 @@ use support_export::*;
 use tokio::time::Instant;
 use wxcloudrun_sidecar::export::{ExportConfig, FlushOutcome, OtlpProtocol};
 use wxcloudrun_sidecar::metrics::SelfMetrics;
-use wxcloudrun_sidecar::model::{Batch, Family, Kind, Point, Value, stale_nan};
+use wxcloudrun_sidecar::model::{Batch, Family, Histogram, Kind, Point, Summary, Value, stale_nan};
 
 const NOW_MS: i64 = 1_700_000_000_000;
 const START_MS: i64 = NOW_MS - 60_000;
@@ -84,13 +84,13 @@ fn mixed_batch() -> Arc<Batch> {
                 "http_latency_seconds",
                 Kind::Histogram,
                 vec![point(
-                    Value::Histogram {
+                    Value::Histogram(Box::new(Histogram {
                         count: 10.0,
                         sum: Some(2.5),
                         buckets: vec![(0.1, 3.0), (0.5, 7.0), (f64::INFINITY, 10.0)],
                         stale: false,
                         exemplars: Default::default(),
-                    },
+                    })),
                     Some(START_MS),
                     &[("instance", "host-1")],
                 )],
@@ -99,12 +99,12 @@ fn mixed_batch() -> Arc<Batch> {
                 "rpc_seconds",
                 Kind::Summary,
                 vec![point(
-                    Value::Summary {
+                    Value::Summary(Box::new(Summary {
                         count: 20.0,
                         sum: Some(5.0),
                         quantiles: vec![(0.5, 0.2), (0.99, 0.9)],
                         stale: false,
-                    },
+                    })),
                     Some(START_MS),
                     &[("instance", "host-1")],
                 )],

@@ -13,8 +13,8 @@ use wxcloudrun_sidecar::export::remote_write::{
     self, BoundSpelling, Relabel, RelabelRule, TimeSeries, WriteRequest,
 };
 use wxcloudrun_sidecar::model::{
-    Batch, BucketExemplars, Exemplar, Family, Kind, Labels, Point, PointLabels, STALE_NAN_BITS,
-    Value, stale_nan,
+    Batch, BucketExemplars, Exemplar, Family, Histogram, Kind, Labels, Point, PointLabels,
+    STALE_NAN_BITS, Summary, Value, stale_nan,
 };
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -57,13 +57,13 @@ fn both_spellings_reach_every_le_and_quantile_on_both_paths() {
                 vec![Point {
                     labels: labels(&[("a", "1")]).into(),
                     start_ms: None,
-                    value: Value::Histogram {
+                    value: Value::Histogram(Box::new(Histogram {
                         count: 3.0,
                         sum: Some(1.0),
                         buckets: vec![(0.5, 1.0), (1.0, 2.0), (10.0, 3.0), (f64::INFINITY, 3.0)],
                         stale: false,
                         exemplars: Default::default(),
-                    },
+                    })),
                 }],
             ),
             family(
@@ -72,12 +72,12 @@ fn both_spellings_reach_every_le_and_quantile_on_both_paths() {
                 vec![Point {
                     labels: Default::default(),
                     start_ms: None,
-                    value: Value::Summary {
+                    value: Value::Summary(Box::new(Summary {
                         count: 1.0,
                         sum: None,
                         quantiles: vec![(0.0, 1.0), (0.5, 1.0), (1.0, 2.0)],
                         stale: false,
-                    },
+                    })),
                 }],
             ),
         ],
@@ -136,13 +136,13 @@ fn labels_are_sorted_deduplicated_and_never_empty() {
         ])
         .into(),
         start_ms: None,
-        value: Value::Histogram {
+        value: Value::Histogram(Box::new(Histogram {
             count: 1.0,
             sum: None,
             buckets: vec![(0.5, 1.0), (f64::INFINITY, 1.0)],
             exemplars: BucketExemplars::default(),
             stale: false,
-        },
+        })),
     };
     let batch = Batch {
         timestamp_ms: 1,
@@ -214,7 +214,7 @@ fn the_direct_writer_matches_prost_byte_for_byte_on_awkward_labels() {
             family(
                 "h",
                 Kind::Histogram,
-                vec![point(Value::Histogram {
+                vec![point(Value::Histogram(Box::new(Histogram {
                     count: 0.0,
                     sum: Some(-0.0),
                     buckets: vec![(0.5, 0.0), (1e6, 1.0), (f64::INFINITY, 2.0)],
@@ -225,17 +225,17 @@ fn the_direct_writer_matches_prost_byte_for_byte_on_awkward_labels() {
                         exemplars.push(2, page_exemplar(0));
                         exemplars
                     },
-                })],
+                })))],
             ),
             family(
                 "s",
                 Kind::Summary,
-                vec![point(Value::Summary {
+                vec![point(Value::Summary(Box::new(Summary {
                     count: 3.0,
                     sum: None,
                     quantiles: vec![(0.99, f64::NAN)],
                     stale: false,
-                })],
+                })))],
             ),
             family("", Kind::Gauge, vec![number("", 1.0, &[])]),
             family(
@@ -381,20 +381,20 @@ fn the_direct_writer_matches_prost_byte_for_byte_on_varied_batches() {
                                     exemplars.push(at, page_exemplar(next(4)));
                                 }
                             }
-                            Value::Histogram {
+                            Value::Histogram(Box::new(Histogram {
                                 count: next(100) as f64,
                                 sum: (next(2) == 0).then_some(0.25),
                                 buckets,
                                 stale: next(10) == 0,
                                 exemplars,
-                            }
+                            }))
                         }
-                        _ => Value::Summary {
+                        _ => Value::Summary(Box::new(Summary {
                             count: 1.0,
                             sum: Some(2.0),
                             quantiles: vec![(0.5, 1.0), (0.9, 0.0)],
                             stale: false,
-                        },
+                        })),
                     };
                     let labels = if next(2) == 0 {
                         let own: Labels = PointLabels::from(labels(&pairs))
@@ -528,13 +528,13 @@ fn a_batch_round_trips_through_snappy_block_format() {
                 vec![Point {
                     labels: labels(&[("path", "/a")]).into(),
                     start_ms: Some(1),
-                    value: Value::Histogram {
+                    value: Value::Histogram(Box::new(Histogram {
                         count: 10.0,
                         sum: Some(2.5),
                         buckets: vec![(0.1, 3.0), (0.5, 7.0), (f64::INFINITY, 10.0)],
                         stale: false,
                         exemplars: Default::default(),
-                    },
+                    })),
                 }],
             ),
             family(
@@ -543,12 +543,12 @@ fn a_batch_round_trips_through_snappy_block_format() {
                 vec![Point {
                     labels: Default::default(),
                     start_ms: None,
-                    value: Value::Summary {
+                    value: Value::Summary(Box::new(Summary {
                         count: 4.0,
                         sum: None,
                         quantiles: vec![(0.5, 1.0), (0.99, 3.0)],
                         stale: true,
-                    },
+                    })),
                 }],
             ),
         ],

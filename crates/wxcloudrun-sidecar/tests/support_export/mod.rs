@@ -19,7 +19,7 @@ use wxcloudrun_sidecar::export::{
     ExportConfig, Exporters, HttpUrl, OtlpConfig, OtlpProtocol, RemoteWriteConfig, RetryPolicy,
 };
 use wxcloudrun_sidecar::metrics::{ExporterMetrics, SelfMetrics};
-use wxcloudrun_sidecar::model::{Batch, Family, Kind, Labels, Point, Value};
+use wxcloudrun_sidecar::model::{Batch, Family, Histogram, Kind, Labels, Point, Summary, Value};
 
 /// The queue cap of the tests, unless a test needs a small one.
 pub(crate) const QUEUE: u64 = 8 << 20;
@@ -69,13 +69,13 @@ pub(crate) fn histogram(
         points: vec![Point {
             labels: labels(pairs).into(),
             start_ms: None,
-            value: Value::Histogram {
+            value: Value::Histogram(Box::new(Histogram {
                 count,
                 sum: Some(sum),
                 buckets: buckets.to_vec(),
                 stale: false,
                 exemplars: Default::default(),
-            },
+            })),
         }],
     }
 }
@@ -96,12 +96,12 @@ pub(crate) fn summary(
         points: vec![Point {
             labels: labels(pairs).into(),
             start_ms: None,
-            value: Value::Summary {
+            value: Value::Summary(Box::new(Summary {
                 count,
                 sum: Some(sum),
                 quantiles: quantiles.to_vec(),
                 stale: false,
-            },
+            })),
         }],
     }
 }

@@ -119,13 +119,14 @@ fn point_series(
             value,
             exemplar,
         } => push(name, None, *value, exemplar.as_deref()),
-        Value::Histogram {
-            count,
-            sum,
-            buckets,
-            exemplars,
-            ..
-        } => {
+        Value::Histogram(histogram) => {
+            let model::Histogram {
+                count,
+                sum,
+                buckets,
+                exemplars,
+                ..
+            } = &**histogram;
             let bucket = format!("{family}_bucket");
             for (at, &(le, cumulative)) in buckets.iter().enumerate() {
                 push(&bucket, Some(("le", le)), cumulative, exemplars.of(at));
@@ -135,12 +136,13 @@ fn point_series(
             }
             push(&format!("{family}_count"), None, *count, None);
         }
-        Value::Summary {
-            count,
-            sum,
-            quantiles,
-            ..
-        } => {
+        Value::Summary(summary) => {
+            let model::Summary {
+                count,
+                sum,
+                quantiles,
+                ..
+            } = &**summary;
             for &(quantile, value) in quantiles {
                 push(family, Some(("quantile", quantile)), value, None);
             }

@@ -22,7 +22,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::fields::{nanos, string_kv};
-use crate::model::{Batch, Family, Kind, Point, PointLabels, Value, normalize_nan};
+use crate::model::{self, Batch, Family, Kind, Point, PointLabels, Value, normalize_nan};
 
 /// Data points per request: keeps a request well below gRPC's usual 4 MiB receive limit.
 pub const MAX_POINTS_PER_REQUEST: usize = 2_000;
@@ -184,16 +184,16 @@ fn number_point(point: &Point, time: u64, kind: Kind) -> Option<NumberDataPoint>
 }
 
 fn histogram_point(point: &Point, time: u64) -> Option<HistogramDataPoint> {
-    let Value::Histogram {
+    let Value::Histogram(histogram) = &point.value else {
+        return None;
+    };
+    let model::Histogram {
         count,
         sum,
         buckets,
         exemplars,
         stale,
-    } = &point.value
-    else {
-        return None;
-    };
+    } = &**histogram;
     let mut data = HistogramDataPoint {
         attributes: attributes(&point.labels),
         start_time_unix_nano: start(point),
@@ -216,15 +216,15 @@ fn histogram_point(point: &Point, time: u64) -> Option<HistogramDataPoint> {
 }
 
 fn summary_point(point: &Point, time: u64) -> Option<SummaryDataPoint> {
-    let Value::Summary {
+    let Value::Summary(summary) = &point.value else {
+        return None;
+    };
+    let model::Summary {
         count,
         sum,
         quantiles,
         stale,
-    } = &point.value
-    else {
-        return None;
-    };
+    } = &**summary;
     let mut data = SummaryDataPoint {
         attributes: attributes(&point.labels),
         start_time_unix_nano: start(point),
@@ -378,13 +378,13 @@ mod tests {
                     "latency",
                     Kind::Histogram,
                     vec![point(
-                        Value::Histogram {
+                        Value::Histogram(Box::new(model::Histogram {
                             count: 10.0,
                             sum: Some(1.5),
                             buckets: vec![(0.1, 3.0), (0.5, 7.0), (f64::INFINITY, 10.0)],
                             stale: false,
                             exemplars: Default::default(),
-                        },
+                        })),
                         Some(1_500),
                     )],
                 ),

@@ -69,13 +69,14 @@ fn for_each_series<'b>(batch: &'b Batch, mut visit: impl FnMut(&'b Point, Series
                         },
                     );
                 }
-                Value::Histogram {
-                    count,
-                    sum,
-                    buckets,
-                    exemplars,
-                    ..
-                } => {
+                Value::Histogram(histogram) => {
+                    let model::Histogram {
+                        count,
+                        sum,
+                        buckets,
+                        exemplars,
+                        ..
+                    } = &**histogram;
                     let [bucket, sum_name, count_name] =
                         suffixed.get_or_insert_with(|| suffixes(base));
                     for (at, &(le, cumulative)) in buckets.iter().enumerate() {
@@ -88,12 +89,13 @@ fn for_each_series<'b>(batch: &'b Batch, mut visit: impl FnMut(&'b Point, Series
                     }
                     visit(point, plain(count_name.as_str(), None, *count));
                 }
-                Value::Summary {
-                    count,
-                    sum,
-                    quantiles,
-                    ..
-                } => {
+                Value::Summary(summary) => {
+                    let model::Summary {
+                        count,
+                        sum,
+                        quantiles,
+                        ..
+                    } = &**summary;
                     let [_, sum_name, count_name] = suffixed.get_or_insert_with(|| suffixes(base));
                     for &(quantile, v) in quantiles {
                         visit(point, plain(base, Some(("quantile", quantile)), v));

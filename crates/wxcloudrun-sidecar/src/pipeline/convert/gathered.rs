@@ -7,7 +7,7 @@ use std::sync::Arc;
 use prometheus::proto::{self, MetricType};
 
 use super::Converter;
-use crate::model::{Family, Kind, Point, Value, normalize_nan};
+use crate::model::{Family, Histogram, Kind, Point, Summary, Value, normalize_nan};
 
 impl Converter {
     /// One gathered family, tracked as seen at `timestamp_ms`; none if it has no point.
@@ -86,13 +86,13 @@ fn gathered_value(name: &Arc<str>, metric_type: MetricType, metric: &proto::Metr
                 buckets.push((f64::INFINITY, count));
             }
             buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-            Value::Histogram {
+            Value::Histogram(Box::new(Histogram {
                 count,
                 sum: Some(normalize_nan(histogram.get_sample_sum())),
                 buckets,
                 exemplars: Default::default(),
                 stale: false,
-            }
+            }))
         }
         MetricType::SUMMARY => {
             let summary = metric.get_summary();
@@ -102,12 +102,12 @@ fn gathered_value(name: &Arc<str>, metric_type: MetricType, metric: &proto::Metr
                 .map(|q| (q.quantile(), normalize_nan(q.value())))
                 .collect();
             quantiles.sort_by(|a, b| a.0.total_cmp(&b.0));
-            Value::Summary {
+            Value::Summary(Box::new(Summary {
                 count: summary.sample_count() as f64,
                 sum: Some(normalize_nan(summary.sample_sum())),
                 quantiles,
                 stale: false,
-            }
+            }))
         }
     }
 }

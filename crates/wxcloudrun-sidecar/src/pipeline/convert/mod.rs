@@ -24,8 +24,8 @@ use std::borrow::Borrow;
 use wxcloudrun_exposition::{Exposition, MetricFamily, MetricType, Sample};
 
 use crate::model::{
-    Batch, BucketExemplars, Exemplar, Family, Kind, Labels, Point, PointLabels, Value,
-    normalize_nan,
+    Batch, BucketExemplars, Exemplar, Family, Histogram, Kind, Labels, Point, PointLabels, Summary,
+    Value, normalize_nan,
 };
 use seen::{Remembered, Strings};
 
@@ -294,13 +294,13 @@ impl Converter {
                     .count
                     .or_else(|| buckets.last().filter(|b| b.0.is_infinite()).map(|b| b.1))?;
                 let labels = self.labels(point.labels.iter().map(|l| (&*l.name, &*l.value)));
-                let value = Value::Histogram {
+                let value = Value::Histogram(Box::new(Histogram {
                     count: normalize_nan(count),
                     sum: point.sum.map(normalize_nan),
                     buckets,
                     exemplars,
                     stale: false,
-                };
+                }));
                 Some(self.point(name, Kind::Histogram, labels, value, point.created_ms, at))
             })
             .collect()
@@ -324,7 +324,7 @@ impl Converter {
             .filter_map(|point| {
                 let count = point.count?;
                 let labels = self.labels(point.labels.iter().map(|l| (&*l.name, &*l.value)));
-                let value = Value::Summary {
+                let value = Value::Summary(Box::new(Summary {
                     count: normalize_nan(count),
                     sum: point.sum.map(normalize_nan),
                     quantiles: point
@@ -333,7 +333,7 @@ impl Converter {
                         .map(|q| (q.quantile, normalize_nan(q.value)))
                         .collect(),
                     stale: false,
-                };
+                }));
                 Some(self.point(name, Kind::Summary, labels, value, point.created_ms, at))
             })
             .collect()
@@ -680,10 +680,10 @@ mod tests {
             .find(|f| &*f.name == "h")
             .expect("stale histogram");
         match &stale.points[0].value {
-            Value::Histogram { buckets, stale, .. } => {
-                assert!(stale);
-                assert_eq!(buckets.len(), 2);
-                assert_eq!(buckets[0].1.to_bits(), STALE_NAN_BITS);
+            Value::Histogram(histogram) => {
+                assert!(histogram.stale);
+                assert_eq!(histogram.buckets.len(), 2);
+                assert_eq!(histogram.buckets[0].1.to_bits(), STALE_NAN_BITS);
             }
             other => panic!("{other:?}"),
         }

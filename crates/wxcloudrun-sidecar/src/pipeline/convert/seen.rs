@@ -24,7 +24,9 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use crate::model::{Family, Kind, Labels, Point, PointLabels, Value, stale_nan};
+use crate::model::{
+    Family, Histogram, Kind, Labels, Point, PointLabels, Summary, Value, stale_nan,
+};
 pub(super) use tables::Strings;
 use tables::{Bounds, Renumber, trim};
 
@@ -104,18 +106,10 @@ pub(super) struct Remembered {
 fn fits(seen: &Seen, strings: &Strings, bounds: &Bounds, value: &Value) -> bool {
     match (seen.shape, value) {
         (Shape::Number, Value::Number { name, .. }) => strings.is(seen.marker, name),
-        (
-            Shape::Histogram,
-            Value::Histogram {
-                buckets: entries, ..
-            },
-        )
-        | (
-            Shape::Summary,
-            Value::Summary {
-                quantiles: entries, ..
-            },
-        ) => bounds.is(seen.marker, entries),
+        (Shape::Histogram, Value::Histogram(histogram)) => {
+            bounds.is(seen.marker, &histogram.buckets)
+        }
+        (Shape::Summary, Value::Summary(summary)) => bounds.is(seen.marker, &summary.quantiles),
         _ => false,
     }
 }
@@ -124,8 +118,8 @@ fn fits(seen: &Seen, strings: &Strings, bounds: &Bounds, value: &Value) -> bool 
 fn marker_of(strings: &mut Strings, bounds: &mut Bounds, value: &Value) -> Option<(Shape, u32)> {
     match value {
         Value::Number { name, .. } => Some((Shape::Number, strings.id(name)?)),
-        Value::Histogram { buckets, .. } => Some((Shape::Histogram, bounds.id(buckets)?)),
-        Value::Summary { quantiles, .. } => Some((Shape::Summary, bounds.id(quantiles)?)),
+        Value::Histogram(histogram) => Some((Shape::Histogram, bounds.id(&histogram.buckets)?)),
+        Value::Summary(summary) => Some((Shape::Summary, bounds.id(&summary.quantiles)?)),
     }
 }
 
@@ -206,7 +200,7 @@ impl Remembered {
     fn key_of(&mut self, family: &Arc<str>, point: &Point) -> (u64, u64) {
         let series = match &point.value {
             Value::Number { name, .. } => name,
-            Value::Histogram { .. } | Value::Summary { .. } => family,
+            Value::Histogram(_) | Value::Summary(_) => family,
         };
         write_series_key(&mut self.key, series, &point.labels);
         (
@@ -240,7 +234,8 @@ impl Remembered {
     ) {
         let last = match &point.value {
             Value::Number { value, .. } => *value,
-            Value::Histogram { count, .. } | Value::Summary { count, .. } => *count,
+            Value::Histogram(histogram) => histogram.count,
+            Value::Summary(summary) => summary.count,
         };
         let key = self.key_of(family, point);
         let generation = self.generation;
@@ -283,7 +278,7 @@ impl Remembered {
         point.start_ms = match (&point.value, kind) {
             (Value::Number { .. }, Kind::Counter) => Some(start_ms),
             (Value::Number { .. }, _) => None,
-            (Value::Histogram { .. } | Value::Summary { .. }, _) => Some(start_ms),
+            (Value::Histogram(_) | Value::Summary(_), _) => Some(start_ms),
         };
     }
 
@@ -405,19 +400,19 @@ impl Remembered {
                 value: stale_nan(),
                 exemplar: None,
             },
-            Shape::Histogram => Value::Histogram {
+            Shape::Histogram => Value::Histogram(Box::new(Histogram {
                 count: stale_nan(),
                 sum: Some(stale_nan()),
                 buckets: entries(),
                 exemplars: Default::default(),
                 stale: true,
-            },
-            Shape::Summary => Value::Summary {
+            })),
+            Shape::Summary => Value::Summary(Box::new(Summary {
                 count: stale_nan(),
                 sum: Some(stale_nan()),
                 quantiles: entries(),
                 stale: true,
-            },
+            })),
         };
         Point {
             labels: decode_labels(seen, &self.labels, strings, added),

@@ -528,28 +528,18 @@ impl PageShape {
                         *e = Some(Box::new(exemplar));
                     }
                 }
-                (
-                    Value::Histogram { count, .. } | Value::Summary { count, .. },
-                    Component::Count,
-                ) => *count = value,
-                (Value::Histogram { sum, .. } | Value::Summary { sum, .. }, Component::Sum) => {
-                    *sum.as_mut()? = value;
-                }
-                (
-                    Value::Histogram {
-                        buckets,
-                        exemplars: bucket_exemplars,
-                        ..
-                    },
-                    Component::Entry(i),
-                ) => {
-                    buckets.get_mut(i as usize)?.1 = value;
+                (Value::Histogram(h), Component::Count) => h.count = value,
+                (Value::Summary(s), Component::Count) => s.count = value,
+                (Value::Histogram(h), Component::Sum) => *h.sum.as_mut()? = value,
+                (Value::Summary(s), Component::Sum) => *s.sum.as_mut()? = value,
+                (Value::Histogram(h), Component::Entry(i)) => {
+                    h.buckets.get_mut(i as usize)?.1 = value;
                     if let Some(exemplar) = exemplar() {
-                        bucket_exemplars.push(i as usize, exemplar);
+                        h.exemplars.push(i as usize, exemplar);
                     }
                 }
-                (Value::Summary { quantiles, .. }, Component::Entry(i)) => {
-                    quantiles.get_mut(i as usize)?.1 = value;
+                (Value::Summary(s), Component::Entry(i)) => {
+                    s.quantiles.get_mut(i as usize)?.1 = value;
                 }
                 _ => return None,
             }
@@ -576,28 +566,20 @@ fn placements(families: &[Family], line_count: usize) -> Option<Vec<Placement>> 
                 });
                 Some(())
             };
-            match &point.value {
-                Value::Number { value, .. } => add(*value, Component::Number)?,
-                Value::Histogram {
-                    count,
-                    sum,
-                    buckets: entries,
-                    ..
+            let (count, sum, entries) = match &point.value {
+                Value::Number { value, .. } => {
+                    add(*value, Component::Number)?;
+                    continue;
                 }
-                | Value::Summary {
-                    count,
-                    sum,
-                    quantiles: entries,
-                    ..
-                } => {
-                    add(*count, Component::Count)?;
-                    if let Some(sum) = sum {
-                        add(*sum, Component::Sum)?;
-                    }
-                    for (i, (_, tag)) in entries.iter().enumerate() {
-                        add(*tag, Component::Entry(u32::try_from(i).ok()?))?;
-                    }
-                }
+                Value::Histogram(h) => (h.count, h.sum, &h.buckets),
+                Value::Summary(s) => (s.count, s.sum, &s.quantiles),
+            };
+            add(count, Component::Count)?;
+            if let Some(sum) = sum {
+                add(sum, Component::Sum)?;
+            }
+            for (i, (_, tag)) in entries.iter().enumerate() {
+                add(*tag, Component::Entry(u32::try_from(i).ok()?))?;
             }
         }
     }

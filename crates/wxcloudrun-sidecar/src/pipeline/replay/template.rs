@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::model::{Family, Kind, Point, Value};
+use crate::model::{Family, Histogram, Kind, Point, Summary, Value};
 use crate::pipeline::convert::Converter;
 
 /// The families of a learned page, small: each point is the key of its series (whose labels
@@ -63,12 +63,8 @@ impl Form {
         };
         match value {
             Value::Number { name, .. } => Form::Number(name.clone()),
-            Value::Histogram { buckets, sum, .. } => {
-                Form::Histogram(bounds(buckets), sum.is_some())
-            }
-            Value::Summary { quantiles, sum, .. } => {
-                Form::Summary(bounds(quantiles), sum.is_some())
-            }
+            Value::Histogram(h) => Form::Histogram(bounds(&h.buckets), h.sum.is_some()),
+            Value::Summary(s) => Form::Summary(bounds(&s.quantiles), s.sum.is_some()),
         }
     }
 
@@ -81,19 +77,19 @@ impl Form {
                 value: f64::NAN,
                 exemplar: None,
             },
-            Form::Histogram(bounds, sum) => Value::Histogram {
+            Form::Histogram(bounds, sum) => Value::Histogram(Box::new(Histogram {
                 count: f64::NAN,
                 sum: sum.then_some(f64::NAN),
                 buckets: entries(bounds),
                 exemplars: Default::default(),
                 stale: false,
-            },
-            Form::Summary(bounds, sum) => Value::Summary {
+            })),
+            Form::Summary(bounds, sum) => Value::Summary(Box::new(Summary {
                 count: f64::NAN,
                 sum: sum.then_some(f64::NAN),
                 quantiles: entries(bounds),
                 stale: false,
-            },
+            })),
         }
     }
 }
