@@ -33,11 +33,12 @@ pub const NON_HEAP_RESERVE_BYTES: u64 = 12 << 20;
 /// converted point, the converter's memory of a new series, the learned shape, its share of the
 /// encoded requests), beyond its labels and text. `tests/budget_estimates.rs` holds every
 /// estimate above what its page takes; the worst pages per line are those where every line is a
-/// family of its own (~680 bytes a line learned, with or without an exemplar: 0.76–0.80 of the
-/// estimate). Ordinary pages take 0.35–0.6 of it, which errs on the side of the container.
-pub const COST_PER_LINE_BYTES: u64 = 750;
+/// family of its own (learned: 0.68 of the estimate, 0.81 with an exemplar a line). Ordinary
+/// pages take 0.45–0.5 of it, which errs on the side of the container. (750 and 120 a label
+/// until the parsed page and the batch shrank, 2026-12-03: then ordinary pages took 0.38–0.43.)
+pub const COST_PER_LINE_BYTES: u64 = 720;
 /// Estimated heap one label costs through the same scrape (parsed, converted, remembered).
-pub const COST_PER_LABEL_BYTES: u64 = 120;
+pub const COST_PER_LABEL_BYTES: u64 = 80;
 /// Estimated heap one line costs through a replayed scrape at its fullest (its value, its
 /// converted point, its share of the encoded requests), beyond its labels and text. The worst
 /// page per line (`tests/budget_estimates.rs`) is again one family a line: ~300 bytes, 0.7 of

@@ -61,6 +61,12 @@ pub struct Converter {
     strings: Strings,
 }
 
+/// `pairs` as a label list (unsorted, as given).
+fn label_list(pairs: &[(String, String)]) -> Labels {
+    let label = |(k, v): &(String, String)| (Arc::from(k.as_str()), Arc::from(v.as_str()));
+    pairs.iter().map(label).collect()
+}
+
 fn kind_of(metric_type: MetricType) -> Kind {
     match metric_type {
         MetricType::Counter => Kind::Counter,
@@ -83,15 +89,7 @@ impl Converter {
     /// mode.
     pub fn new(added: &[(String, String)], process_start_ms: Option<i64>) -> Self {
         Converter {
-            added: Arc::new(
-                PointLabels::from(
-                    added
-                        .iter()
-                        .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
-                        .collect::<Labels>(),
-                )
-                .to_vec(),
-            ),
+            added: Arc::new(PointLabels::from(label_list(added)).to_vec()),
             process_start_ms,
             remembered: Remembered::default(),
             strings: Strings::default(),
@@ -344,6 +342,7 @@ impl Converter {
     /// sidecar's usually agree); empty values are dropped; the result is sorted.
     fn labels<'l>(&mut self, scraped: impl Iterator<Item = (&'l str, &'l str)>) -> PointLabels {
         let mut labels: Labels = Vec::with_capacity(scraped.size_hint().0);
+        let mut renamed = false;
         for (name, value) in scraped {
             if value.is_empty() || name == "__name__" {
                 continue;
@@ -353,6 +352,7 @@ impl Converter {
                 continue;
             }
             let name = if added.is_some() {
+                renamed = true;
                 self.strings.get(&format!("exported_{name}"))
             } else {
                 self.strings.get(name)
@@ -361,9 +361,11 @@ impl Converter {
         }
         labels.sort_by(|a, b| a.0.cmp(&b.0));
         labels.dedup_by(|a, b| a.0 == b.0);
-        // A scraped label named like one of ours after all (`exported_instance` renamed from
-        // `instance` when `--label exported_instance=…` is set too): ours wins.
-        labels.retain(|(name, _)| self.added.binary_search_by(|a| a.0.cmp(name)).is_err());
+        if renamed {
+            // A renamed label that is named like one of ours after all (`instance` renamed to
+            // `exported_instance` when `--label exported_instance=…` is set too): ours wins.
+            labels.retain(|(name, _)| self.added.binary_search_by(|a| a.0.cmp(name)).is_err());
+        }
         let shared = (!self.added.is_empty()).then(|| Arc::clone(&self.added));
         PointLabels::new(labels, shared)
     }
@@ -539,6 +541,29 @@ mod tests {
             converter.strings.len() < 2_000,
             "{}",
             converter.strings.len()
+        );
+    }
+
+    #[test]
+    fn a_renamed_label_named_like_one_of_ours_gives_way_to_ours() {
+        let page = parse(
+            "m{instance=\"app:80\",queue=\"a\"} 1\n",
+            Format::PrometheusText,
+        )
+        .unwrap();
+        let ours = [
+            ("instance".to_owned(), "pod-1".to_owned()),
+            ("exported_instance".to_owned(), "ours".to_owned()),
+        ];
+        let batch = Converter::new(&ours, None).convert([Source::Page(&page)], 5_000);
+        let point = &batch.families[0].points[0];
+        assert_eq!(
+            labels_of(point),
+            [
+                ("exported_instance", "ours"),
+                ("instance", "pod-1"),
+                ("queue", "a")
+            ]
         );
     }
 
