@@ -170,7 +170,8 @@ pub use decode::{decode_body, decode_body_owned};
 pub use error::{DecodeError, ErrorKind, ParseError, Snippet};
 pub use group::{Bucket, GroupError, HistogramPoint, Quantile, SummaryPoint};
 pub use model::{
-    ACCEPT_HEADER, Exemplar, Exposition, Format, Label, Limits, MetricFamily, MetricType, Sample,
+    ACCEPT_HEADER, Exemplar, Exposition, FamilyMetadata, Format, Label, Limits, MetricFamily,
+    MetricType, Sample,
 };
 pub use parser::{parse, parse_with_limits};
 pub use text::Text;

@@ -237,23 +237,51 @@ pub struct MetricFamily<'a> {
     pub name: Text<'a>,
     /// The declared type; [`MetricType::Unknown`] without `# TYPE`.
     pub metric_type: MetricType,
-    /// The unescaped `# HELP` text (the last one given).
-    pub help: Option<Text<'a>>,
-    /// The OpenMetrics `# UNIT` (the last one given).
-    pub unit: Option<Text<'a>>,
+    /// `# HELP` and `# UNIT`, if either was given ([`help`](Self::help), [`unit`](Self::unit)).
+    /// Boxed: inline they were half of a family's 96 bytes, and a page of 100,000 one-sample
+    /// families (a name with an id in it) has neither.
+    pub metadata: Option<Box<FamilyMetadata<'a>>>,
     /// The samples in page order, duplicates removed. OpenMetrics `_created` samples are not here:
     /// they are folded into [`Sample::created_ms`].
     pub samples: Vec<Sample<'a>>,
 }
 
-impl MetricFamily<'_> {
+/// A family's `# HELP` and `# UNIT`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FamilyMetadata<'a> {
+    /// The unescaped `# HELP` text (the last one given).
+    pub help: Option<Text<'a>>,
+    /// The OpenMetrics `# UNIT` (the last one given).
+    pub unit: Option<Text<'a>>,
+}
+
+impl<'a> MetricFamily<'a> {
+    /// The unescaped `# HELP` text (the last one given), if any.
+    pub fn help(&self) -> Option<&str> {
+        self.metadata.as_ref()?.help.as_deref()
+    }
+
+    /// The OpenMetrics `# UNIT` (the last one given), if any.
+    pub fn unit(&self) -> Option<&str> {
+        self.metadata.as_ref()?.unit.as_deref()
+    }
+
+    /// The metadata, made if there is none yet.
+    pub(crate) fn metadata_mut(&mut self) -> &mut FamilyMetadata<'a> {
+        self.metadata.get_or_insert_with(Box::default)
+    }
+
     /// Copies whatever is borrowed.
     pub fn into_owned(self) -> MetricFamily<'static> {
         MetricFamily {
             name: self.name.into_owned(),
             metric_type: self.metric_type,
-            help: self.help.map(Text::into_owned),
-            unit: self.unit.map(Text::into_owned),
+            metadata: self.metadata.map(|metadata| {
+                Box::new(FamilyMetadata {
+                    help: metadata.help.map(Text::into_owned),
+                    unit: metadata.unit.map(Text::into_owned),
+                })
+            }),
             samples: self.samples.into_iter().map(Sample::into_owned).collect(),
         }
     }
@@ -331,5 +359,25 @@ impl Default for Limits {
             max_exemplar_label_chars: 128,
             max_body_bytes: 32 * 1024 * 1024,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parsed_page_stays_small() {
+        // A page is held whole while it is converted: a sample, a label and a family each
+        // count once per line of a hostile page. On 64-bit targets: 80, 32 and 56 bytes.
+        let word = size_of::<usize>();
+        let (sample, label, family) = (
+            size_of::<Sample<'_>>(),
+            size_of::<Label<'_>>(),
+            size_of::<MetricFamily<'_>>(),
+        );
+        assert!(sample <= 10 * word, "{sample}");
+        assert!(label <= 4 * word, "{label}");
+        assert!(family <= 7 * word, "{family}");
     }
 }

@@ -723,13 +723,10 @@ foo_created 1.520430000123e+09
     assert_eq!((gc[0].count, gc[0].sum), (Some(7476.0), Some(56.12)));
     let batch = exposition.families[1].summary_points().unwrap();
     assert!(batch[0].quantiles[0].value.is_nan());
-    assert_eq!(exposition.families[2].unit.as_deref(), Some("seconds"));
+    assert_eq!(exposition.families[2].unit(), Some("seconds"));
     assert_eq!(exposition.families[3].samples[0].value, 2_478_268_416.0);
     let foo = &exposition.families[5];
-    assert_eq!(
-        foo.help.as_deref(),
-        Some("histogram Testing histogram buckets")
-    );
+    assert_eq!(foo.help(), Some("histogram Testing histogram buckets"));
     let point = &foo.histogram_points().unwrap()[0];
     // `1.520430000123e+09` s has an exponent, so it goes through f64: 1520430000123 ms.
     assert_eq!(point.created_ms, Some(1_520_430_000_123));

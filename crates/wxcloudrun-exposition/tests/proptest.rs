@@ -674,7 +674,7 @@ fn check_round_trip(
         prop_assert_eq!(parsed_family.name.as_ref(), generated.name.as_str());
         prop_assert_eq!(parsed_family.metric_type, expected_type(generated.kind));
         prop_assert_eq!(
-            parsed_family.help.as_deref(),
+            parsed_family.help(),
             generated.help.as_deref(),
             "page:\n{}",
             page

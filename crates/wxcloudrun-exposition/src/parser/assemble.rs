@@ -33,8 +33,11 @@ pub(super) fn merge_pieces(pieces: Vec<FamilyState<'_>>) -> Vec<FamilyState<'_>>
                     ..
                 } = piece;
                 into.family.samples.extend(family.samples);
-                into.family.help = family.help.or(into.family.help.take());
-                into.family.unit = family.unit.or(into.family.unit.take());
+                if let Some(later) = family.metadata {
+                    let into = into.family.metadata_mut();
+                    into.help = later.help.or(into.help.take());
+                    into.unit = later.unit.or(into.unit.take());
+                }
                 into.has_created |= has_created;
                 latest.insert(name, at);
             }

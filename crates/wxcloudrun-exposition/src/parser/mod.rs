@@ -202,8 +202,8 @@ impl<'a, 'l> Parser<'a, 'l> {
                 state.family.metric_type = metric_type;
                 state.type_declared = true;
             }
-            Metadata::Help(help) => state.family.help = Some(help),
-            Metadata::Unit(unit) => state.family.unit = Some(Text::borrowed(unit)),
+            Metadata::Help(help) => state.family.metadata_mut().help = Some(help),
+            Metadata::Unit(unit) => state.family.metadata_mut().unit = Some(Text::borrowed(unit)),
         }
         Ok(())
     }
@@ -253,8 +253,7 @@ impl<'a, 'l> Parser<'a, 'l> {
             family: MetricFamily {
                 name,
                 metric_type: MetricType::Unknown,
-                help: None,
-                unit: None,
+                metadata: None,
                 samples: Vec::new(),
             },
             type_declared: false,

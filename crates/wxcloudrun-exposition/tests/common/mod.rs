@@ -39,10 +39,10 @@ pub(crate) fn render(exposition: &Exposition<'_>, format: Format) -> String {
             family.metric_type.as_str(format)
         )
         .unwrap();
-        if let Some(help) = &family.help {
+        if let Some(help) = family.help() {
             write!(out, " help={help:?}").unwrap();
         }
-        if let Some(unit) = &family.unit {
+        if let Some(unit) = family.unit() {
             write!(out, " unit={unit:?}").unwrap();
         }
         out.push('\n');

@@ -80,8 +80,7 @@ fn kind_of(metric_type: MetricType) -> Kind {
 
 /// A page family's `# HELP` and `# UNIT`, empty when absent.
 fn help_and_unit<'f>(family: &'f MetricFamily<'_>) -> (&'f str, &'f str) {
-    let help = family.help.as_deref().unwrap_or("");
-    (help, family.unit.as_deref().unwrap_or(""))
+    (family.help().unwrap_or(""), family.unit().unwrap_or(""))
 }
 
 impl Converter {
