@@ -341,32 +341,44 @@ impl Converter {
     /// sidecar's usually agree); empty values are dropped; the result is sorted.
     fn labels<'l>(&mut self, scraped: impl Iterator<Item = (&'l str, &'l str)>) -> PointLabels {
         let mut labels: Labels = Vec::with_capacity(scraped.size_hint().0);
-        let mut renamed = false;
+        let mut clashes: Vec<(&'l str, &'l str)> = Vec::new();
         for (name, value) in scraped {
             if value.is_empty() || name == "__name__" {
                 continue;
             }
-            let added = self.added.iter().find(|(added, _)| **added == *name);
-            if added.is_some_and(|(_, added)| **added == *value) {
-                continue;
+            match self.added.iter().find(|(added, _)| **added == *name) {
+                Some((_, ours)) if **ours == *value => {}
+                Some(_) => clashes.push((name, value)),
+                None => labels.push((self.strings.get(name), self.strings.get(value))),
             }
-            let name = if added.is_some() {
-                renamed = true;
-                self.strings.get(&format!("exported_{name}"))
-            } else {
-                self.strings.get(name)
-            };
-            labels.push((name, self.strings.get(value)));
         }
         labels.sort_by(|a, b| a.0.cmp(&b.0));
         labels.dedup_by(|a, b| a.0 == b.0);
-        if renamed {
-            // A renamed label that is named like one of ours after all (`instance` renamed to
-            // `exported_instance` when `--label exported_instance=…` is set too): ours wins.
-            labels.retain(|(name, _)| self.added.binary_search_by(|a| a.0.cmp(name)).is_err());
+        if !clashes.is_empty() {
+            self.rename(&mut labels, clashes);
         }
         let shared = (!self.added.is_empty()).then(|| Arc::clone(&self.added));
         PointLabels::new(labels, shared)
+    }
+
+    /// Adds the scraped labels that clash with the sidecar's to `labels` (sorted) as
+    /// `exported_<name>`, or `exported_exported_<name>` and so on while that name is taken (by
+    /// the sidecar's labels, or by the page's: `exported_instance` may be scraped too), shorter
+    /// names first: what Prometheus does, so that no two series of the page become one.
+    fn rename(&mut self, labels: &mut Labels, mut clashes: Vec<(&str, &str)>) {
+        clashes.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then(a.0.cmp(b.0)));
+        for (name, value) in clashes {
+            let mut renamed = format!("exported_{name}");
+            // Ends: every try is longer, and only finitely many names are taken.
+            while self.added.iter().any(|(taken, _)| **taken == *renamed)
+                || labels.iter().any(|(taken, _)| **taken == *renamed)
+            {
+                renamed.insert_str(0, "exported_");
+            }
+            let name = self.strings.get(&renamed);
+            let at = labels.partition_point(|(other, _)| *other < name);
+            labels.insert(at, (name, self.strings.get(value)));
+        }
     }
 
     /// Remembers the series of `point` in `family` (unless it is already) for a learned page
@@ -544,9 +556,9 @@ mod tests {
     }
 
     #[test]
-    fn a_renamed_label_named_like_one_of_ours_gives_way_to_ours() {
+    fn a_clash_is_renamed_until_its_name_is_free_so_no_two_series_become_one() {
         let page = parse(
-            "m{instance=\"app:80\",queue=\"a\"} 1\n",
+            "m{instance=\"a\"} 1\nm{instance=\"b\"} 2\nm{instance=\"c\",exported_instance=\"page\"} 3\n",
             Format::PrometheusText,
         )
         .unwrap();
@@ -555,13 +567,29 @@ mod tests {
             ("exported_instance".to_owned(), "ours".to_owned()),
         ];
         let batch = Converter::new(&ours, None).convert([Source::Page(&page)], 5_000);
-        let point = &batch.families[0].points[0];
+        let points: Vec<_> = batch.families[0].points.iter().map(labels_of).collect();
         assert_eq!(
-            labels_of(point),
+            points,
             [
-                ("exported_instance", "ours"),
-                ("instance", "pod-1"),
-                ("queue", "a")
+                vec![
+                    ("exported_exported_instance", "a"),
+                    ("exported_instance", "ours"),
+                    ("instance", "pod-1"),
+                ],
+                vec![
+                    ("exported_exported_instance", "b"),
+                    ("exported_instance", "ours"),
+                    ("instance", "pod-1"),
+                ],
+                // The page's own `exported_instance` clashes too. Shorter names first, as in
+                // Prometheus: `instance` takes `exported_exported_instance`, and the page's
+                // `exported_instance` then needs a third prefix.
+                vec![
+                    ("exported_exported_exported_instance", "page"),
+                    ("exported_exported_instance", "c"),
+                    ("exported_instance", "ours"),
+                    ("instance", "pod-1"),
+                ],
             ]
         );
     }
