@@ -28,15 +28,27 @@ pub struct PointLabels {
 }
 
 impl PointLabels {
-    /// `own` and `shared`, each sorted by name, with no name in both (the converter renames a
-    /// scraped label that clashes with one of the sidecar's to `exported_<name>`).
-    pub fn new(own: Labels, shared: Option<Arc<Labels>>) -> Self {
-        debug_assert!(own.is_sorted_by(|a, b| a.0 < b.0));
-        debug_assert!(
-            shared
-                .as_ref()
-                .is_none_or(|s| s.is_sorted_by(|a, b| a.0 < b.0))
-        );
+    /// `own` and `shared` as the converter makes them: each without empty values, sorted by
+    /// name, names unique, and no name in both (a scraped label that clashes with one of the
+    /// sidecar's is renamed `exported_<name>`). Unchecked: [`with_shared`](Self::with_shared)
+    /// takes labels as anyone may have them.
+    pub(crate) fn new(own: Labels, shared: Option<Arc<Labels>>) -> Self {
+        debug_assert!(is_normal(&own));
+        debug_assert!(shared.as_deref().is_none_or(is_normal));
+        PointLabels { own, shared }
+    }
+
+    /// A point's `own` labels and the labels it shares with other points, as anyone may have
+    /// them: empty names and values are dropped, each list is sorted by name keeping the first
+    /// label of a name, and an own label named like a shared one is dropped (the shared labels
+    /// are the sidecar's, and the sidecar's win, as they do in remote write).
+    pub fn with_shared(own: Labels, mut shared: Arc<Labels>) -> Self {
+        if !is_normal(&shared) {
+            normalize(Arc::make_mut(&mut shared));
+        }
+        let mut own = PointLabels::from(own).own;
+        own.retain(|(name, _)| shared.binary_search_by(|s| s.0.cmp(name)).is_err());
+        let shared = (!shared.is_empty()).then_some(shared);
         PointLabels { own, shared }
     }
 
@@ -69,13 +81,29 @@ impl PointLabels {
     }
 }
 
-/// A label set of the point's own labels alone.
+/// A label set of the point's own labels alone, as anyone may have them: empty names and values
+/// dropped, sorted by name, the first label of a name kept.
 impl From<Labels> for PointLabels {
     fn from(mut own: Labels) -> Self {
-        own.sort_by(|a, b| a.0.cmp(&b.0));
-        own.dedup_by(|later, earlier| later.0 == earlier.0);
+        if !is_normal(&own) {
+            normalize(&mut own);
+        }
         PointLabels { own, shared: None }
     }
+}
+
+/// Whether `labels` have no empty name or value and are sorted by name, names unique.
+fn is_normal(labels: &Labels) -> bool {
+    labels.is_sorted_by(|a, b| a.0 < b.0)
+        && labels.iter().all(|(n, v)| !n.is_empty() && !v.is_empty())
+}
+
+/// Drops empty names and values, then sorts by name keeping the first label of a name (the
+/// order in which remote write reads a hand-built label list).
+fn normalize(labels: &mut Labels) {
+    labels.retain(|(n, v)| !n.is_empty() && !v.is_empty());
+    labels.sort_by(|a, b| a.0.cmp(&b.0));
+    labels.dedup_by(|later, earlier| later.0 == earlier.0);
 }
 
 impl PartialEq for PointLabels {
@@ -418,5 +446,29 @@ mod tests {
     fn own_labels_alone_are_sorted_and_the_first_of_a_name_kept() {
         let point = PointLabels::from(labels(&[("z", "1"), ("a", "first"), ("a", "second")]));
         assert_eq!(point.to_vec(), labels(&[("a", "first"), ("z", "1")]));
+        // Empty values go before duplicates are removed: `a=""` does not hide `a="x"`.
+        let point = PointLabels::from(labels(&[("a", ""), ("a", "x"), ("", "v"), ("b", "1")]));
+        assert_eq!(point.to_vec(), labels(&[("a", "x"), ("b", "1")]));
+    }
+
+    #[test]
+    fn labels_as_anyone_may_have_them_are_made_a_set_where_shared_labels_win() {
+        let own = labels(&[("zone", "z"), ("instance", "app"), ("a", ""), ("a", "1")]);
+        let shared = Arc::new(labels(&[
+            ("wx_service", "orders"),
+            ("instance", "pod"),
+            ("e", ""),
+        ]));
+        let point = PointLabels::with_shared(own, shared);
+        let expected = labels(&[
+            ("a", "1"),
+            ("instance", "pod"),
+            ("wx_service", "orders"),
+            ("zone", "z"),
+        ]);
+        assert_eq!(point.to_vec(), expected);
+        assert_eq!(point.len(), 4);
+        let point = PointLabels::with_shared(labels(&[("k", "v")]), Arc::new(Vec::new()));
+        assert_eq!(point.iter().len(), 1);
     }
 }
