@@ -74,6 +74,20 @@ fn histograms_with_exemplars(n: usize) -> String {
     out
 }
 
+/// One family of series with `labels` labels each, every value new (the most heap per label:
+/// each value is a new string to the converter, and remembered).
+fn unique_labels(n: usize, labels: usize) -> String {
+    let mut out = String::new();
+    for i in 0..n {
+        out.push_str("m{");
+        for l in 0..labels {
+            let _ = write!(out, "l{l}=\"v{i}_{l}\",");
+        }
+        out.push_str("} 1\n");
+    }
+    out
+}
+
 /// The heap one scrape of `text` grows by at its fullest, above where it started: read through
 /// `budget`, converted, encoded. Also what it was read as.
 fn scrape(
@@ -104,8 +118,10 @@ fn scrape(
 #[test]
 fn no_page_takes_more_heap_than_the_budget_charged_for_it() {
     let text = Format::PrometheusText;
-    let pages: [(&str, String, Format); 7] = [
+    let pages: [(&str, String, Format); 9] = [
         ("one family a line", names(20_000), text),
+        ("8 unique labels a line", unique_labels(10_000, 8), text),
+        ("40 unique labels a line", unique_labels(2_000, 40), text),
         ("with timestamps", names_with_timestamps(20_000), text),
         ("tiny series", tiny_series(50_000), text),
         ("four labels a line", series(20_000), text),
