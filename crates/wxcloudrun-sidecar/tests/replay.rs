@@ -393,7 +393,8 @@ fn a_page_that_changes_every_scrape_backs_off_from_learning() {
 /// quantile). Bucket `slot` has no exemplar in this round (one appears, one goes).
 fn exemplar_page(round: u32, slot: usize) -> String {
     let bounds = ["0.005", "0.01", "0.1", "1", "+Inf"];
-    let mut text = String::from("# TYPE req_seconds histogram\n");
+    // A unit without help, help without a unit, and neither: the replay template keeps them.
+    let mut text = String::from("# TYPE req_seconds histogram\n# UNIT req_seconds seconds\n");
     for (i, le) in bounds.iter().enumerate() {
         let count = u64::from(round) * 10 + i as u64;
         text.push_str(&format!(
@@ -412,6 +413,7 @@ fn exemplar_page(round: u32, slot: usize) -> String {
          # TYPE jobs counter\n\
          jobs_total {round} # {{job_id=\"j{round}\"}} 1 1700000000.5\n\
          # TYPE rpc summary\n\
+         # HELP rpc Calls.\n\
          rpc{{quantile=\"0.5\"}} 0.{round} # {{trace_id=\"{round:032x}\"}} 0.1\n\
          rpc_sum 1\nrpc_count {round}\n# EOF\n",
         count = u64::from(round) * 10 + 4,

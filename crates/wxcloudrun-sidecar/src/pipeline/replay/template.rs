@@ -13,13 +13,16 @@ use crate::pipeline::convert::Converter;
 pub(super) struct Template {
     families: Vec<TemplateFamily>,
     points: Vec<TemplatePoint>,
+    /// The help and unit of the families without them.
+    empty: Arc<str>,
 }
 
 #[derive(Debug)]
 struct TemplateFamily {
     name: Arc<str>,
-    help: Arc<str>,
-    unit: Arc<str>,
+    /// `# HELP` and `# UNIT`, unless both are empty. Boxed: a page of many names has neither, and
+    /// inline their two `Arc`s were half of each of its 64-byte families.
+    help_and_unit: Option<Box<(Arc<str>, Arc<str>)>>,
     kind: Kind,
     /// Its points, the next ones of [`Template::points`].
     points: usize,
@@ -99,12 +102,14 @@ impl Template {
         let mut template = Template {
             families: Vec::with_capacity(families.len()),
             points: Vec::with_capacity(families.iter().map(|f| f.points.len()).sum()),
+            empty: Arc::from(""),
         };
         for family in families {
+            let has_text = !family.help.is_empty() || !family.unit.is_empty();
             template.families.push(TemplateFamily {
                 name: family.name.clone(),
-                help: family.help.clone(),
-                unit: family.unit.clone(),
+                help_and_unit: has_text
+                    .then(|| Box::new((family.help.clone(), family.unit.clone()))),
                 kind: family.kind,
                 points: family.points.len(),
             });
@@ -136,10 +141,14 @@ impl Template {
                     value: point.form.value(),
                 });
             }
+            let (help, unit) = match family.help_and_unit.as_deref() {
+                Some((help, unit)) => (help.clone(), unit.clone()),
+                None => (self.empty.clone(), self.empty.clone()),
+            };
             families.push(Family {
                 name: family.name.clone(),
-                help: family.help.clone(),
-                unit: family.unit.clone(),
+                help,
+                unit,
                 kind: family.kind,
                 points: filled,
             });
