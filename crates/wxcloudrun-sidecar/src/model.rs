@@ -52,6 +52,12 @@ impl PointLabels {
         PointLabels { own, shared }
     }
 
+    /// The point's own labels, if the rest are `shared` itself (not only an equal list).
+    pub(crate) fn own_beside(&self, shared: &Arc<Labels>) -> Option<&[(Arc<str>, Arc<str>)]> {
+        let ours = self.shared.as_ref()?;
+        Arc::ptr_eq(ours, shared).then_some(self.own.as_slice())
+    }
+
     /// The labels, sorted by name.
     pub fn iter(&self) -> Merged<'_> {
         Merged {
@@ -84,11 +90,11 @@ impl PointLabels {
 /// A label set of the point's own labels alone, as anyone may have them: empty names and values
 /// dropped, sorted by name, the first label of a name kept.
 impl From<Labels> for PointLabels {
-    fn from(mut own: Labels) -> Self {
-        if !is_normal(&own) {
-            normalize(&mut own);
+    fn from(own: Labels) -> Self {
+        PointLabels {
+            own: normalized(own),
+            shared: None,
         }
-        PointLabels { own, shared: None }
     }
 }
 
@@ -98,8 +104,15 @@ fn is_normal(labels: &Labels) -> bool {
         && labels.iter().all(|(n, v)| !n.is_empty() && !v.is_empty())
 }
 
-/// Drops empty names and values, then sorts by name keeping the first label of a name (the
-/// order in which remote write reads a hand-built label list).
+/// `labels` with empty names and values dropped, then sorted by name keeping the first label of
+/// a name (the order in which remote write reads a hand-built label list).
+pub(crate) fn normalized(mut labels: Labels) -> Labels {
+    if !is_normal(&labels) {
+        normalize(&mut labels);
+    }
+    labels
+}
+
 fn normalize(labels: &mut Labels) {
     labels.retain(|(n, v)| !n.is_empty() && !v.is_empty());
     labels.sort_by(|a, b| a.0.cmp(&b.0));

@@ -25,7 +25,7 @@ use wxcloudrun_exposition::{Exposition, MetricFamily, MetricType, Sample};
 
 use crate::model::{
     Batch, BucketExemplars, Exemplar, Family, Histogram, Kind, Labels, Point, PointLabels, Summary,
-    Value, normalize_nan,
+    Value, normalize_nan, normalized,
 };
 use seen::{Remembered, Strings};
 
@@ -88,7 +88,7 @@ impl Converter {
     /// mode.
     pub fn new(added: &[(String, String)], process_start_ms: Option<i64>) -> Self {
         Converter {
-            added: Arc::new(PointLabels::from(label_list(added)).to_vec()),
+            added: Arc::new(normalized(label_list(added))),
             process_start_ms,
             remembered: Remembered::default(),
             strings: Strings::default(),

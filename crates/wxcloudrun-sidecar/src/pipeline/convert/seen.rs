@@ -60,7 +60,7 @@ struct Seen {
     label_count: u16,
     kind: Kind,
     shape: Shape,
-    /// Its labels are stored without the sidecar's own (which it had, all of them).
+    /// Its labels are stored without the sidecar's own (which it shared).
     without_added: bool,
     /// Remembered for a learned page shape, not seen in a scrape yet: its first sight is still
     /// to come, and it gets no stale marker.
@@ -282,6 +282,18 @@ impl Remembered {
         };
     }
 
+    /// Appends `labels` to the stored labels as string numbers; `None` if a string has none.
+    fn store_labels<'l>(
+        &mut self,
+        strings: &mut Strings,
+        labels: impl Iterator<Item = &'l (Arc<str>, Arc<str>)>,
+    ) -> Option<()> {
+        for (name, value) in labels {
+            self.labels.push([strings.id(name)?, strings.id(value)?]);
+        }
+        Some(())
+    }
+
     /// The record of a series seen for the first time.
     fn remember(
         &mut self,
@@ -292,24 +304,18 @@ impl Remembered {
         start_ms: i64,
         last: f64,
     ) -> Option<Seen> {
-        let is_added = |(name, value): &(Arc<str>, Arc<str>)| {
-            cx.added.iter().any(|(n, v)| n == name && v == value)
-        };
-        let added_present = point.labels.iter().filter(|l| is_added(l)).count();
-        let without_added = !cx.added.is_empty() && added_present == cx.added.len();
+        // The sidecar's labels, shared by the point, are kept once (by the converter), not here.
+        let own = point.labels.own_beside(cx.added);
+        let without_added = own.is_some();
         let offset = u32::try_from(self.labels.len()).ok()?;
         let start = self.labels.len();
-        for label in &point.labels {
-            if without_added && is_added(label) {
-                continue;
-            }
-            match (cx.strings.id(&label.0), cx.strings.id(&label.1)) {
-                (Some(name), Some(value)) => self.labels.push([name, value]),
-                _ => {
-                    self.labels.truncate(start);
-                    return None;
-                }
-            }
+        let stored = match own {
+            Some(own) => self.store_labels(cx.strings, own.iter()),
+            None => self.store_labels(cx.strings, point.labels.iter()),
+        };
+        if stored.is_none() {
+            self.labels.truncate(start);
+            return None;
         }
         let Ok(label_count) = u16::try_from(self.labels.len() - start) else {
             self.labels.truncate(start);
