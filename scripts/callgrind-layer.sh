@@ -10,7 +10,7 @@ small=${SMALL:-1000}
 large=${LARGE:-6000}
 variants=("$@")
 [ ${#variants[@]} -gt 0 ] || variants=(bare wx_metrics wx_metrics_subscriber wx_traces_sampled_out wx_traces_always_on
-    wx_traces_always_on_otlp_encoded)
+    wx_traces_always_on_otlp_encoded wx_traces_always_on_direct_encoded)
 count() {
     valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 >/dev/null |
         sed -n 's/.*Collected : \([0-9]*\).*/\1/p'

@@ -16,7 +16,9 @@
 //! - `wx_traces_dropped`: `WxTelemetryLayer` with an always-on tracer whose batch processor hands
 //!   spans to an exporter that drops them (the cost of recording and batching, no encoding);
 //! - `wx_traces`: `WxTelemetryLayer` with an always-on tracer from `Telemetry::new`, spans batched
-//!   over OTLP/HTTP to an in-process sink;
+//!   over OTLP/HTTP to an in-process sink (the protobuf written by the layer's own exporter);
+//! - `wx_traces_otlp_crate`: the same layer, always on, its spans batched to opentelemetry-otlp's
+//!   HTTP exporter and the same sink (what `wx_traces` was before its exporter was ours);
 //! - `axum_prometheus`: `axum_prometheus::PrometheusMetricLayer::pair()`;
 //! - `trace_otel`: tower-http's `TraceLayer::new_for_http()` under a `tracing-opentelemetry`
 //!   subscriber (thread-local to the server thread), always on, batched over OTLP/HTTP to the

@@ -129,6 +129,17 @@ fn wx_traces_dropped() -> Result<(SdkTracerProvider, WxTelemetryLayer), String> 
     Ok((provider, layer))
 }
 
+/// `wx_traces_otlp_crate`: always on, batched to opentelemetry-otlp's HTTP exporter.
+fn wx_traces_otlp_crate(endpoint: &str) -> Result<(SdkTracerProvider, WxTelemetryLayer), String> {
+    let provider = otlp_provider(endpoint)?;
+    let layer = WxTelemetryLayer::builder()
+        .service_name(SERVICE)
+        .tracer(provider.tracer(SERVICE))
+        .build()
+        .map_err(|err| format!("wx_traces_otlp_crate: {err}"))?;
+    Ok((provider, layer))
+}
+
 /// The layer of a variant built with what it needs kept alive.
 fn layer_of<T>(built: &Option<(T, WxTelemetryLayer)>) -> Option<WxTelemetryLayer> {
     built.as_ref().map(|(_, layer)| layer.clone())
@@ -140,6 +151,7 @@ struct Stack {
     wx_sampled_out: Option<(Telemetry, WxTelemetryLayer)>,
     wx_traces_dropped: Option<(SdkTracerProvider, WxTelemetryLayer)>,
     wx_traces: Option<(Telemetry, WxTelemetryLayer)>,
+    wx_traces_otlp_crate: Option<(SdkTracerProvider, WxTelemetryLayer)>,
     axum_prometheus: Option<axum_prometheus::PrometheusMetricLayer<'static>>,
     trace_otel: Option<SdkTracerProvider>,
 }
@@ -178,6 +190,10 @@ impl Stack {
             })?),
             false => None,
         };
+        let wx_traces_otlp_crate = match wants(Variant::WxTracesOtlpCrate) {
+            true => Some(wx_traces_otlp_crate(otlp_endpoint)?),
+            false => None,
+        };
         let axum_prometheus = wants(Variant::AxumPrometheus).then(|| {
             let _context = runtime.enter();
             axum_prometheus_layer()
@@ -192,6 +208,7 @@ impl Stack {
             wx_sampled_out,
             wx_traces_dropped,
             wx_traces,
+            wx_traces_otlp_crate,
             axum_prometheus,
             trace_otel,
         })
@@ -207,6 +224,9 @@ impl Stack {
                 routes().layer(layer_of(&self.wx_traces_dropped).expect(BUILT))
             }
             Variant::WxTraces => routes().layer(layer_of(&self.wx_traces).expect(BUILT)),
+            Variant::WxTracesOtlpCrate => {
+                routes().layer(layer_of(&self.wx_traces_otlp_crate).expect(BUILT))
+            }
             Variant::AxumPrometheus => routes().layer(self.axum_prometheus.clone().expect(BUILT)),
             Variant::TraceOtel => routes().layer(tower_http::trace::TraceLayer::new_for_http()),
         }
@@ -240,6 +260,11 @@ impl Stack {
                     let _ = provider.force_flush();
                 }
             }
+            Variant::WxTracesOtlpCrate => {
+                if let Some((provider, _)) = &self.wx_traces_otlp_crate {
+                    let _ = provider.force_flush();
+                }
+            }
             Variant::TraceOtel => {
                 if let Some(provider) = &self.trace_otel {
                     let _ = provider.force_flush();
@@ -253,7 +278,10 @@ impl Stack {
         if let Some(provider) = self.trace_otel {
             let _ = provider.shutdown_with_timeout(Duration::from_secs(5));
         }
-        if let Some((provider, _)) = self.wx_traces_dropped {
+        for (provider, _) in [self.wx_traces_dropped, self.wx_traces_otlp_crate]
+            .into_iter()
+            .flatten()
+        {
             let _ = provider.shutdown_with_timeout(Duration::from_secs(5));
         }
         // Dropping `Telemetry` shuts its provider down, exporting what is left.

@@ -13,6 +13,9 @@ pub enum Variant {
     WxTracesDropped,
     /// Our layer, metrics and always-on traces exported over OTLP.
     WxTraces,
+    /// Our layer, always-on traces exported by opentelemetry-otlp's HTTP exporter: what
+    /// `wx_traces` did before it wrote the protobuf itself.
+    WxTracesOtlpCrate,
     /// axum-prometheus.
     AxumPrometheus,
     /// tower-http `TraceLayer` + tracing-opentelemetry, always on, exported over OTLP.
@@ -21,12 +24,13 @@ pub enum Variant {
 
 impl Variant {
     /// Every variant, in the default order.
-    pub const ALL: [Variant; 7] = [
+    pub const ALL: [Variant; 8] = [
         Variant::Bare,
         Variant::WxMetrics,
         Variant::WxSampledOut,
         Variant::WxTracesDropped,
         Variant::WxTraces,
+        Variant::WxTracesOtlpCrate,
         Variant::AxumPrometheus,
         Variant::TraceOtel,
     ];
@@ -39,6 +43,7 @@ impl Variant {
             Variant::WxSampledOut => "wx_sampled_out",
             Variant::WxTracesDropped => "wx_traces_dropped",
             Variant::WxTraces => "wx_traces",
+            Variant::WxTracesOtlpCrate => "wx_traces_otlp_crate",
             Variant::AxumPrometheus => "axum_prometheus",
             Variant::TraceOtel => "trace_otel",
         }
@@ -51,6 +56,9 @@ impl Variant {
 
     /// Whether the variant exports spans (and so should deliver one per request to the sink).
     pub fn exports_spans(self) -> bool {
-        matches!(self, Variant::WxTraces | Variant::TraceOtel)
+        matches!(
+            self,
+            Variant::WxTraces | Variant::WxTracesOtlpCrate | Variant::TraceOtel
+        )
     }
 }

@@ -20,8 +20,8 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tower::ServiceBuilder;
 
 use common::{
-    EXPORTED, call, encoding_provider, handler, init_like_subscriber, our_layer, provider, request,
-    sampled_out_telemetry,
+    EXPORTED, call, direct_encoding_provider, encoding_provider, handler, init_like_subscriber,
+    our_layer, provider, request, sampled_out_telemetry,
 };
 use wxcloudrun_telemetry::WxTelemetryLayer;
 
@@ -33,6 +33,7 @@ const VARIANTS: &[&str] = &[
     "wx_traces_sampled_out_any_tracer",
     "wx_traces_always_on",
     "wx_traces_always_on_otlp_encoded",
+    "wx_traces_always_on_direct_encoded",
 ];
 
 /// Requests before counting starts: the label caches and the span-name table fill.
@@ -90,9 +91,13 @@ fn run(variant: &str, n: u64) -> Result<(), String> {
             let _ = provider.force_flush();
             let _ = provider.shutdown();
         }
-        // Always on, each batch encoded as opentelemetry-otlp's HTTP exporter encodes it.
-        "wx_traces_always_on_otlp_encoded" => {
-            let provider = encoding_provider();
+        // Always on, each batch encoded as opentelemetry-otlp's HTTP exporter encodes it, or as
+        // ours does.
+        "wx_traces_always_on_otlp_encoded" | "wx_traces_always_on_direct_encoded" => {
+            let provider = match variant {
+                "wx_traces_always_on_otlp_encoded" => encoding_provider(),
+                _ => direct_encoding_provider(),
+            };
             tracing::subscriber::with_default(init_like_subscriber(&provider), || {
                 run_layer(Some(&provider), n)
             });

@@ -79,6 +79,13 @@ pub use crate::endpoint::{DEFAULT_METRICS_ADDR, MetricsService, TEXT_CONTENT_TYP
 pub use crate::init::{
     InitError, OtlpProtocol, Telemetry, TelemetryConfig, TraceExport, TraceSampler, init, init_with,
 };
+
+/// For the benches only (the OTLP/HTTP encoder against opentelemetry-otlp's): not an API.
+#[cfg(feature = "init")]
+#[doc(hidden)]
+pub mod __bench {
+    pub use crate::init::span_proto::{EncodedResource, encode_request};
+}
 pub use crate::labels::{
     CLIENT_ERROR_CODES, DEFAULT_MAX_ACCESS_NODES, DEFAULT_MAX_APPIDS, DEFAULT_MAX_ROUTES,
     DEFAULT_MAX_SOURCES, MetricLabel,

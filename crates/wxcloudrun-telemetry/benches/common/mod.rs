@@ -162,6 +162,35 @@ impl SpanExporter for EncodeExporter {
     }
 }
 
+/// Encodes every batch as the layer's own OTLP/HTTP exporter does (`init/span_proto.rs`), and
+/// drops the bytes: [`EncodeExporter`]'s counterpart.
+#[derive(Debug, Default)]
+pub(crate) struct DirectEncodeExporter {
+    resource: wxcloudrun_telemetry::__bench::EncodedResource,
+}
+
+impl SpanExporter for DirectEncodeExporter {
+    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        EXPORTED.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let mut body = Vec::new();
+        wxcloudrun_telemetry::__bench::encode_request(&batch, &self.resource, &mut body);
+        std::hint::black_box(body);
+        std::future::ready(Ok(()))
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.resource = wxcloudrun_telemetry::__bench::EncodedResource::new(resource);
+    }
+}
+
+/// [`provider`] with [`DirectEncodeExporter`]: always on.
+pub(crate) fn direct_encoding_provider() -> SdkTracerProvider {
+    SdkTracerProvider::builder()
+        .with_batch_exporter(DirectEncodeExporter::default())
+        .with_sampler(Sampler::AlwaysOn)
+        .build()
+}
+
 /// [`provider`] with [`EncodeExporter`]: always on.
 pub(crate) fn encoding_provider() -> SdkTracerProvider {
     SdkTracerProvider::builder()

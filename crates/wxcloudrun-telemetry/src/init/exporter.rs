@@ -1,26 +1,25 @@
 //! The OTLP span exporter, with wxcloudrun-connect's TLS for both transports.
 //!
-//! opentelemetry-otlp reads some `OTEL_EXPORTER_OTLP_*` variables itself while building, from the
-//! process environment. Everything it would read is set explicitly here so the configuration wins
-//! (it may have been built in code, or from a lookup that is not the process environment):
+//! OTLP/HTTP protobuf is our own exporter (`http_exporter`: the protobuf written straight from
+//! the spans). OTLP/gRPC is opentelemetry-otlp's, which reads some `OTEL_EXPORTER_OTLP_*`
+//! variables itself while building, from the process environment; everything it would read is
+//! set explicitly here so the configuration wins (it may have been built in code, or from a
+//! lookup that is not the process environment):
 //!
-//! - endpoint, protocol, timeout: `with_endpoint` / `with_protocol` / `with_timeout` take
-//!   precedence over the variables; for gRPC the endpoint is in our channel.
-//! - TLS and `_INSECURE`: unused, the HTTP client and the gRPC channel are ours.
-//! - headers: the exporter merges the variables' headers over `with_headers` (and percent-decodes
-//!   `with_headers` values a second time), so `with_headers` is not used. Instead the HTTP client
-//!   wrapper and the gRPC interceptor replace whatever headers the exporter put on a request with
-//!   the configured ones, keeping only its content type, content encoding and user agent.
+//! - endpoint and timeout: the endpoint is in our channel; `with_timeout` takes precedence.
+//! - TLS and `_INSECURE`: unused, the channel is ours.
+//! - headers: the exporter merges the variables' headers over its own, so the interceptor
+//!   replaces whatever headers the exporter put on a call with the configured ones, keeping only
+//!   its user agent.
 //! - compression: `with_compression(Gzip)` wins; for `none` there is no way to say so, and the
 //!   exporter would apply a `gzip` from the process environment: that case is a warning.
 
-use std::fmt;
-
-use async_trait::async_trait;
-use http::header::{CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
+use http::header::USER_AGENT;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use opentelemetry_http::{Bytes, HttpClient, HttpError};
-use opentelemetry_otlp::{ExporterBuildError, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_otlp::{ExporterBuildError, WithExportConfig, WithTonicConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use wxcloudrun_connect::TlsConfig;
 use wxcloudrun_connect::grpc::ConnectError;
 use wxcloudrun_connect::otlp_env::Compression;
@@ -28,9 +27,47 @@ use wxcloudrun_connect::secret::{is_sensitive_header, redact_url};
 
 use super::config::{OtlpProtocol, TelemetryConfig};
 use super::error::InitError;
+use super::http_exporter::HttpSpanExporter;
 
 /// The gRPC user agent (tonic appends its own).
 const GRPC_USER_AGENT: &str = concat!("wxcloudrun-telemetry/", env!("CARGO_PKG_VERSION"));
+
+/// The exporter of one protocol.
+#[derive(Debug)]
+pub(super) enum Exporter {
+    Http(HttpSpanExporter),
+    Grpc(opentelemetry_otlp::SpanExporter),
+}
+
+impl SpanExporter for Exporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        match self {
+            Exporter::Http(http) => http.export(batch).await,
+            Exporter::Grpc(grpc) => grpc.export(batch).await,
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        match self {
+            Exporter::Http(http) => http.shutdown_with_timeout(timeout),
+            Exporter::Grpc(grpc) => grpc.shutdown_with_timeout(timeout),
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        match self {
+            Exporter::Http(http) => http.force_flush(),
+            Exporter::Grpc(grpc) => grpc.force_flush(),
+        }
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        match self {
+            Exporter::Http(http) => http.set_resource(resource),
+            Exporter::Grpc(grpc) => grpc.set_resource(resource),
+        }
+    }
+}
 
 /// Builds the exporter for `endpoint`; `warnings` gets what the caller should log.
 pub(super) fn build(
@@ -38,7 +75,7 @@ pub(super) fn build(
     endpoint: &str,
     protocol: OtlpProtocol,
     warnings: &mut Vec<String>,
-) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
+) -> Result<Exporter, InitError> {
     let exporter_error = |reason: String| InitError::Exporter {
         endpoint: redact_url(endpoint),
         reason,
@@ -51,7 +88,8 @@ pub(super) fn build(
             redact_url(endpoint)
         ));
     }
-    if config.otlp_compression == Compression::None
+    if protocol == OtlpProtocol::Grpc
+        && config.otlp_compression == Compression::None
         && let Some(variable) = process_env_gzip()
     {
         warnings.push(format!(
@@ -59,11 +97,17 @@ pub(super) fn build(
              spans although this configuration says none"
         ));
     }
-    let exporter = match protocol {
-        OtlpProtocol::HttpProtobuf => http_exporter(config, endpoint, headers, exporter_error)?,
-        OtlpProtocol::Grpc => grpc_exporter(config, endpoint, headers, exporter_error)?,
-    };
-    exporter.map_err(|err| exporter_error(err.to_string()))
+    match protocol {
+        OtlpProtocol::HttpProtobuf => Ok(Exporter::Http(http_exporter(
+            config,
+            endpoint,
+            headers,
+            exporter_error,
+        )?)),
+        OtlpProtocol::Grpc => grpc_exporter(config, endpoint, headers, exporter_error)?
+            .map(Exporter::Grpc)
+            .map_err(|err| exporter_error(err.to_string())),
+    }
 }
 
 /// OTLP/HTTP protobuf through our blocking reqwest client (the batch processor's own thread).
@@ -72,7 +116,7 @@ fn http_exporter(
     endpoint: &str,
     headers: HeaderMap,
     exporter_error: impl Fn(String) -> InitError,
-) -> Result<Result<opentelemetry_otlp::SpanExporter, ExporterBuildError>, InitError> {
+) -> Result<HttpSpanExporter, InitError> {
     let timeout = config.export_timeout();
     // reqwest needs a TLS config even for http:// (it could be redirected).
     let default_tls = TlsConfig::default();
@@ -83,17 +127,10 @@ fn http_exporter(
     };
     let tls = wxcloudrun_connect::http::reqwest_tls(tls)?;
     let client = blocking_client(tls, timeout).map_err(exporter_error)?;
-    let builder = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-        .with_endpoint(endpoint)
-        .with_timeout(timeout)
-        .with_http_client(HeaderClient { client, headers });
-    Ok(match gzip(config) {
-        Some(gzip) => builder.with_compression(gzip),
-        None => builder,
-    }
-    .build())
+    let gzip = config.otlp_compression == Compression::Gzip;
+    Ok(HttpSpanExporter::new(
+        client, endpoint, headers, gzip, timeout,
+    ))
 }
 
 /// OTLP/gRPC over wxcloudrun-connect's channel; the interceptor puts the configured headers on
@@ -189,43 +226,4 @@ fn blocking_client(
         .join()
         .map_err(|_| "building the HTTP client panicked".to_owned())?
         .map_err(|err| format!("cannot build the HTTP client: {err}"))
-}
-
-/// The HTTP client the exporter sends through: the configured headers replace whatever the
-/// exporter set, except its content type, content encoding and (unless configured) user agent.
-struct HeaderClient {
-    client: reqwest::blocking::Client,
-    headers: HeaderMap,
-}
-
-/// Header names only: values may be secrets.
-impl fmt::Debug for HeaderClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HeaderClient")
-            .field("headers", &self.headers.keys().collect::<Vec<_>>())
-            .finish_non_exhaustive()
-    }
-}
-
-#[async_trait]
-impl HttpClient for HeaderClient {
-    async fn send_bytes(
-        &self,
-        request: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, HttpError> {
-        let (mut parts, body) = request.into_parts();
-        let mut headers = self.headers.clone();
-        for name in [CONTENT_TYPE, CONTENT_ENCODING] {
-            if let Some(value) = parts.headers.get(&name) {
-                headers.insert(name, value.clone());
-            }
-        }
-        if !headers.contains_key(USER_AGENT)
-            && let Some(agent) = parts.headers.get(USER_AGENT)
-        {
-            headers.insert(USER_AGENT, agent.clone());
-        }
-        parts.headers = headers;
-        HttpClient::send_bytes(&self.client, http::Request::from_parts(parts, body)).await
-    }
 }

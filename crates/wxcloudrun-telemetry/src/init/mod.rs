@@ -7,7 +7,9 @@
 mod config;
 mod error;
 mod exporter;
+mod http_exporter;
 mod sampling;
+pub(crate) mod span_proto;
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry::trace::TracerProvider as _;
