@@ -7,7 +7,8 @@
 //! did beyond encoding is kept: the content type, `gzip`, the timeout over all attempts, and the
 //! retries of opentelemetry-otlp 0.33's recommended policy (up to 3 after the first attempt,
 //! 100 ms doubling to 1.6 s plus up to 100 ms of jitter; retried are a failed connection and
-//! 429, 502, 503 and 504, after a `Retry-After` in seconds when 429 or 503 give one).
+//! 429, 502, 503 and 504, after the `Retry-After` that 429 or 503 may give, in seconds or as an
+//! HTTP date, up to 30 s).
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -31,6 +32,9 @@ const MAX_RETRIES: u32 = 3;
 const FIRST_DELAY: Duration = Duration::from_millis(100);
 const MAX_DELAY: Duration = Duration::from_millis(1600);
 const MAX_JITTER_MS: u64 = 100;
+/// The longest `Retry-After` honoured (opentelemetry-otlp's cap on a throttle); the timeout
+/// still bounds the whole export.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// What a response body is read up to: a partial-success message is a few hundred bytes, and a
 /// collector that answers with more is not trusted with the exporter's memory.
 const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
@@ -172,8 +176,7 @@ impl HttpSpanExporter {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| retry_after(v, SystemTime::now()));
         let mut reply = Vec::new();
         // A body that cannot be read changes nothing about the status.
         let _ = response.take(MAX_RESPONSE_BYTES).read_to_end(&mut reply);
@@ -193,6 +196,19 @@ impl HttpSpanExporter {
             retry,
         })
     }
+}
+
+/// A `Retry-After` value (seconds, or an HTTP date after `now`) as a wait, capped.
+fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// A collector that kept only some spans says so in a 200 response.
@@ -471,6 +487,64 @@ mod tests {
         let err = export(&exporter, vec![span("GET /a")]).unwrap_err();
         assert!(err.to_string().contains("no response"), "{err}");
         assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after("3600", now), Some(MAX_RETRY_AFTER));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(12));
+        assert_eq!(retry_after(&later, now), Some(Duration::from_secs(12)));
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(12));
+        assert_eq!(retry_after(&earlier, now), Some(Duration::ZERO));
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-1", now), None);
+    }
+
+    /// What `warn_of_partial_success` logs for `reply`.
+    fn logged_for(reply: &[u8]) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || warn_of_partial_success(reply));
+        String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn a_partial_success_is_a_warning() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
+        let reply = |rejected_spans, error_message: &str| {
+            ExportTraceServiceResponse {
+                partial_success: Some(ExportTracePartialSuccess {
+                    rejected_spans,
+                    error_message: error_message.to_owned(),
+                }),
+            }
+            .encode_to_vec()
+        };
+        let logged = logged_for(&reply(3, "span too large"));
+        assert!(logged.contains("WARN"), "{logged}");
+        assert!(logged.contains("rejected_spans=3"), "{logged}");
+        assert!(logged.contains("span too large"), "{logged}");
+        // A full success, an empty body and a body that is not protobuf say nothing.
+        assert_eq!(logged_for(&reply(0, "")), "");
+        assert_eq!(logged_for(b""), "");
+        assert_eq!(logged_for(b"\xff\xff not protobuf"), "");
     }
 
     #[test]
