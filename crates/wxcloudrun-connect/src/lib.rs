@@ -5,7 +5,8 @@
 //!   is one; a missing store is never an error), a CA file, client certificates, `server_name`,
 //!   `insecure_skip_verify`; ring only.
 //! - [`grpc`]: a tonic channel with those rules (OTLP/gRPC).
-//! - [`http`]: the rustls config for reqwest clients (OTLP/HTTP, remote write).
+//! - [`http`]: the rustls config for reqwest clients (OTLP/HTTP, remote write), and the
+//!   backend's `Retry-After`.
 //! - [`secret`]: values that print as `<secret>`, sensitive header names, URLs without userinfo,
 //!   and credentials re-read from files when they rotate.
 //! - [`otlp_env`]: the standard `OTEL_EXPORTER_OTLP_*` variables, `OTEL_RESOURCE_ATTRIBUTES`,

@@ -1,9 +1,8 @@
 //! When a failed request is tried again: exponential backoff with jitter, or the backend's own
 //! `Retry-After` / gRPC `RetryInfo`, and an age past which a request is given up on.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use http::HeaderMap;
 use rand::Rng;
 use rand::rngs::StdRng;
 
@@ -52,45 +51,14 @@ impl RetryPolicy {
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers
-        .get(http::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(
-        at.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
+/// `Retry-After` as seconds or an HTTP date (shared with the telemetry crate's exporter).
+pub(crate) use wxcloudrun_connect::http::retry_after;
 
 #[cfg(test)]
 mod tests {
     use rand::SeedableRng;
 
     use super::*;
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers), None);
-        headers.insert("retry-after", http::HeaderValue::from_static("3"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
-        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
-        headers.insert("retry-after", later.parse().unwrap());
-        let wait = retry_after(&headers).unwrap();
-        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
-        let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(120));
-        headers.insert("retry-after", past.parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
-        headers.insert("retry-after", http::HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&headers), None);
-    }
 
     #[test]
     fn backoff_doubles_with_jitter_up_to_the_cap() {

@@ -23,6 +23,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use prost::Message;
+use wxcloudrun_connect::http::retry_after_value;
 use wxcloudrun_connect::secret::redact_url;
 
 use super::span_proto::{EncodedResource, encode_request};
@@ -200,15 +201,7 @@ impl HttpSpanExporter {
 
 /// A `Retry-After` value (seconds, or an HTTP date after `now`) as a wait, capped.
 fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    let wait = match value.parse::<u64>() {
-        Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) => httpdate::parse_http_date(value)
-            .ok()?
-            .duration_since(now)
-            .unwrap_or(Duration::ZERO),
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
+    retry_after_value(value, now).map(|wait| wait.min(MAX_RETRY_AFTER))
 }
 
 /// A collector that kept only some spans says so in a 200 response.
