@@ -77,7 +77,8 @@ pub use crate::context::{MAX_HEADER_BYTES, TrustMode, WxContext};
 pub use crate::endpoint::{DEFAULT_METRICS_ADDR, MetricsService, TEXT_CONTENT_TYPE, render};
 #[cfg(feature = "init")]
 pub use crate::init::{
-    InitError, OtlpProtocol, Telemetry, TelemetryConfig, TraceExport, TraceSampler, init, init_with,
+    InitError, OtlpProtocol, SpanBatching, Telemetry, TelemetryConfig, TraceExport, TraceSampler,
+    init, init_with,
 };
 
 /// For the benches only (the OTLP/HTTP encoder against opentelemetry-otlp's): not an API.

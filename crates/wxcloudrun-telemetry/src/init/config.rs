@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::Sampler;
+use opentelemetry_sdk::trace::{BatchConfig, BatchConfigBuilder, Sampler};
 use wxcloudrun_connect::otlp_env::{self, Compression, OtlpEnv, Signal};
 use wxcloudrun_connect::secret::{REDACTED, is_sensitive_header, redact_url};
 use wxcloudrun_connect::{Secret, TlsConfig};
@@ -114,6 +114,99 @@ impl TraceSampler {
     }
 }
 
+/// How finished spans wait for export: the `OTEL_BSP_*` variables, with the SDK batch
+/// processor's defaults and meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanBatching {
+    /// Spans held while waiting for export; a span that ends while the queue is full is
+    /// dropped (and counted in a warning). `OTEL_BSP_MAX_QUEUE_SIZE`. Defaults to 2048.
+    pub max_queue_size: usize,
+    /// The longest a span waits before its batch is sent, when the batch does not fill first.
+    /// `OTEL_BSP_SCHEDULE_DELAY` (milliseconds). Defaults to 5 s.
+    pub scheduled_delay: Duration,
+    /// The most spans in one export request; at most `max_queue_size`.
+    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`. Defaults to 512.
+    pub max_export_batch_size: usize,
+    /// The longest one export may take, all retries included; the OTLP timeout
+    /// ([`TelemetryConfig::otlp_timeout`]) bounds it too, and the shorter wins.
+    /// `OTEL_BSP_EXPORT_TIMEOUT` (milliseconds). Defaults to 30 s.
+    pub export_timeout: Duration,
+}
+
+impl Default for SpanBatching {
+    fn default() -> Self {
+        SpanBatching {
+            max_queue_size: 2048,
+            scheduled_delay: Duration::from_millis(5000),
+            max_export_batch_size: 512,
+            export_timeout: Duration::from_millis(30_000),
+        }
+    }
+}
+
+impl SpanBatching {
+    /// The same settings for the SDK's batch processor (OTLP/gRPC). Its thread ignores an
+    /// export timeout: the exporter's timeout ([`TelemetryConfig::export_timeout`]) carries it.
+    pub(crate) fn to_sdk(self) -> BatchConfig {
+        BatchConfigBuilder::default()
+            .with_max_queue_size(self.max_queue_size)
+            .with_scheduled_delay(self.scheduled_delay)
+            .with_max_export_batch_size(self.max_export_batch_size)
+            .build()
+    }
+
+    /// Reads the `OTEL_BSP_*` variables; a value that is not a number (or is 0) keeps its
+    /// default, with a warning, where the SDK would ignore it silently.
+    fn read(get: &impl Fn(&str) -> Option<String>, warnings: &mut Vec<String>) -> Self {
+        let defaults = SpanBatching::default();
+        let mut number = |name: &str, default: u64| -> u64 {
+            match get(name).map(|v| v.parse::<u64>()) {
+                None => default,
+                Some(Ok(n)) if n > 0 => n,
+                Some(_) => {
+                    warnings.push(format!(
+                        "{name} must be a positive whole number; using {default}"
+                    ));
+                    default
+                }
+            }
+        };
+        let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let max_queue_size = as_usize(number(
+            "OTEL_BSP_MAX_QUEUE_SIZE",
+            defaults.max_queue_size as u64,
+        ));
+        let scheduled_delay = Duration::from_millis(number(
+            "OTEL_BSP_SCHEDULE_DELAY",
+            millis(defaults.scheduled_delay),
+        ));
+        let mut max_export_batch_size = as_usize(number(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            defaults.max_export_batch_size as u64,
+        ));
+        let export_timeout = Duration::from_millis(number(
+            "OTEL_BSP_EXPORT_TIMEOUT",
+            millis(defaults.export_timeout),
+        ));
+        if max_export_batch_size > max_queue_size {
+            if get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE").is_some() {
+                warnings.push(format!(
+                    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE is larger than the queue; using \
+                     OTEL_BSP_MAX_QUEUE_SIZE ({max_queue_size})"
+                ));
+            }
+            max_export_batch_size = max_queue_size;
+        }
+        SpanBatching {
+            max_queue_size,
+            scheduled_delay,
+            max_export_batch_size,
+            export_timeout,
+        }
+    }
+}
+
 /// Everything [`init`](super::init) reads from the environment; build one by hand (or adjust
 /// one from [`TelemetryConfig::from_env`]) to configure in code.
 ///
@@ -148,6 +241,8 @@ pub struct TelemetryConfig {
     pub otlp_tls: TlsConfig,
     /// Which requests are sampled.
     pub sampler: TraceSampler,
+    /// How finished spans are queued and batched (`OTEL_BSP_*`).
+    pub batch: SpanBatching,
     /// Extra resource attributes (`OTEL_RESOURCE_ATTRIBUTES`).
     pub resource_attributes: Vec<(String, String)>,
     /// The log filter in `RUST_LOG` syntax. Defaults to `info`.
@@ -193,6 +288,7 @@ impl fmt::Debug for TelemetryConfig {
             .field("otlp_compression", &self.otlp_compression)
             .field("otlp_tls", &self.otlp_tls)
             .field("sampler", &self.sampler)
+            .field("batch", &self.batch)
             .field("resource_attributes", &self.resource_attributes)
             .field("log_filter", &self.log_filter)
             .field("warnings", &self.warnings)
@@ -314,6 +410,7 @@ impl TelemetryConfig {
             get("OTEL_TRACES_SAMPLER_ARG").as_deref(),
             &mut warnings,
         );
+        let batch = SpanBatching::read(&get, &mut warnings);
         let (resource_attributes, attribute_warnings) = otlp_env::resource_attributes(&lookup);
         warnings.extend(attribute_warnings);
         let service_name = env::service_name(&lookup)
@@ -336,6 +433,7 @@ impl TelemetryConfig {
             otlp_compression: exporter.compression,
             otlp_tls: exporter.tls,
             sampler,
+            batch,
             resource_attributes,
             log_filter: get("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
             warnings,
@@ -349,9 +447,12 @@ impl TelemetryConfig {
         self
     }
 
-    /// The timeout of one export.
+    /// The timeout of one export, all attempts included: the OTLP timeout, or
+    /// `OTEL_BSP_EXPORT_TIMEOUT` when that is shorter.
     pub(crate) fn export_timeout(&self) -> Duration {
-        self.otlp_timeout.unwrap_or(EXPORT_TIMEOUT)
+        self.otlp_timeout
+            .unwrap_or(EXPORT_TIMEOUT)
+            .min(self.batch.export_timeout)
     }
 
     /// Detected values first, then `OTEL_RESOURCE_ATTRIBUTES` over them, then what the code set
@@ -640,6 +741,48 @@ mod tests {
         assert!(c.warnings[0].contains("OTEL_EXPORTER_OTLP_CERTIFICATE has no effect"));
         assert!(c.warnings[1].contains("OTEL_EXPORTER_OTLP_TIMEOUT=0"));
         assert_eq!(c.otlp_timeout, None);
+    }
+
+    #[test]
+    fn batching_follows_the_bsp_variables() {
+        let c = config(&[]);
+        assert_eq!(c.batch, SpanBatching::default());
+        assert_eq!(c.batch.max_queue_size, 2048);
+        assert_eq!(c.batch.max_export_batch_size, 512);
+        assert_eq!(c.batch.scheduled_delay, Duration::from_secs(5));
+        assert_eq!(c.batch.export_timeout, Duration::from_secs(30));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+        let c = config(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "250"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "2000"),
+        ]);
+        let expected = SpanBatching {
+            max_queue_size: 100,
+            scheduled_delay: Duration::from_millis(250),
+            max_export_batch_size: 10,
+            export_timeout: Duration::from_secs(2),
+        };
+        assert_eq!(c.batch, expected);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+        // Not numbers, zero, a batch larger than the queue: defaults and the queue, with warnings.
+        let c = config(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "64"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "5s"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "0"),
+        ]);
+        assert_eq!(c.batch.max_queue_size, 64);
+        assert_eq!(c.batch.max_export_batch_size, 64);
+        assert_eq!(c.batch.scheduled_delay, Duration::from_secs(5));
+        assert_eq!(c.batch.export_timeout, Duration::from_secs(30));
+        assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+        assert!(c.warnings[0].starts_with("OTEL_BSP_SCHEDULE_DELAY must be"));
+        assert!(c.warnings[1].starts_with("OTEL_BSP_EXPORT_TIMEOUT must be"));
+        assert!(c.warnings[2].contains("larger than the queue"));
     }
 
     #[test]

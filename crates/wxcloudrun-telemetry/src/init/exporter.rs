@@ -1,7 +1,7 @@
 //! The OTLP span exporter, with wxcloudrun-connect's TLS for both transports.
 //!
-//! OTLP/HTTP protobuf is our own exporter (`http_exporter`: the protobuf written straight from
-//! the spans). OTLP/gRPC is opentelemetry-otlp's, which reads some `OTEL_EXPORTER_OTLP_*`
+//! OTLP/HTTP protobuf is our own exporter (`http_exporter`), fed by the encoding span processor
+//! (`encoding_processor`: the protobuf written as each span ends). OTLP/gRPC is opentelemetry-otlp's, which reads some `OTEL_EXPORTER_OTLP_*`
 //! variables itself while building, from the process environment; everything it would read is
 //! set explicitly here so the configuration wins (it may have been built in code, or from a
 //! lookup that is not the process environment):
@@ -17,9 +17,6 @@
 use http::header::USER_AGENT;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry_otlp::{ExporterBuildError, WithExportConfig, WithTonicConfig};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use wxcloudrun_connect::TlsConfig;
 use wxcloudrun_connect::grpc::ConnectError;
 use wxcloudrun_connect::otlp_env::Compression;
@@ -32,41 +29,12 @@ use super::http_exporter::HttpSpanExporter;
 /// The gRPC user agent (tonic appends its own).
 const GRPC_USER_AGENT: &str = concat!("wxcloudrun-telemetry/", env!("CARGO_PKG_VERSION"));
 
-/// The exporter of one protocol.
+/// The exporter of one protocol: ours for HTTP, which the encoding span processor drives;
+/// opentelemetry-otlp's for gRPC, behind the SDK's batch processor.
 #[derive(Debug)]
 pub(super) enum Exporter {
     Http(HttpSpanExporter),
     Grpc(opentelemetry_otlp::SpanExporter),
-}
-
-impl SpanExporter for Exporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        match self {
-            Exporter::Http(http) => http.export(batch).await,
-            Exporter::Grpc(grpc) => grpc.export(batch).await,
-        }
-    }
-
-    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
-        match self {
-            Exporter::Http(http) => http.shutdown_with_timeout(timeout),
-            Exporter::Grpc(grpc) => grpc.shutdown_with_timeout(timeout),
-        }
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        match self {
-            Exporter::Http(http) => http.force_flush(),
-            Exporter::Grpc(grpc) => grpc.force_flush(),
-        }
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        match self {
-            Exporter::Http(http) => http.set_resource(resource),
-            Exporter::Grpc(grpc) => grpc.set_resource(resource),
-        }
-    }
 }
 
 /// Builds the exporter for `endpoint`; `warnings` gets what the caller should log.
@@ -110,7 +78,7 @@ pub(super) fn build(
     }
 }
 
-/// OTLP/HTTP protobuf through our blocking reqwest client (the batch processor's own thread).
+/// OTLP/HTTP protobuf through our blocking reqwest client (on the span processor's thread).
 fn http_exporter(
     config: &TelemetryConfig,
     endpoint: &str,
@@ -207,7 +175,7 @@ fn process_env_gzip() -> Option<&'static str> {
     None
 }
 
-/// A blocking reqwest client (what the SDK's batch processor thread can drive) with our TLS.
+/// A blocking reqwest client (what the span processor's thread can drive) with our TLS.
 /// Built on a thread of its own: reqwest's blocking client starts a runtime, which must not
 /// happen on a thread already inside one (`init()` is usually called from `#[tokio::main]`).
 fn blocking_client(

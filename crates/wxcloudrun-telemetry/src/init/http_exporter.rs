@@ -1,14 +1,16 @@
-//! OTLP/HTTP protobuf span export that writes the request straight from the finished spans
-//! (`span_proto`), sent by our blocking reqwest client on the batch processor's own thread.
+//! OTLP/HTTP protobuf span export: requests written straight from the finished spans
+//! (`span_proto`), sent by our blocking reqwest client on the span processor's own thread.
 //!
 //! It replaces opentelemetry-otlp's HTTP exporter, whose conversion into `opentelemetry-proto`
-//! messages was as costly as the request being traced (see `span_proto`). The SDK's
-//! `BatchSpanProcessor` still does the queueing, batching and `OTEL_BSP_*`; what the exporter
-//! did beyond encoding is kept: the content type, `gzip`, the timeout over all attempts, and the
-//! retries of opentelemetry-otlp 0.33's recommended policy (up to 3 after the first attempt,
-//! 100 ms doubling to 1.6 s plus up to 100 ms of jitter; retried are a failed connection and
-//! 429, 502, 503 and 504, after the `Retry-After` that 429 or 503 may give, in seconds or as an
-//! HTTP date, up to 30 s).
+//! messages was as costly as the request being traced (see `span_proto`). The queueing and
+//! batching (`OTEL_BSP_*`) are the encoding span processor's (`encoding_processor`), which hands
+//! over requests already encoded ([`HttpSpanExporter::export_encoded`]); as a `SpanExporter` it
+//! encodes a batch of `SpanData` itself. What opentelemetry-otlp's exporter did beyond encoding is
+//! kept: the content type, `gzip`, the timeout over all attempts, and the retries of
+//! opentelemetry-otlp 0.33's recommended policy (up to 3 after the first attempt, 100 ms doubling
+//! to 1.6 s plus up to 100 ms of jitter; retried are a failed connection and 429, 502, 503 and
+//! 504, after the `Retry-After` that 429 or 503 may give, in seconds or as an HTTP date, up to
+//! 30 s).
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -107,6 +109,11 @@ impl HttpSpanExporter {
         let mut body = Vec::with_capacity(self.last_len.load(Ordering::Relaxed));
         encode_request(batch, &self.resource, &mut body);
         self.last_len.store(body.len(), Ordering::Relaxed);
+        self.compressed(body)
+    }
+
+    /// `body` gzipped, when configured.
+    fn compressed(&self, body: Vec<u8>) -> Result<Vec<u8>, OTelSdkError> {
         if !self.gzip {
             return Ok(body);
         }
@@ -114,6 +121,15 @@ impl HttpSpanExporter {
         std::io::Write::write_all(&mut encoder, &body)
             .and_then(|()| encoder.finish())
             .map_err(|err| OTelSdkError::InternalFailure(format!("gzip failed: {err}")))
+    }
+
+    /// Exports an `ExportTraceServiceRequest` already encoded (by the encoding span
+    /// processor): compressed when configured, sent with the retries of [`SpanExporter::export`].
+    pub(crate) fn export_encoded(&self, request: Vec<u8>) -> OTelSdkResult {
+        if self.shut_down.load(Ordering::Relaxed) {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        self.send(self.compressed(request)?)
     }
 
     /// Sends `body`, retrying as the module says while the timeout allows.
@@ -252,7 +268,7 @@ impl SpanExporter for HttpSpanExporter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::future::Future;
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
@@ -270,13 +286,13 @@ mod tests {
     use super::*;
 
     /// One request as the collector saw it.
-    struct Seen {
+    pub(crate) struct Seen {
         headers: Vec<(String, String)>,
-        body: Vec<u8>,
+        pub(crate) body: Vec<u8>,
     }
 
     impl Seen {
-        fn header(&self, name: &str) -> Option<&str> {
+        pub(crate) fn header(&self, name: &str) -> Option<&str> {
             self.headers
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -286,7 +302,7 @@ mod tests {
 
     /// A loopback collector answering each request with the next of `replies` (status line and
     /// extra headers), then 200; returns its URL and what it saw.
-    fn collector(replies: Vec<&'static str>) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    pub(crate) fn collector(replies: Vec<&'static str>) -> (String, Arc<Mutex<Vec<Seen>>>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -324,7 +340,7 @@ mod tests {
         (url, seen)
     }
 
-    fn exporter(url: &str, gzip: bool, timeout: Duration) -> HttpSpanExporter {
+    pub(crate) fn exporter(url: &str, gzip: bool, timeout: Duration) -> HttpSpanExporter {
         let mut headers = HeaderMap::new();
         headers.insert("x-tenant", HeaderValue::from_static("acme"));
         wxcloudrun_connect::tls::install_default_provider();
@@ -343,7 +359,7 @@ mod tests {
         exporter
     }
 
-    fn span(name: &'static str) -> SpanData {
+    pub(crate) fn span(name: &'static str) -> SpanData {
         SpanData {
             span_context: SpanContext::new(
                 TraceId::from(7),
@@ -380,7 +396,7 @@ mod tests {
         }
     }
 
-    fn decoded(seen: &Seen) -> ExportTraceServiceRequest {
+    pub(crate) fn decoded(seen: &Seen) -> ExportTraceServiceRequest {
         let body = if seen.header("content-encoding") == Some("gzip") {
             let mut plain = Vec::new();
             GzDecoder::new(&seen.body[..])

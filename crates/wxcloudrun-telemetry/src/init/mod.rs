@@ -5,6 +5,7 @@
 //! is wxcloudrun-connect's, shared with the sidecar.
 
 mod config;
+mod encoding_processor;
 mod error;
 mod exporter;
 mod http_exporter;
@@ -13,7 +14,7 @@ pub(crate) mod span_proto;
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider};
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::filter_fn;
@@ -23,8 +24,10 @@ use tracing_subscriber::{Layer as _, Registry};
 use wxcloudrun_connect::secret::redact_url;
 
 use self::config::EXPORT_TIMEOUT;
-pub use self::config::{OtlpProtocol, TelemetryConfig, TraceExport, TraceSampler};
+pub use self::config::{OtlpProtocol, SpanBatching, TelemetryConfig, TraceExport, TraceSampler};
+use self::encoding_processor::EncodingSpanProcessor;
 pub use self::error::InitError;
+use self::exporter::Exporter;
 use self::sampling::{LayerIds, sample_first};
 use crate::config::WxTelemetryBuilder;
 use crate::layer::WxTelemetryLayer;
@@ -72,9 +75,23 @@ impl Telemetry {
                 Some(Sampler::AlwaysOff),
             ),
             TraceExport::Otlp { endpoint, protocol } => {
-                let exporter = exporter::build(&config, endpoint, *protocol, &mut warnings)?;
-                let provider = SdkTracerProvider::builder()
-                    .with_batch_exporter(exporter)
+                let builder = SdkTracerProvider::builder();
+                let builder = match exporter::build(&config, endpoint, *protocol, &mut warnings)? {
+                    Exporter::Http(http) => builder.with_span_processor(
+                        EncodingSpanProcessor::new(http, &config.batch).map_err(|err| {
+                            InitError::Exporter {
+                                endpoint: redact_url(endpoint),
+                                reason: format!("cannot start the span export thread: {err}"),
+                            }
+                        })?,
+                    ),
+                    Exporter::Grpc(grpc) => builder.with_span_processor(
+                        BatchSpanProcessor::builder(grpc)
+                            .with_batch_config(config.batch.to_sdk())
+                            .build(),
+                    ),
+                };
+                let provider = builder
                     .with_sampler(config.sampler.to_sdk())
                     .with_id_generator(LayerIds::default())
                     .with_resource(config.resource())

@@ -274,21 +274,61 @@ pub fn encode_request(spans: &[SpanData], resource: &EncodedResource, buf: &mut 
             scopes.push(&span.instrumentation_scope);
         }
     }
-    let mut w = Writer { buf };
-    w.message(1, |w| {
-        w.bytes_always(1, &resource.body);
+    request(buf, resource, |w| {
         for &instrumentation in &scopes {
-            w.message(2, |w| {
-                w.message(1, |w| scope(w, instrumentation));
+            scope_spans(w, instrumentation, |w| {
                 for data in spans {
                     if data.instrumentation_scope == *instrumentation {
                         w.message(2, |w| span(w, data));
                     }
                 }
-                w.string(3, instrumentation.schema_url().unwrap_or_default());
             });
         }
+    });
+}
+
+/// Appends one span as a `ScopeSpans.spans` field (tag and length included), for
+/// [`encode_encoded_request`].
+pub(crate) fn encode_span(data: &SpanData, buf: &mut Vec<u8>) {
+    Writer { buf }.message(2, |w| span(w, data));
+}
+
+/// Appends the `ExportTraceServiceRequest` of spans already encoded by [`encode_span`], given
+/// per scope (a scope without spans is left out): the bytes [`encode_request`] writes for the
+/// same spans in the same order.
+pub(crate) fn encode_encoded_request<'s>(
+    scopes: impl IntoIterator<Item = (&'s InstrumentationScope, &'s [u8])>,
+    resource: &EncodedResource,
+    buf: &mut Vec<u8>,
+) {
+    request(buf, resource, |w| {
+        for (instrumentation, spans) in scopes {
+            if !spans.is_empty() {
+                scope_spans(w, instrumentation, |w| w.buf.extend_from_slice(spans));
+            }
+        }
+    });
+}
+
+/// The request around its `ScopeSpans`: one `ResourceSpans` with the process's resource.
+fn request(buf: &mut Vec<u8>, resource: &EncodedResource, scopes: impl FnOnce(&mut Writer<'_>)) {
+    Writer { buf }.message(1, |w| {
+        w.bytes_always(1, &resource.body);
+        scopes(w);
         w.string(3, &resource.schema_url);
+    });
+}
+
+/// One `ScopeSpans`: the scope, what `spans` writes, the scope's schema URL.
+fn scope_spans(
+    w: &mut Writer<'_>,
+    instrumentation: &InstrumentationScope,
+    spans: impl FnOnce(&mut Writer<'_>),
+) {
+    w.message(2, |w| {
+        w.message(1, |w| scope(w, instrumentation));
+        spans(w);
+        w.string(3, instrumentation.schema_url().unwrap_or_default());
     });
 }
 
@@ -476,6 +516,36 @@ mod tests {
                 &reference(vec![span], &resource),
             );
         }
+    }
+
+    #[test]
+    fn spans_encoded_one_by_one_make_the_same_request() {
+        let resource = Resource::builder_empty()
+            .with_attributes([KeyValue::new("service.name", "orders")])
+            .build();
+        let spans = spans();
+        // Each scope's spans, encoded as they end, in the order the scopes first appear.
+        let mut scopes: Vec<(InstrumentationScope, Vec<u8>)> = Vec::new();
+        for data in &spans {
+            let at = match scopes
+                .iter()
+                .position(|(s, _)| *s == data.instrumentation_scope)
+            {
+                Some(at) => at,
+                None => {
+                    scopes.push((data.instrumentation_scope.clone(), Vec::new()));
+                    scopes.len() - 1
+                }
+            };
+            encode_span(data, &mut scopes[at].1);
+        }
+        assert!(scopes.len() > 1, "the spans cover more than one scope");
+        // A scope whose spans all went elsewhere is left out.
+        scopes.push((InstrumentationScope::builder("idle").build(), Vec::new()));
+        let mut buf = Vec::new();
+        let encoded = scopes.iter().map(|(s, b)| (s, b.as_slice()));
+        encode_encoded_request(encoded, &EncodedResource::new(&resource), &mut buf);
+        same(&buf, &reference(spans, &resource));
     }
 
     #[test]
