@@ -16,7 +16,12 @@
 //! - `wx_traces_dropped`: `WxTelemetryLayer` with an always-on tracer whose batch processor hands
 //!   spans to an exporter that drops them (the cost of recording and batching, no encoding);
 //! - `wx_traces`: `WxTelemetryLayer` with an always-on tracer from `Telemetry::new`, spans batched
-//!   over OTLP/HTTP to an in-process sink (the protobuf written by the layer's own exporter);
+//!   over OTLP/HTTP to an in-process sink (the server span the layer's own, encoded as it
+//!   records; the span processor and exporter the layer's own);
+//! - `wx_traces_sdk_spans`: the same with SDK server spans, encoded as they end by the layer's
+//!   span processor (what `wx_traces` was before its server span was its own);
+//! - `wx_traces_sdk_batch`: SDK spans and the SDK's `BatchSpanProcessor` in front of the same
+//!   exporter (what `wx_traces` was before its span processor was ours);
 //! - `wx_traces_otlp_crate`: the same layer, always on, its spans batched to opentelemetry-otlp's
 //!   HTTP exporter and the same sink (what `wx_traces` was before its exporter was ours);
 //! - `axum_prometheus`: `axum_prometheus::PrometheusMetricLayer::pair()`;

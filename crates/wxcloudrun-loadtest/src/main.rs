@@ -20,7 +20,8 @@ Options:
     --warmup S          unmeasured warm-up seconds before each measurement (default 1)
     --connections C     concurrent keep-alive connections (default 32)
     --variants a,b,c    variants to run (default all): bare, wx_metrics, wx_sampled_out,
-                        wx_traces_dropped, wx_traces, wx_traces_otlp_crate,
+                        wx_traces_dropped, wx_traces, wx_traces_sdk_spans,
+                        wx_traces_sdk_batch, wx_traces_otlp_crate,
                         axum_prometheus, trace_otel
     --no-pin            do not pin threads to cores
     --exporter-threads server-core|anywhere

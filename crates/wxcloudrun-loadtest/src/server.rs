@@ -22,6 +22,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing_subscriber::layer::SubscriberExt as _;
+use wxcloudrun_telemetry::__bench::{SpanPipeline, telemetry_with_pipeline};
 use wxcloudrun_telemetry::{
     OtlpProtocol, Telemetry, TelemetryConfig, TraceExport, TraceSampler, WxTelemetryLayer,
 };
@@ -98,14 +99,22 @@ impl SpanExporter for DropExporter {
     }
 }
 
-/// `wx_traces`, or `wx_sampled_out` (no endpoint: ids only): the layer as `Telemetry` sets it up.
-fn wx_telemetry(export: TraceExport) -> Result<(Telemetry, WxTelemetryLayer), String> {
-    let telemetry = Telemetry::new(TelemetryConfig {
+/// `wx_traces`, or `wx_sampled_out` (no endpoint: ids only): the layer as `Telemetry` sets it up;
+/// `wx_traces_sdk_spans` and `wx_traces_sdk_batch` with the OTLP/HTTP spans taking `pipeline`.
+fn wx_telemetry(
+    export: TraceExport,
+    pipeline: SpanPipeline,
+) -> Result<(Telemetry, WxTelemetryLayer), String> {
+    let config = TelemetryConfig {
         service_name: SERVICE.to_owned(),
         export,
         sampler: TraceSampler::AlwaysOn,
         ..TelemetryConfig::from_lookup(|_| None)
-    })
+    };
+    let telemetry = match pipeline {
+        SpanPipeline::Encoded => Telemetry::new(config),
+        other => telemetry_with_pipeline(config, other),
+    }
     .map_err(|err| format!("telemetry: {err}"))?;
     let layer = telemetry
         .layer()
@@ -151,6 +160,8 @@ struct Stack {
     wx_sampled_out: Option<(Telemetry, WxTelemetryLayer)>,
     wx_traces_dropped: Option<(SdkTracerProvider, WxTelemetryLayer)>,
     wx_traces: Option<(Telemetry, WxTelemetryLayer)>,
+    wx_traces_sdk_spans: Option<(Telemetry, WxTelemetryLayer)>,
+    wx_traces_sdk_batch: Option<(Telemetry, WxTelemetryLayer)>,
     wx_traces_otlp_crate: Option<(SdkTracerProvider, WxTelemetryLayer)>,
     axum_prometheus: Option<axum_prometheus::PrometheusMetricLayer<'static>>,
     trace_otel: Option<SdkTracerProvider>,
@@ -176,18 +187,30 @@ impl Stack {
             None
         };
         let wx_sampled_out = match wants(Variant::WxSampledOut) {
-            true => Some(wx_telemetry(TraceExport::NotExported)?),
+            true => Some(wx_telemetry(
+                TraceExport::NotExported,
+                SpanPipeline::Encoded,
+            )?),
             false => None,
         };
         let wx_traces_dropped = match wants(Variant::WxTracesDropped) {
             true => Some(wx_traces_dropped()?),
             false => None,
         };
+        let otlp_http = || TraceExport::Otlp {
+            endpoint: otlp_endpoint.to_owned(),
+            protocol: OtlpProtocol::HttpProtobuf,
+        };
         let wx_traces = match wants(Variant::WxTraces) {
-            true => Some(wx_telemetry(TraceExport::Otlp {
-                endpoint: otlp_endpoint.to_owned(),
-                protocol: OtlpProtocol::HttpProtobuf,
-            })?),
+            true => Some(wx_telemetry(otlp_http(), SpanPipeline::Encoded)?),
+            false => None,
+        };
+        let wx_traces_sdk_spans = match wants(Variant::WxTracesSdkSpans) {
+            true => Some(wx_telemetry(otlp_http(), SpanPipeline::SdkServerSpans)?),
+            false => None,
+        };
+        let wx_traces_sdk_batch = match wants(Variant::WxTracesSdkBatch) {
+            true => Some(wx_telemetry(otlp_http(), SpanPipeline::SdkBatching)?),
             false => None,
         };
         let wx_traces_otlp_crate = match wants(Variant::WxTracesOtlpCrate) {
@@ -208,6 +231,8 @@ impl Stack {
             wx_sampled_out,
             wx_traces_dropped,
             wx_traces,
+            wx_traces_sdk_spans,
+            wx_traces_sdk_batch,
             wx_traces_otlp_crate,
             axum_prometheus,
             trace_otel,
@@ -224,6 +249,12 @@ impl Stack {
                 routes().layer(layer_of(&self.wx_traces_dropped).expect(BUILT))
             }
             Variant::WxTraces => routes().layer(layer_of(&self.wx_traces).expect(BUILT)),
+            Variant::WxTracesSdkSpans => {
+                routes().layer(layer_of(&self.wx_traces_sdk_spans).expect(BUILT))
+            }
+            Variant::WxTracesSdkBatch => {
+                routes().layer(layer_of(&self.wx_traces_sdk_batch).expect(BUILT))
+            }
             Variant::WxTracesOtlpCrate => {
                 routes().layer(layer_of(&self.wx_traces_otlp_crate).expect(BUILT))
             }
@@ -250,8 +281,13 @@ impl Stack {
     /// Pushes a traced variant's queued spans to the sink, so they count for that variant.
     fn flush(&self, variant: Variant) {
         match variant {
-            Variant::WxTraces => {
-                if let Some((telemetry, _)) = &self.wx_traces {
+            Variant::WxTraces | Variant::WxTracesSdkSpans | Variant::WxTracesSdkBatch => {
+                let built = match variant {
+                    Variant::WxTraces => &self.wx_traces,
+                    Variant::WxTracesSdkSpans => &self.wx_traces_sdk_spans,
+                    _ => &self.wx_traces_sdk_batch,
+                };
+                if let Some((telemetry, _)) = built {
                     telemetry.flush();
                 }
             }
@@ -286,6 +322,8 @@ impl Stack {
         }
         // Dropping `Telemetry` shuts its provider down, exporting what is left.
         drop(self.wx_traces);
+        drop(self.wx_traces_sdk_spans);
+        drop(self.wx_traces_sdk_batch);
         drop(self.wx_sampled_out);
     }
 }

@@ -13,6 +13,12 @@ pub enum Variant {
     WxTracesDropped,
     /// Our layer, metrics and always-on traces exported over OTLP.
     WxTraces,
+    /// Our layer, always on, the server spans the SDK's, encoded as they end by our span
+    /// processor: what `wx_traces` did before its server span was its own.
+    WxTracesSdkSpans,
+    /// Our layer and exporter, always on, the SDK's spans batched by the SDK's batch processor:
+    /// what `wx_traces` did before it encoded each span as it ended.
+    WxTracesSdkBatch,
     /// Our layer, always-on traces exported by opentelemetry-otlp's HTTP exporter: what
     /// `wx_traces` did before it wrote the protobuf itself.
     WxTracesOtlpCrate,
@@ -24,12 +30,14 @@ pub enum Variant {
 
 impl Variant {
     /// Every variant, in the default order.
-    pub const ALL: [Variant; 8] = [
+    pub const ALL: [Variant; 10] = [
         Variant::Bare,
         Variant::WxMetrics,
         Variant::WxSampledOut,
         Variant::WxTracesDropped,
         Variant::WxTraces,
+        Variant::WxTracesSdkSpans,
+        Variant::WxTracesSdkBatch,
         Variant::WxTracesOtlpCrate,
         Variant::AxumPrometheus,
         Variant::TraceOtel,
@@ -43,6 +51,8 @@ impl Variant {
             Variant::WxSampledOut => "wx_sampled_out",
             Variant::WxTracesDropped => "wx_traces_dropped",
             Variant::WxTraces => "wx_traces",
+            Variant::WxTracesSdkSpans => "wx_traces_sdk_spans",
+            Variant::WxTracesSdkBatch => "wx_traces_sdk_batch",
             Variant::WxTracesOtlpCrate => "wx_traces_otlp_crate",
             Variant::AxumPrometheus => "axum_prometheus",
             Variant::TraceOtel => "trace_otel",
@@ -58,7 +68,11 @@ impl Variant {
     pub fn exports_spans(self) -> bool {
         matches!(
             self,
-            Variant::WxTraces | Variant::WxTracesOtlpCrate | Variant::TraceOtel
+            Variant::WxTraces
+                | Variant::WxTracesSdkSpans
+                | Variant::WxTracesSdkBatch
+                | Variant::WxTracesOtlpCrate
+                | Variant::TraceOtel
         )
     }
 }

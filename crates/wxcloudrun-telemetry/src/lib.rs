@@ -81,11 +81,13 @@ pub use crate::init::{
     init, init_with,
 };
 
-/// For the benches only (the OTLP/HTTP encoder against opentelemetry-otlp's): not an API.
+/// For the benches and the load test only (the OTLP/HTTP encoder against opentelemetry-otlp's,
+/// the encoding span processor against the SDK's): not an API.
 #[cfg(feature = "init")]
 #[doc(hidden)]
 pub mod __bench {
     pub use crate::init::span_proto::{EncodedResource, encode_request};
+    pub use crate::init::{SpanPipeline, telemetry_with_pipeline};
 }
 pub use crate::labels::{
     CLIENT_ERROR_CODES, DEFAULT_MAX_ACCESS_NODES, DEFAULT_MAX_APPIDS, DEFAULT_MAX_ROUTES,

@@ -39,6 +39,21 @@ fn app(layer: &WxTelemetryLayer) -> Router {
             }),
         )
         .route(
+            "/api/annotated",
+            get(|| async {
+                // What a handler adds to the server span through the current context.
+                use opentelemetry::trace::TraceContextExt as _;
+                let cx = opentelemetry::Context::current();
+                let span = cx.span();
+                span.set_attribute(opentelemetry::KeyValue::new("order.id", 42_i64));
+                span.add_event(
+                    "payment authorised",
+                    vec![opentelemetry::KeyValue::new("provider", "wxpay")],
+                );
+                "annotated"
+            }),
+        )
+        .route(
             "/api/fail",
             get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
         )
@@ -368,6 +383,7 @@ async fn export_over(protocol: OtlpProtocol) {
     send(&router, get("/missing")).await;
     send(&router, get("/api/fail")).await;
     send(&router, get("/api/panic")).await;
+    send(&router, get("/api/annotated")).await;
     cancel(&router, "/api/slow").await;
     // Dropping the guard flushes: no waiting, no sleeping.
     drop(telemetry);
@@ -403,6 +419,7 @@ async fn export_over(protocol: OtlpProtocol) {
                 ERROR,
                 Some("panic".to_owned())
             ),
+            ("GET /api/annotated".to_owned(), SERVER, 0, None),
             (
                 "GET /api/slow".to_owned(),
                 SERVER,
@@ -442,6 +459,18 @@ async fn export_over(protocol: OtlpProtocol) {
         Some(32)
     );
     assert!(attr(&first.attributes, "wx.cold_start").is_some());
+    // What the handler added to the current span.
+    let annotated = &spans[4];
+    assert_eq!(
+        attr(&annotated.attributes, "order.id").as_deref(),
+        Some("42")
+    );
+    assert_eq!(annotated.events.len(), 1, "{protocol:?}");
+    assert_eq!(annotated.events[0].name, "payment authorised");
+    assert_eq!(
+        attr(&annotated.events[0].attributes, "provider").as_deref(),
+        Some("wxpay")
+    );
     let resource = received.resource();
     assert_eq!(attr(&resource, "service.name").as_deref(), Some("orders"));
     assert_eq!(attr(&resource, "service.version").as_deref(), Some("9.9.9"));

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{BatchConfig, BatchConfigBuilder, Sampler};
+use opentelemetry_sdk::trace::{BatchConfig, BatchConfigBuilder, Sampler, SpanLimits};
 use wxcloudrun_connect::otlp_env::{self, Compression, OtlpEnv, Signal};
 use wxcloudrun_connect::secret::{REDACTED, is_sensitive_header, redact_url};
 use wxcloudrun_connect::{Secret, TlsConfig};
@@ -112,6 +112,42 @@ impl TraceSampler {
             TraceSampler::ParentBasedTraceIdRatio(r) => parent_based(Sampler::TraceIdRatioBased(r)),
         }
     }
+}
+
+/// The `OTEL_*_COUNT_LIMIT` variables; a value that is not a whole number keeps its default,
+/// with a warning.
+fn read_span_limits(
+    get: &impl Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> SpanLimits {
+    let mut limits = SpanLimits::default();
+    let fields = [
+        (
+            "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+            &mut limits.max_attributes_per_span,
+        ),
+        (
+            "OTEL_SPAN_EVENT_COUNT_LIMIT",
+            &mut limits.max_events_per_span,
+        ),
+        ("OTEL_SPAN_LINK_COUNT_LIMIT", &mut limits.max_links_per_span),
+        (
+            "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+            &mut limits.max_attributes_per_event,
+        ),
+        (
+            "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+            &mut limits.max_attributes_per_link,
+        ),
+    ];
+    for (name, limit) in fields {
+        match get(name).map(|v| v.parse::<u32>()) {
+            None => {}
+            Some(Ok(value)) => *limit = value,
+            Some(Err(_)) => warnings.push(format!("{name} must be a whole number; using {limit}")),
+        }
+    }
+    limits
 }
 
 /// How finished spans wait for export: the `OTEL_BSP_*` variables, with the SDK batch
@@ -243,6 +279,11 @@ pub struct TelemetryConfig {
     pub sampler: TraceSampler,
     /// How finished spans are queued and batched (`OTEL_BSP_*`).
     pub batch: SpanBatching,
+    /// The most attributes, events and links a span keeps (the rest are counted as dropped):
+    /// `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`, `OTEL_SPAN_EVENT_COUNT_LIMIT`,
+    /// `OTEL_SPAN_LINK_COUNT_LIMIT`, `OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT`,
+    /// `OTEL_LINK_ATTRIBUTE_COUNT_LIMIT`. Each defaults to 128.
+    pub span_limits: SpanLimits,
     /// Extra resource attributes (`OTEL_RESOURCE_ATTRIBUTES`).
     pub resource_attributes: Vec<(String, String)>,
     /// The log filter in `RUST_LOG` syntax. Defaults to `info`.
@@ -289,6 +330,7 @@ impl fmt::Debug for TelemetryConfig {
             .field("otlp_tls", &self.otlp_tls)
             .field("sampler", &self.sampler)
             .field("batch", &self.batch)
+            .field("span_limits", &self.span_limits)
             .field("resource_attributes", &self.resource_attributes)
             .field("log_filter", &self.log_filter)
             .field("warnings", &self.warnings)
@@ -411,6 +453,7 @@ impl TelemetryConfig {
             &mut warnings,
         );
         let batch = SpanBatching::read(&get, &mut warnings);
+        let span_limits = read_span_limits(&get, &mut warnings);
         let (resource_attributes, attribute_warnings) = otlp_env::resource_attributes(&lookup);
         warnings.extend(attribute_warnings);
         let service_name = env::service_name(&lookup)
@@ -434,6 +477,7 @@ impl TelemetryConfig {
             otlp_tls: exporter.tls,
             sampler,
             batch,
+            span_limits,
             resource_attributes,
             log_filter: get("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
             warnings,
@@ -783,6 +827,33 @@ mod tests {
         assert!(c.warnings[0].starts_with("OTEL_BSP_SCHEDULE_DELAY must be"));
         assert!(c.warnings[1].starts_with("OTEL_BSP_EXPORT_TIMEOUT must be"));
         assert!(c.warnings[2].contains("larger than the queue"));
+    }
+
+    #[test]
+    fn span_limits_follow_the_count_limit_variables() {
+        let c = config(&[]);
+        assert_eq!(c.span_limits.max_attributes_per_span, 128);
+        assert_eq!(c.span_limits.max_attributes_per_link, 128);
+        let c = config(&[
+            ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "4"),
+            ("OTEL_SPAN_EVENT_COUNT_LIMIT", "0"),
+            ("OTEL_SPAN_LINK_COUNT_LIMIT", "2"),
+            ("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "3"),
+            ("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "many"),
+        ]);
+        let limits = c.span_limits;
+        assert_eq!(
+            (
+                limits.max_attributes_per_span,
+                limits.max_events_per_span,
+                limits.max_links_per_span,
+                limits.max_attributes_per_event,
+                limits.max_attributes_per_link,
+            ),
+            (4, 0, 2, 3, 128)
+        );
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].starts_with("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT must be"));
     }
 
     #[test]

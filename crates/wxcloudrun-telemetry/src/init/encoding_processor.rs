@@ -48,8 +48,15 @@ thread_local! {
 /// [`HttpSpanExporter`].
 #[derive(Debug)]
 pub(crate) struct EncodingSpanProcessor {
-    shared: Arc<Shared>,
+    queue: SpanQueue,
     worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Where encoded spans wait for the export thread: the processor's, and the layer's own server
+/// spans' ([`super::encoded_span`]), which skip the SDK.
+#[derive(Debug, Clone)]
+pub(crate) struct SpanQueue {
+    shared: Arc<Shared>,
     max_queue_size: usize,
     max_export_batch_size: usize,
 }
@@ -140,16 +147,57 @@ impl EncodingSpanProcessor {
         let handle = std::thread::Builder::new()
             .name("wxcloudrun-telemetry-spans".to_owned())
             .spawn(move || worker.run())?;
-        Ok(EncodingSpanProcessor {
+        let queue = SpanQueue {
             shared,
-            worker: Mutex::new(Some(handle)),
             max_queue_size: batching.max_queue_size,
             max_export_batch_size,
+        };
+        Ok(EncodingSpanProcessor {
+            queue,
+            worker: Mutex::new(Some(handle)),
         })
     }
 
-    /// Queues one encoded span; a full queue or a processor shut down drops it.
-    fn enqueue(&self, scope: &InstrumentationScope, span: &[u8]) {
+    /// The queue, for spans encoded elsewhere.
+    pub(crate) fn queue(&self) -> SpanQueue {
+        self.queue.clone()
+    }
+}
+
+impl SpanQueue {
+    /// Queues the span `encode` appends to a buffer of this thread's (see
+    /// [`SpanQueue::enqueue`]).
+    pub(crate) fn encode_and_enqueue(
+        &self,
+        scope: &InstrumentationScope,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let mut encode = Some(encode);
+        let queued = ENCODED.try_with(|encoded| {
+            // Not borrowed already: encoding ends no span.
+            let Ok(mut encoded) = encoded.try_borrow_mut() else {
+                return false;
+            };
+            encoded.clear();
+            if let Some(encode) = encode.take() {
+                encode(&mut encoded);
+            }
+            self.enqueue(scope, &encoded);
+            true
+        });
+        if queued != Ok(true)
+            && let Some(encode) = encode.take()
+        {
+            // The thread is exiting (its buffer is gone): a buffer for this span alone.
+            let mut encoded = Vec::new();
+            encode(&mut encoded);
+            self.enqueue(scope, &encoded);
+        }
+    }
+
+    /// Queues one span, encoded by [`super::span_proto`] as a `ScopeSpans.spans` field; a full
+    /// queue or a processor shut down drops it.
+    pub(crate) fn enqueue(&self, scope: &InstrumentationScope, span: &[u8]) {
         let mut state = self.shared.lock();
         if state.shutting_down {
             return;
@@ -193,41 +241,26 @@ impl SpanProcessor for EncodingSpanProcessor {
         if !span.span_context.is_sampled() {
             return;
         }
-        let scope = &span.instrumentation_scope;
-        let queued = ENCODED.try_with(|encoded| {
-            // Not borrowed already: nothing below ends a span.
-            let Ok(mut encoded) = encoded.try_borrow_mut() else {
-                return false;
-            };
-            encoded.clear();
-            encode_span(&span, &mut encoded);
-            self.enqueue(scope, &encoded);
-            true
-        });
-        if queued != Ok(true) {
-            // The thread is exiting (its buffer is gone): a buffer for this span alone.
-            let mut encoded = Vec::new();
-            encode_span(&span, &mut encoded);
-            self.enqueue(scope, &encoded);
-        }
+        self.queue
+            .encode_and_enqueue(&span.instrumentation_scope, |buf| encode_span(&span, buf));
         // `span` is freed here, on the thread that built it.
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        let mut state = self.shared.lock();
+        let mut state = self.queue.shared.lock();
         if state.shutting_down {
             return Err(OTelSdkError::AlreadyShutdown);
         }
         state.flushes_asked += 1;
         let flush = state.flushes_asked;
-        self.shared.work.notify_one();
+        self.queue.shared.work.notify_one();
         let deadline = Instant::now() + FLUSH_TIMEOUT;
         while state.flushes_done < flush && !state.stopped {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(OTelSdkError::Timeout(FLUSH_TIMEOUT));
             }
-            state = wait(&self.shared.done, state, left);
+            state = wait(&self.queue.shared.done, state, left);
         }
         match &state.flush_failure {
             Some(failure) => Err(OTelSdkError::InternalFailure(failure.clone())),
@@ -236,7 +269,7 @@ impl SpanProcessor for EncodingSpanProcessor {
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        let mut state = self.shared.lock();
+        let mut state = self.queue.shared.lock();
         if state.shutting_down {
             return Err(OTelSdkError::AlreadyShutdown);
         }
@@ -244,18 +277,18 @@ impl SpanProcessor for EncodingSpanProcessor {
         if state.dropped > 0 {
             tracing::warn!(
                 dropped_spans = state.dropped,
-                max_queue_size = self.max_queue_size,
+                max_queue_size = self.queue.max_queue_size,
                 "spans were dropped because the queue was full (OTEL_BSP_MAX_QUEUE_SIZE)"
             );
         }
-        self.shared.work.notify_one();
+        self.queue.shared.work.notify_one();
         let deadline = Instant::now() + timeout;
         while !state.stopped {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(OTelSdkError::Timeout(timeout));
             }
-            state = wait(&self.shared.done, state, left);
+            state = wait(&self.queue.shared.done, state, left);
         }
         drop(state);
         let handle = self
@@ -271,7 +304,7 @@ impl SpanProcessor for EncodingSpanProcessor {
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.shared.lock().resource = Arc::new(EncodedResource::new(resource));
+        self.queue.shared.lock().resource = Arc::new(EncodedResource::new(resource));
     }
 }
 
@@ -279,10 +312,10 @@ impl Drop for EncodingSpanProcessor {
     /// A processor dropped without `shutdown` (a provider never built) still lets its thread
     /// send what is queued and end.
     fn drop(&mut self) {
-        let mut state = self.shared.lock();
+        let mut state = self.queue.shared.lock();
         if !state.shutting_down {
             state.shutting_down = true;
-            self.shared.work.notify_one();
+            self.queue.shared.work.notify_one();
         }
     }
 }
@@ -541,7 +574,7 @@ mod tests {
         for data in spans.clone() {
             processor.on_end(data);
         }
-        assert_eq!(processor.shared.lock().dropped, 3);
+        assert_eq!(processor.queue.shared.lock().dropped, 3);
         processor.force_flush().unwrap();
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 1);
@@ -570,7 +603,7 @@ mod tests {
         }
         processor.on_end(span("GET /late"));
         assert_eq!(
-            processor.shared.lock().queued,
+            processor.queue.shared.lock().queued,
             0,
             "a span after shutdown is dropped"
         );

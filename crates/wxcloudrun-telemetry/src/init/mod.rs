@@ -5,6 +5,7 @@
 //! is wxcloudrun-connect's, shared with the sidecar.
 
 mod config;
+mod encoded_span;
 mod encoding_processor;
 mod error;
 mod exporter;
@@ -12,9 +13,13 @@ mod http_exporter;
 mod sampling;
 pub(crate) mod span_proto;
 
+use std::sync::Arc;
+
 use opentelemetry::InstrumentationScope;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanExporter,
+};
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::filter_fn;
@@ -25,6 +30,7 @@ use wxcloudrun_connect::secret::redact_url;
 
 use self::config::EXPORT_TIMEOUT;
 pub use self::config::{OtlpProtocol, SpanBatching, TelemetryConfig, TraceExport, TraceSampler};
+use self::encoded_span::SpanDestination;
 use self::encoding_processor::EncodingSpanProcessor;
 pub use self::error::InitError;
 use self::exporter::Exporter;
@@ -33,6 +39,35 @@ use crate::config::WxTelemetryBuilder;
 use crate::layer::WxTelemetryLayer;
 use crate::logs::JsonLogLayer;
 use crate::trace::{REQUEST_SPAN_TARGET, SampleFirst};
+
+/// The SDK's batch processor over `exporter`, with the configured batching.
+fn sdk_batch(exporter: impl SpanExporter + 'static, batching: &SpanBatching) -> BatchSpanProcessor {
+    BatchSpanProcessor::builder(exporter)
+        .with_batch_config(batching.to_sdk())
+        .build()
+}
+
+/// How OTLP/HTTP spans reach the exporter: for the load test's side-by-side comparison only.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanPipeline {
+    /// What [`Telemetry::new`] builds: the layer's server spans encoded as they record
+    /// (`encoded_span`), the other spans encoded as they end (`encoding_processor`).
+    Encoded,
+    /// The encoding processor, the server spans the SDK's.
+    SdkServerSpans,
+    /// The SDK's spans and `BatchSpanProcessor`, our exporter behind it.
+    SdkBatching,
+}
+
+/// [`Telemetry::new`] with the OTLP/HTTP spans taking `pipeline`: for the load test only.
+#[doc(hidden)]
+pub fn telemetry_with_pipeline(
+    config: TelemetryConfig,
+    pipeline: SpanPipeline,
+) -> Result<Telemetry, InitError> {
+    Telemetry::build(config, pipeline)
+}
 
 /// The telemetry of one process: the trace pipeline and what is needed to build the layer and
 /// the log subscriber. Dropping it flushes the spans of the last requests.
@@ -51,7 +86,12 @@ impl Telemetry {
     /// `insecure_skip_verify`) go to `config().warnings`, which [`init`] logs.
     ///
     /// OTLP/gRPC must be set up inside a Tokio runtime.
-    pub fn new(mut config: TelemetryConfig) -> Result<Self, InitError> {
+    pub fn new(config: TelemetryConfig) -> Result<Self, InitError> {
+        Self::build(config, SpanPipeline::Encoded)
+    }
+
+    /// [`Telemetry::new`], the OTLP/HTTP spans taking `pipeline`.
+    fn build(mut config: TelemetryConfig, pipeline: SpanPipeline) -> Result<Self, InitError> {
         // Other reqwest clients in the process (the app's own) need a default provider.
         wxcloudrun_connect::tls::install_default_provider();
         if !config.errors.is_empty() {
@@ -60,7 +100,10 @@ impl Telemetry {
             });
         }
         let mut warnings = Vec::new();
-        let (provider, sampler) = match &config.export {
+        let scope = InstrumentationScope::builder("wxcloudrun-telemetry")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
+        let (provider, sample_first) = match &config.export {
             TraceExport::Disabled => (None, None),
             // Ids without export: spans never record, but the trace id still reaches the logs
             // and the response header, and propagates downstream.
@@ -72,46 +115,58 @@ impl Telemetry {
                         .with_resource(config.resource())
                         .build(),
                 ),
-                Some(Sampler::AlwaysOff),
+                Some(sample_first(Sampler::AlwaysOff, None)),
             ),
             TraceExport::Otlp { endpoint, protocol } => {
+                let exporter = exporter::build(&config, endpoint, *protocol, &mut warnings)?;
                 let builder = SdkTracerProvider::builder();
-                let builder = match exporter::build(&config, endpoint, *protocol, &mut warnings)? {
-                    Exporter::Http(http) => builder.with_span_processor(
-                        EncodingSpanProcessor::new(http, &config.batch).map_err(|err| {
-                            InitError::Exporter {
-                                endpoint: redact_url(endpoint),
-                                reason: format!("cannot start the span export thread: {err}"),
-                            }
-                        })?,
-                    ),
-                    Exporter::Grpc(grpc) => builder.with_span_processor(
-                        BatchSpanProcessor::builder(grpc)
-                            .with_batch_config(config.batch.to_sdk())
-                            .build(),
-                    ),
-                };
+                let (builder, encoded) =
+                    match exporter {
+                        Exporter::Http(http) if pipeline == SpanPipeline::SdkBatching => (
+                            builder.with_span_processor(sdk_batch(http, &config.batch)),
+                            None,
+                        ),
+                        Exporter::Http(http) => {
+                            let processor = EncodingSpanProcessor::new(http, &config.batch)
+                                .map_err(|err| InitError::Exporter {
+                                    endpoint: redact_url(endpoint),
+                                    reason: format!("cannot start the span export thread: {err}"),
+                                })?;
+                            let encoded = (pipeline == SpanPipeline::Encoded).then(|| {
+                                Arc::new(SpanDestination {
+                                    queue: processor.queue(),
+                                    scope: scope.clone(),
+                                    limits: config.span_limits,
+                                })
+                            });
+                            (builder.with_span_processor(processor), encoded)
+                        }
+                        Exporter::Grpc(grpc) => (
+                            builder.with_span_processor(sdk_batch(grpc, &config.batch)),
+                            None,
+                        ),
+                    };
                 let provider = builder
                     .with_sampler(config.sampler.to_sdk())
                     .with_id_generator(LayerIds::default())
+                    .with_span_limits(config.span_limits)
                     .with_resource(config.resource())
                     .build();
-                (Some(provider), Some(config.sampler.to_sdk()))
+                (
+                    Some(provider),
+                    Some(sample_first(config.sampler.to_sdk(), encoded)),
+                )
             }
         };
         config.warnings.extend(warnings);
-        let tracer = provider.as_ref().map(|provider| {
-            provider.tracer_with_scope(
-                InstrumentationScope::builder("wxcloudrun-telemetry")
-                    .with_version(env!("CARGO_PKG_VERSION"))
-                    .build(),
-            )
-        });
+        let tracer = provider
+            .as_ref()
+            .map(|provider| provider.tracer_with_scope(scope));
         Ok(Telemetry {
             config,
             provider,
             tracer,
-            sample_first: sampler.map(sample_first),
+            sample_first,
         })
     }
 

@@ -4,18 +4,23 @@
 use std::sync::Arc;
 
 use opentelemetry::Context;
-use opentelemetry::trace::{SpanId, SpanKind, TraceId};
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind, TraceContextExt as _, TraceFlags, TraceId,
+};
 use opentelemetry_sdk::trace::{
     IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample,
 };
 
-use crate::trace::{SampleFirst, Sampling, preset_trace_id};
+use super::encoded_span::{EncodedSpan, SpanDestination};
+use crate::trace::{Attributes, SampleFirst, Sampling, ServerSpanStart, preset_trace_id};
 
-/// The sampler the provider was built with, and ids from the same random source.
+/// The sampler the provider was built with, ids from the same random source, and where the
+/// layer's own server spans go when the pipeline takes them (OTLP/HTTP).
 #[derive(Debug)]
 struct SdkSampling {
     sampler: Sampler,
     ids: RandomIdGenerator,
+    encoded: Option<Arc<SpanDestination>>,
 }
 
 impl Sampling for SdkSampling {
@@ -37,13 +42,43 @@ impl Sampling for SdkSampling {
                 .should_sample(Some(parent), trace_id, name, &SpanKind::Server, &[], &[]);
         result.decision != SamplingDecision::Drop
     }
+
+    fn record(
+        &self,
+        parent: &Context,
+        span: ServerSpanStart<'_>,
+        attributes: &mut Attributes<'_>,
+    ) -> Option<Context> {
+        let destination = self.encoded.as_ref()?;
+        // The built-in samplers keep the parent's trace state, and every span they keep is
+        // sampled (none is record-only).
+        let context = SpanContext::new(
+            span.trace_id,
+            self.ids.new_span_id(),
+            TraceFlags::SAMPLED,
+            false,
+            span.trace_state,
+        );
+        let parent_span = parent.span();
+        let mut encoded = EncodedSpan::new(
+            Arc::clone(destination),
+            context,
+            parent_span.span_context(),
+            span.name.clone(),
+            span.start,
+        );
+        attributes(&mut |key, value| encoded.set_borrowed_attribute(key, &value));
+        Some(parent.with_span(encoded))
+    }
 }
 
-/// What the layer asks for a provider built with `sampler` and [`LayerIds`].
-pub(super) fn sample_first(sampler: Sampler) -> SampleFirst {
+/// What the layer asks for a provider built with `sampler` and [`LayerIds`]; with `encoded`,
+/// sampled server spans are the layer's own ([`EncodedSpan`]), queued there.
+pub(super) fn sample_first(sampler: Sampler, encoded: Option<Arc<SpanDestination>>) -> SampleFirst {
     SampleFirst::new(Arc::new(SdkSampling {
         sampler,
         ids: RandomIdGenerator::default(),
+        encoded,
     }))
 }
 
@@ -92,7 +127,7 @@ mod tests {
         let layer = WxTelemetryLayer::builder()
             .process_metrics(false)
             .registry(prometheus::Registry::new())
-            .sampled_tracer(provider.tracer("test"), sample_first(sampler))
+            .sampled_tracer(provider.tracer("test"), sample_first(sampler, None))
             .build()
             .unwrap();
         (provider, exporter, layer)

@@ -17,6 +17,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
+
+use crate::trace::AttributeValue;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SpanData;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
@@ -187,43 +189,58 @@ fn kind(kind: &SpanKind) -> u64 {
     }
 }
 
-fn span(w: &mut Writer<'_>, span: &SpanData) {
-    let context = &span.span_context;
+/// What every span has besides its attributes, events and links, in the form both the SDK's
+/// `SpanData` and the layer's own span ([`super::encoded_span`]) give it.
+pub(crate) struct SpanHead<'a> {
+    pub(crate) context: &'a SpanContext,
+    pub(crate) parent_span_id: SpanId,
+    pub(crate) parent_is_remote: bool,
+    pub(crate) name: &'a str,
+    pub(crate) kind: &'a SpanKind,
+    pub(crate) start: SystemTime,
+    pub(crate) end: SystemTime,
+    pub(crate) status: &'a Status,
+}
+
+/// A span's repeated parts, each with what its limit dropped.
+pub(crate) struct SpanBody<A, E, L> {
+    /// Writes the `attributes` fields.
+    pub(crate) attributes: A,
+    pub(crate) dropped_attributes: u32,
+    /// Writes the `events` fields.
+    pub(crate) events: E,
+    pub(crate) dropped_events: u32,
+    /// Writes the `links` fields.
+    pub(crate) links: L,
+    pub(crate) dropped_links: u32,
+}
+
+/// The fields of a `Span` message, in field order.
+fn span_fields<A, E, L>(w: &mut Writer<'_>, head: &SpanHead<'_>, body: SpanBody<A, E, L>)
+where
+    A: FnOnce(&mut Writer<'_>),
+    E: FnOnce(&mut Writer<'_>),
+    L: FnOnce(&mut Writer<'_>),
+{
+    let context = head.context;
     w.bytes(1, &context.trace_id().to_bytes());
     w.bytes(2, &context.span_id().to_bytes());
     w.string(3, &context.trace_state().header());
-    if span.parent_span_id != SpanId::INVALID {
-        w.bytes(4, &span.parent_span_id.to_bytes());
+    if head.parent_span_id != SpanId::INVALID {
+        w.bytes(4, &head.parent_span_id.to_bytes());
     }
-    w.string(5, &span.name);
-    w.varint(6, kind(&span.span_kind));
-    w.fixed64(7, nanos(span.start_time));
-    w.fixed64(8, nanos(span.end_time));
-    attributes(w, 9, &span.attributes);
-    w.varint(10, u64::from(span.dropped_attributes_count));
-    for event in span.events.iter() {
-        w.message(11, |w| {
-            w.fixed64(1, nanos(event.timestamp));
-            w.string(2, &event.name);
-            attributes(w, 3, &event.attributes);
-            w.varint(4, u64::from(event.dropped_attributes_count));
-        });
-    }
-    w.varint(12, u64::from(span.events.dropped_count));
-    for link in span.links.iter() {
-        let linked = &link.span_context;
-        w.message(13, |w| {
-            w.bytes(1, &linked.trace_id().to_bytes());
-            w.bytes(2, &linked.span_id().to_bytes());
-            w.string(3, &linked.trace_state().header());
-            attributes(w, 4, &link.attributes);
-            w.varint(5, u64::from(link.dropped_attributes_count));
-            w.fixed32(6, flags(linked, linked.is_remote()));
-        });
-    }
-    w.varint(14, u64::from(span.links.dropped_count));
+    w.string(5, head.name);
+    w.varint(6, kind(head.kind));
+    w.fixed64(7, nanos(head.start));
+    w.fixed64(8, nanos(head.end));
+    (body.attributes)(w);
+    w.varint(10, u64::from(body.dropped_attributes));
+    (body.events)(w);
+    w.varint(12, u64::from(body.dropped_events));
+    (body.links)(w);
+    w.varint(14, u64::from(body.dropped_links));
     w.message(15, |w| {
-        let (code, message) = match &span.status {
+        let (code, message) = match head.status {
             Status::Unset => (0, ""),
             Status::Ok => (1, ""),
             Status::Error { description } => (2, description.as_ref()),
@@ -231,7 +248,150 @@ fn span(w: &mut Writer<'_>, span: &SpanData) {
         w.string(2, message);
         w.varint(3, code);
     });
-    w.fixed32(16, flags(context, span.parent_span_is_remote));
+    w.fixed32(16, flags(context, head.parent_is_remote));
+}
+
+fn span(w: &mut Writer<'_>, span: &SpanData) {
+    let head = SpanHead {
+        context: &span.span_context,
+        parent_span_id: span.parent_span_id,
+        parent_is_remote: span.parent_span_is_remote,
+        name: &span.name,
+        kind: &span.span_kind,
+        start: span.start_time,
+        end: span.end_time,
+        status: &span.status,
+    };
+    let body = SpanBody {
+        attributes: |w: &mut Writer<'_>| attributes(w, 9, &span.attributes),
+        dropped_attributes: span.dropped_attributes_count,
+        events: |w: &mut Writer<'_>| {
+            for event in span.events.iter() {
+                event_field(
+                    w,
+                    &event.name,
+                    event.timestamp,
+                    &event.attributes,
+                    event.dropped_attributes_count,
+                );
+            }
+        },
+        dropped_events: span.events.dropped_count,
+        links: |w: &mut Writer<'_>| {
+            for link in span.links.iter() {
+                link_field(
+                    w,
+                    &link.span_context,
+                    &link.attributes,
+                    link.dropped_attributes_count,
+                );
+            }
+        },
+        dropped_links: span.links.dropped_count,
+    };
+    span_fields(w, &head, body);
+}
+
+/// One `Span.events` field.
+fn event_field(
+    w: &mut Writer<'_>,
+    name: &str,
+    timestamp: SystemTime,
+    event_attributes: &[KeyValue],
+    dropped_attributes: u32,
+) {
+    w.message(11, |w| {
+        w.fixed64(1, nanos(timestamp));
+        w.string(2, name);
+        attributes(w, 3, event_attributes);
+        w.varint(4, u64::from(dropped_attributes));
+    });
+}
+
+/// One `Span.links` field.
+fn link_field(
+    w: &mut Writer<'_>,
+    linked: &SpanContext,
+    link_attributes: &[KeyValue],
+    dropped_attributes: u32,
+) {
+    w.message(13, |w| {
+        w.bytes(1, &linked.trace_id().to_bytes());
+        w.bytes(2, &linked.span_id().to_bytes());
+        w.string(3, &linked.trace_state().header());
+        attributes(w, 4, link_attributes);
+        w.varint(5, u64::from(dropped_attributes));
+        w.fixed32(6, flags(linked, linked.is_remote()));
+    });
+}
+
+/// Appends one `Span.attributes` field.
+pub(crate) fn encode_attribute(buf: &mut Vec<u8>, attribute: &KeyValue) {
+    key_value(
+        &mut Writer { buf },
+        9,
+        attribute.key.as_str(),
+        &attribute.value,
+    );
+}
+
+/// Appends one `Span.attributes` field from a value the layer has not turned into a `Value`.
+pub(crate) fn encode_borrowed_attribute(buf: &mut Vec<u8>, key: &str, value: &AttributeValue<'_>) {
+    Writer { buf }.message(9, |w| {
+        w.string(1, key);
+        w.message(2, |w| match value {
+            AttributeValue::Static(s) => w.bytes_always(1, s.as_bytes()),
+            AttributeValue::Shared(s) => w.bytes_always(1, s.as_bytes()),
+            AttributeValue::Borrowed(s) => w.bytes_always(1, s.as_bytes()),
+            AttributeValue::Owned(s) => w.bytes_always(1, s.as_bytes()),
+            AttributeValue::Bool(b) => w.varint_always(2, u64::from(*b)),
+        });
+    });
+}
+
+/// Appends one `Span.events` field.
+pub(crate) fn encode_event(
+    buf: &mut Vec<u8>,
+    name: &str,
+    timestamp: SystemTime,
+    attributes: &[KeyValue],
+    dropped_attributes: u32,
+) {
+    event_field(
+        &mut Writer { buf },
+        name,
+        timestamp,
+        attributes,
+        dropped_attributes,
+    );
+}
+
+/// Appends one `Span.links` field.
+pub(crate) fn encode_link(
+    buf: &mut Vec<u8>,
+    linked: &SpanContext,
+    attributes: &[KeyValue],
+    dropped_attributes: u32,
+) {
+    link_field(&mut Writer { buf }, linked, attributes, dropped_attributes);
+}
+
+/// Appends a span as a `ScopeSpans.spans` field (as [`encode_span`] does for a `SpanData`), its
+/// attributes, events and links already encoded by the functions above.
+pub(crate) fn encode_span_parts(
+    buf: &mut Vec<u8>,
+    head: &SpanHead<'_>,
+    parts: SpanBody<&[u8], &[u8], &[u8]>,
+) {
+    let body = SpanBody {
+        attributes: |w: &mut Writer<'_>| w.buf.extend_from_slice(parts.attributes),
+        dropped_attributes: parts.dropped_attributes,
+        events: |w: &mut Writer<'_>| w.buf.extend_from_slice(parts.events),
+        dropped_events: parts.dropped_events,
+        links: |w: &mut Writer<'_>| w.buf.extend_from_slice(parts.links),
+        dropped_links: parts.dropped_links,
+    };
+    Writer { buf }.message(2, |w| span_fields(w, head, body));
 }
 
 fn scope(w: &mut Writer<'_>, scope: &InstrumentationScope) {

@@ -33,7 +33,7 @@ pub use self::pseudonym::IdentityPolicy;
 use self::pseudonym::Pseudonyms;
 pub(crate) use self::sample_first::SampleFirst;
 #[cfg(feature = "init")]
-pub(crate) use self::sample_first::{Sampling, preset_trace_id};
+pub(crate) use self::sample_first::{Attributes, Sampling, ServerSpanStart, preset_trace_id};
 use crate::cache::ReadMostlyMap;
 use crate::context::WxContext;
 use crate::labels::{ErrorKind, LabelId, MethodLabel, RequestLabels, SpanValues};
@@ -73,6 +73,35 @@ const MAX_ATTRIBUTES: usize = 20;
 const MAX_METHOD_BYTES: usize = 64;
 /// Longest `user_agent.original` recorded.
 const MAX_USER_AGENT_BYTES: usize = 512;
+
+/// A server span attribute's value as the layer has it, turned into an OpenTelemetry `Value`
+/// only for an SDK span: the layer's own encoded span writes it as it is, copying nothing.
+#[derive(Debug)]
+pub(crate) enum AttributeValue<'a> {
+    Static(&'static str),
+    Shared(&'a Arc<str>),
+    /// Copied for an SDK span.
+    Borrowed(&'a str),
+    Owned(String),
+    Bool(bool),
+}
+
+impl AttributeValue<'_> {
+    /// The attribute for an SDK span.
+    pub(crate) fn key_value(self, key: &'static str) -> KeyValue {
+        match self {
+            AttributeValue::Static(s) => KeyValue::new(key, s),
+            AttributeValue::Shared(s) => KeyValue::new(key, Arc::clone(s)),
+            AttributeValue::Borrowed(s) => KeyValue::new(key, s.to_owned()),
+            AttributeValue::Owned(s) => KeyValue::new(key, s),
+            AttributeValue::Bool(b) => KeyValue::new(key, b),
+        }
+    }
+}
+
+/// Where the layer puts the server span's attributes: an SDK span's vector, or the layer's own
+/// encoded span.
+pub(crate) type PushAttribute<'p> = dyn FnMut(&'static str, AttributeValue<'_>) + 'p;
 
 /// The layer's tracing configuration, shared by every request.
 pub(crate) struct Tracing {
@@ -238,17 +267,27 @@ impl Tracing {
                 .with_kind(SpanKind::Server)
                 .with_start_time(start)
         };
+        let mut attributes = |push: &mut PushAttribute<'_>| {
+            self.attributes(req, ctx, labels.method, &values, cold, push);
+        };
         let cx = match &self.sample_first {
-            // Sampled already: the attributes go in through the builder, in one vector of the
-            // right size that becomes the span's own (no regrowth, no per-attribute call).
-            Some(first) => first.start(parent, &name, |parent| {
-                let mut all = Vec::with_capacity(MAX_ATTRIBUTES);
-                self.attributes(req, ctx, labels.method, values, cold, |kv| all.push(kv));
-                let span = builder()
-                    .with_attributes(all)
-                    .start_with_context(&*self.tracer, parent);
-                parent.with_span(span)
-            }),
+            // Sampled already: recorded by the pipeline's own span when it has one, else the
+            // attributes go in through the builder, in one vector of the right size that becomes
+            // the span's own (no regrowth, no per-attribute call).
+            Some(first) => first.start(
+                parent,
+                &name,
+                start,
+                &mut attributes,
+                |parent, attributes| {
+                    let mut all = Vec::with_capacity(MAX_ATTRIBUTES);
+                    attributes(&mut |key, value| all.push(value.key_value(key)));
+                    let span = builder()
+                        .with_attributes(all)
+                        .start_with_context(&*self.tracer, parent);
+                    parent.with_span(span)
+                },
+            ),
             // The tracer samples: the span gets a vector of the right size, empty, and the
             // attributes only if it records (one allocation wasted when it does not).
             None => {
@@ -256,8 +295,7 @@ impl Tracing {
                     .with_attributes(Vec::with_capacity(MAX_ATTRIBUTES))
                     .start_with_context(&*self.tracer, &parent);
                 if span.is_recording() {
-                    let set = |kv| span.set_attribute(kv);
-                    self.attributes(req, ctx, labels.method, values, cold, set);
+                    attributes(&mut |key, value| span.set_attribute(value.key_value(key)));
                 }
                 parent.with_span(span)
             }
@@ -270,41 +308,46 @@ impl Tracing {
         req: &Request<B>,
         ctx: &WxContext,
         method: MethodLabel,
-        values: SpanValues,
+        values: &SpanValues,
         cold: bool,
-        mut push: impl FnMut(KeyValue),
+        push: &mut PushAttribute<'_>,
     ) {
-        push(KeyValue::new(key::HTTP_REQUEST_METHOD, method.as_str()));
+        use AttributeValue::{Bool, Borrowed, Owned, Shared, Static};
+        push(key::HTTP_REQUEST_METHOD, Static(method.as_str()));
         if method.is_other() {
-            push(KeyValue::new(
-                key::HTTP_REQUEST_METHOD_ORIGINAL,
-                truncate(req.method().as_str(), MAX_METHOD_BYTES).to_owned(),
-            ));
+            let original = truncate(req.method().as_str(), MAX_METHOD_BYTES);
+            push(key::HTTP_REQUEST_METHOD_ORIGINAL, Borrowed(original));
         }
-        if let Some(route) = values.route {
-            push(KeyValue::new(key::HTTP_ROUTE, route));
+        if let Some(route) = &values.route {
+            push(key::HTTP_ROUTE, Shared(route));
         }
-        push(KeyValue::new(key::URL_PATH, req.uri().path().to_owned()));
-        push(KeyValue::new(key::URL_SCHEME, scheme(req)));
+        push(key::URL_PATH, Borrowed(req.uri().path()));
+        push(key::URL_SCHEME, Static(scheme(req)));
         if let Some(version) = protocol_version(req.version()) {
-            push(KeyValue::new(key::NETWORK_PROTOCOL_VERSION, version));
+            push(key::NETWORK_PROTOCOL_VERSION, Static(version));
         }
         if let Some(agent) = req
             .headers()
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
         {
-            push(KeyValue::new(
+            push(
                 key::USER_AGENT_ORIGINAL,
-                truncate(agent, MAX_USER_AGENT_BYTES).to_owned(),
-            ));
+                Borrowed(truncate(agent, MAX_USER_AGENT_BYTES)),
+            );
         }
         if let Some(client) = ctx.client_addr() {
-            push(KeyValue::new(key::CLIENT_ADDRESS, address_text(client)));
+            push(key::CLIENT_ADDRESS, Owned(address_text(client)));
         }
-        self.identity_attributes(ctx, &mut push);
-        if let Some(appid) = values.appid {
-            push(KeyValue::new(key::WX_APPID, appid));
+        if let Some(user) = ctx.user_openid().and_then(|id| self.pseudonyms.of(id)) {
+            push(key::ENDUSER_PSEUDO_ID, Owned(user));
+        }
+        let unionid = ctx.unionid().or_else(|| ctx.from_unionid());
+        if let Some(union) = unionid.and_then(|id| self.pseudonyms.of(id)) {
+            push(key::WX_UNIONID_HASH, Owned(union));
+        }
+        if let Some(appid) = &values.appid {
+            push(key::WX_APPID, Shared(appid));
         }
         let optional = [
             (key::WX_FROM_APPID, ctx.from_appid()),
@@ -314,25 +357,14 @@ impl Tracing {
         ];
         for (key, value) in optional {
             if let Some(value) = value {
-                push(KeyValue::new(key, value.to_owned()));
+                push(key, Borrowed(value));
             }
         }
-        push(KeyValue::new(key::WX_SERVICE, values.service));
+        push(key::WX_SERVICE, Shared(&values.service));
         if !values.access_node.is_empty() {
-            push(KeyValue::new(key::WX_ACCESS_NODE, values.access_node));
+            push(key::WX_ACCESS_NODE, Shared(&values.access_node));
         }
-        push(KeyValue::new(key::WX_COLD_START, cold));
-    }
-
-    /// `enduser.pseudo.id` and `wx.unionid_hash`, as the identity policy allows.
-    fn identity_attributes(&self, ctx: &WxContext, push: &mut impl FnMut(KeyValue)) {
-        if let Some(user) = ctx.user_openid().and_then(|id| self.pseudonyms.of(id)) {
-            push(KeyValue::new(key::ENDUSER_PSEUDO_ID, user));
-        }
-        let unionid = ctx.unionid().or_else(|| ctx.from_unionid());
-        if let Some(union) = unionid.and_then(|id| self.pseudonyms.of(id)) {
-            push(KeyValue::new(key::WX_UNIONID_HASH, union));
-        }
+        push(key::WX_COLD_START, Bool(cold));
     }
 
     /// Adds the trace id (and, if configured, `traceparent`) of `span` to the response headers.

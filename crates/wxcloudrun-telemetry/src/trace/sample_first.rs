@@ -16,11 +16,18 @@
 //! id of a root span is handed to the provider's id generator through a thread-local
 //! ([`preset_trace_id`]); the SDK takes it within the same call.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use opentelemetry::Context;
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+
+use super::PushAttribute;
+
+/// Gives the server span's attributes, one call of the argument each.
+pub(crate) type Attributes<'a> = dyn FnMut(&mut PushAttribute<'_>) + 'a;
 
 /// A tracer's sampler and id generator, as the layer asks them (implemented over the SDK by
 /// [`Telemetry`](crate::Telemetry)).
@@ -31,6 +38,29 @@ pub(crate) trait Sampling: Send + Sync + 'static {
     fn new_span_id(&self) -> SpanId;
     /// Whether the server span named `name`, child of `parent`, with `trace_id`, is recorded.
     fn records(&self, parent: &Context, trace_id: TraceId, name: &str) -> bool;
+
+    /// Records the sampled server span itself, when the pipeline has a span of its own that is
+    /// encoded as it records (`Telemetry` over OTLP/HTTP): `parent` with that span, which has
+    /// `trace_id`, `trace_state` and the attributes `attributes` gives. `None`: the layer
+    /// builds an SDK span.
+    fn record(
+        &self,
+        _parent: &Context,
+        _span: ServerSpanStart<'_>,
+        _attributes: &mut Attributes<'_>,
+    ) -> Option<Context> {
+        None
+    }
+}
+
+/// The server span the layer starts, for [`Sampling::record`].
+#[derive(Debug)]
+#[cfg_attr(not(feature = "init"), allow(dead_code))]
+pub(crate) struct ServerSpanStart<'a> {
+    pub(crate) trace_id: TraceId,
+    pub(crate) trace_state: TraceState,
+    pub(crate) name: &'a Cow<'static, str>,
+    pub(crate) start: SystemTime,
 }
 
 /// The layer's handle on [`Sampling`].
@@ -70,12 +100,17 @@ impl SampleFirst {
     }
 
     /// The context of a server span named `name` under `parent`: without any span if it is
-    /// sampled out, else the span `record` starts (the trace id it gets being the one sampled).
+    /// sampled out, else the pipeline's own span ([`Sampling::record`]) or the SDK span
+    /// `sdk_span` starts (the trace id it gets being the one sampled), with `attributes`.
+    // `name` is a `Cow` so that the encoded span clones a `&'static str` name, not its text.
+    #[allow(clippy::ptr_arg)]
     pub(crate) fn start(
         &self,
         parent: Context,
-        name: &str,
-        record: impl FnOnce(&Context) -> Context,
+        name: &Cow<'static, str>,
+        start: SystemTime,
+        attributes: &mut Attributes<'_>,
+        sdk_span: impl FnOnce(&Context, &mut Attributes<'_>) -> Context,
     ) -> Context {
         let (trace_id, trace_state, root) = {
             let parent_span = parent.span();
@@ -88,11 +123,20 @@ impl SampleFirst {
             }
         };
         if self.0.records(&parent, trace_id, name) {
+            let server_span = ServerSpanStart {
+                trace_id,
+                trace_state,
+                name,
+                start,
+            };
+            if let Some(cx) = self.0.record(&parent, server_span, attributes) {
+                return cx;
+            }
             let _preset = root.then(|| {
                 PRESET_TRACE_ID.with(|preset| preset.set(Some(trace_id)));
                 Preset
             });
-            return record(&parent);
+            return sdk_span(&parent, attributes);
         }
         let span_id = self.0.new_span_id();
         let span_context =
