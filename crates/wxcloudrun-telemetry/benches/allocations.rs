@@ -9,7 +9,8 @@ use opentelemetry_sdk::trace::Sampler;
 use tower::ServiceBuilder;
 
 use common::{
-    Traced, call, handler, our_layer, our_layer_with, provider, request, sampled_out_telemetry,
+    SpanPipeline, Traced, call, exporting_telemetry, handler, our_layer, our_layer_with, provider,
+    request, sampled_out_telemetry,
 };
 
 #[global_allocator]
@@ -95,6 +96,20 @@ fn main() {
             .layer(our_layer(Some(&always_on_provider)))
             .service_fn(handler),
     );
+    // What `init()` sets up for an OTLP/HTTP collector, always on, by span pipeline (nothing is
+    // sent while counting: see `exporting_telemetry`).
+    let mut exported = Vec::new();
+    let mut kept = Vec::new();
+    for (name, pipeline) in [
+        ("wx_traces_exported", SpanPipeline::Encoded),
+        ("  …_sdk_spans", SpanPipeline::SdkServerSpans),
+        ("  …_sdk_batch", SpanPipeline::SdkBatching),
+    ] {
+        let (telemetry, layer) = exporting_telemetry(pipeline, None);
+        let total = per_request(&mut ServiceBuilder::new().layer(layer).service_fn(handler));
+        exported.push((name, total));
+        kept.push(telemetry);
+    }
 
     println!("allocations per request (request building and the handler included in bare):");
     println!("  bare                     {bare:>6.2}");
@@ -105,7 +120,10 @@ fn main() {
         ("wx_traces_sampled_out", sampled_out),
         ("  …_any_tracer", any_tracer),
         ("wx_traces_always_on", always_on),
-    ] {
+    ]
+    .into_iter()
+    .chain(exported)
+    {
         println!(
             "  {name:<24} {total:>6.2}  (+{:.2} over bare)",
             total - bare
@@ -113,4 +131,5 @@ fn main() {
     }
     let _ = sampled_out_provider.shutdown();
     let _ = always_on_provider.shutdown();
+    drop(kept);
 }

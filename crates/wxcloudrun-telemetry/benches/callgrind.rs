@@ -20,8 +20,8 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tower::ServiceBuilder;
 
 use common::{
-    EXPORTED, call, direct_encoding_provider, encoding_provider, handler, init_like_subscriber,
-    our_layer, provider, request, sampled_out_telemetry,
+    EXPORTED, SpanPipeline, call, direct_encoding_provider, encoding_provider, exporting_telemetry,
+    handler, init_like_subscriber, our_layer, provider, request, sampled_out_telemetry,
 };
 use wxcloudrun_telemetry::WxTelemetryLayer;
 
@@ -34,6 +34,9 @@ const VARIANTS: &[&str] = &[
     "wx_traces_always_on",
     "wx_traces_always_on_otlp_encoded",
     "wx_traces_always_on_direct_encoded",
+    "wx_traces_exported",
+    "wx_traces_exported_sdk_spans",
+    "wx_traces_exported_sdk_batch",
 ];
 
 /// Requests before counting starts: the label caches and the span-name table fill.
@@ -103,6 +106,19 @@ fn run(variant: &str, n: u64) -> Result<(), String> {
             });
             let _ = provider.force_flush();
             let _ = provider.shutdown();
+        }
+        // What `init()` sets up for an OTLP/HTTP collector, always on: the server span the
+        // layer's own, encoded as it records (`Telemetry::new`); the SDK's, encoded as it ends
+        // by our processor; the SDK's, batched by the SDK's processor to our exporter.
+        "wx_traces_exported" | "wx_traces_exported_sdk_spans" | "wx_traces_exported_sdk_batch" => {
+            let pipeline = match variant {
+                "wx_traces_exported" => SpanPipeline::Encoded,
+                "wx_traces_exported_sdk_spans" => SpanPipeline::SdkServerSpans,
+                _ => SpanPipeline::SdkBatching,
+            };
+            let (telemetry, layer) = exporting_telemetry(pipeline, None);
+            let subscriber = telemetry.subscriber(std::io::sink).expect("a subscriber");
+            tracing::subscriber::with_default(subscriber, || run_with(layer, None, n));
         }
         other => return Err(format!("unknown variant {other:?}; one of {VARIANTS:?}")),
     }

@@ -32,8 +32,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use wxcloudrun_telemetry::{TrustMode, WxContext};
 
 use common::{
-    Traced, call, handler, init_like_subscriber, our_layer, our_layer_with, provider, request,
-    sampled_out_telemetry,
+    SpanPipeline, Traced, call, exporting_telemetry, handler, init_like_subscriber,
+    loopback_collector, our_layer, our_layer_with, provider, request, sampled_out_telemetry,
 };
 
 fn layers(c: &mut Criterion) {
@@ -105,6 +105,23 @@ fn layers(c: &mut Criterion) {
     });
 
     // axum-prometheus spawns its exporter's upkeep task: it needs a runtime to exist.
+    // What `init()` sets up for an OTLP/HTTP collector (one on loopback), always on, under its
+    // subscriber: the layer's own encoded server span; the SDK's, encoded as it ends; the
+    // SDK's, batched by the SDK's processor to our exporter.
+    let collector = loopback_collector();
+    for (name, pipeline) in [
+        ("wx_traces_exported", SpanPipeline::Encoded),
+        ("wx_traces_exported_sdk_spans", SpanPipeline::SdkServerSpans),
+        ("wx_traces_exported_sdk_batch", SpanPipeline::SdkBatching),
+    ] {
+        let (telemetry, layer) = exporting_telemetry(pipeline, Some(&collector));
+        let mut exported = ServiceBuilder::new().layer(layer).service_fn(handler);
+        let subscriber = telemetry.subscriber(std::io::sink).expect("a subscriber");
+        tracing::subscriber::with_default(subscriber, || {
+            group.bench_function(name, |b| b.iter(|| call(&mut exported, request())));
+        });
+    }
+
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let _entered = runtime.enter();
     let (prometheus_layer, _handle) = axum_prometheus::PrometheusMetricLayer::pair();

@@ -17,8 +17,11 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporte
 use tower::{Service, ServiceExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer as _, Registry};
+pub(crate) use wxcloudrun_telemetry::__bench::SpanPipeline;
+use wxcloudrun_telemetry::__bench::telemetry_with_pipeline;
 use wxcloudrun_telemetry::{
-    HttpRoute, JsonLogLayer, Telemetry, TelemetryConfig, TraceExport, WxTelemetryLayer,
+    HttpRoute, JsonLogLayer, OtlpProtocol, SpanBatching, Telemetry, TelemetryConfig, TraceExport,
+    TraceSampler, WxTelemetryLayer,
 };
 
 /// The handler every variant wraps: what a tiny JSON endpoint costs.
@@ -249,4 +252,84 @@ pub(crate) fn sampled_out_telemetry() -> (Telemetry, WxTelemetryLayer) {
         .build()
         .expect("valid configuration");
     (telemetry, layer)
+}
+
+/// What `init()` sets up for an OTLP/HTTP collector, always on, its spans taking `pipeline`
+/// (`SpanPipeline::Encoded` is `Telemetry::new`'s), exporting to `collector` with the default
+/// batching. Without a collector nothing leaves during a measurement: the batch holds a million
+/// spans and waits an hour, so what is counted is the request and the encoding or queueing of its
+/// span, not the network (callgrind, dhat); the last export at drop fails fast (a closed loopback
+/// port, 100 ms timeout).
+pub(crate) fn exporting_telemetry(
+    pipeline: SpanPipeline,
+    collector: Option<&str>,
+) -> (Telemetry, WxTelemetryLayer) {
+    let mut config = TelemetryConfig::from_env();
+    config.service_name = "bench".to_owned();
+    config.export = TraceExport::Otlp {
+        endpoint: collector
+            .unwrap_or("http://127.0.0.1:9/v1/traces")
+            .to_owned(),
+        protocol: OtlpProtocol::HttpProtobuf,
+    };
+    config.sampler = TraceSampler::AlwaysOn;
+    if collector.is_none() {
+        config.otlp_timeout = Some(std::time::Duration::from_millis(100));
+        config.batch = SpanBatching {
+            max_queue_size: 1_000_000,
+            max_export_batch_size: 1_000_000,
+            scheduled_delay: std::time::Duration::from_secs(3600),
+            ..SpanBatching::default()
+        };
+    }
+    let telemetry = telemetry_with_pipeline(config, pipeline).expect("a telemetry set-up");
+    let layer = telemetry
+        .layer()
+        .process_metrics(false)
+        .build()
+        .expect("valid configuration");
+    (telemetry, layer)
+}
+
+/// A loopback OTLP/HTTP collector that reads every request and answers 200: its URL.
+pub(crate) fn loopback_collector() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let address = listener.local_addr().expect("a bound address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = answer_each_request(stream);
+            });
+        }
+    });
+    format!("http://{address}/v1/traces")
+}
+
+/// Reads HTTP/1.1 requests off one keep-alive connection, answering each with 200.
+fn answer_each_request(stream: std::net::TcpStream) -> std::io::Result<()> {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let mut writer = stream.try_clone()?;
+    let mut reader = std::io::BufReader::new(stream);
+    let mut line = String::new();
+    let mut body = Vec::new();
+    loop {
+        let mut length = 0;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        body.resize(length, 0);
+        reader.read_exact(&mut body)?;
+        writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")?;
+    }
 }

@@ -252,7 +252,9 @@ impl Drop for Telemetry {
 /// The variables read, the `…_TRACES_…` form winning over the generic one:
 /// `OTEL_EXPORTER_OTLP_[TRACES_]{ENDPOINT, PROTOCOL, HEADERS, TIMEOUT, COMPRESSION, CERTIFICATE,
 /// CLIENT_CERTIFICATE, CLIENT_KEY, INSECURE}`, `OTEL_TRACES_EXPORTER`, `OTEL_SDK_DISABLED`,
-/// `OTEL_TRACES_SAMPLER[_ARG]`, `OTEL_RESOURCE_ATTRIBUTES`, `WXCLOUDRUN_SERVICE` /
+/// `OTEL_TRACES_SAMPLER[_ARG]`, `OTEL_BSP_{MAX_QUEUE_SIZE, SCHEDULE_DELAY, MAX_EXPORT_BATCH_SIZE,
+/// EXPORT_TIMEOUT}`, `OTEL_{SPAN_ATTRIBUTE, SPAN_EVENT, SPAN_LINK, EVENT_ATTRIBUTE,
+/// LINK_ATTRIBUTE}_COUNT_LIMIT`, `OTEL_RESOURCE_ATTRIBUTES`, `WXCLOUDRUN_SERVICE` /
 /// `OTEL_SERVICE_NAME`, `HOSTNAME`, `CBR_ENV_ID` and `RUST_LOG`. An `https://` collector is
 /// verified against the bundled webpki roots plus the system store when the image has one (a
 /// missing store is not an error), or only the `CERTIFICATE` file when set. A value that cannot

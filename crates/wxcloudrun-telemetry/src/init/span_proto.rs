@@ -159,10 +159,88 @@ fn attributes<'a>(
 }
 
 fn key_value(w: &mut Writer<'_>, tag: u32, key: &str, value: &Value) {
-    w.message(tag, |w| {
-        w.string(1, key);
-        w.message(2, |w| any_value(w, value));
-    });
+    let scalar = match value {
+        Value::String(s) => Scalar::Bytes(s.as_str().as_bytes()),
+        Value::Bool(b) => Scalar::Bool(*b),
+        Value::I64(i) => Scalar::I64(*i),
+        Value::F64(f) => Scalar::F64(*f),
+        _ => {
+            w.message(tag, |w| {
+                w.string(1, key);
+                w.message(2, |w| any_value(w, value));
+            });
+            return;
+        }
+    };
+    scalar_key_value(w.buf, tag, key, scalar);
+}
+
+/// An attribute value that is not an array.
+enum Scalar<'v> {
+    Bytes(&'v [u8]),
+    Bool(bool),
+    I64(i64),
+    F64(f64),
+}
+
+/// One `KeyValue` field holding a scalar: the bytes `key_value`'s nested messages would write,
+/// in one pass. Every length is known before the bytes are written, so nothing is moved after
+/// (a nested `message` shifts its body when its length needs a second byte), and the buffer
+/// grows at most once. Attributes are most of a span's bytes, and this runs once per attribute
+/// on the request thread.
+fn scalar_key_value(buf: &mut Vec<u8>, tag: u32, key: &str, value: Scalar<'_>) {
+    let field = |len: usize| 1 + encoded_len_varint(len as u64) + len;
+    let key_len = if key.is_empty() { 0 } else { field(key.len()) };
+    let any_len = match value {
+        Scalar::Bytes(bytes) => field(bytes.len()),
+        Scalar::Bool(_) => 2,
+        Scalar::I64(i) => 1 + encoded_len_varint(i as u64),
+        Scalar::F64(_) => 9,
+    };
+    let kv_len = key_len + field(any_len);
+    buf.reserve(kv_len + 11);
+    encode_key(tag, WireType::LengthDelimited, buf);
+    put_varint(buf, kv_len as u64);
+    if !key.is_empty() {
+        buf.push(KEY_VALUE_KEY);
+        put_varint(buf, key.len() as u64);
+        buf.extend_from_slice(key.as_bytes());
+    }
+    buf.push(KEY_VALUE_VALUE);
+    put_varint(buf, any_len as u64);
+    match value {
+        Scalar::Bytes(bytes) => {
+            buf.push(ANY_VALUE_STRING);
+            put_varint(buf, bytes.len() as u64);
+            buf.extend_from_slice(bytes);
+        }
+        Scalar::Bool(b) => buf.extend_from_slice(&[ANY_VALUE_BOOL, u8::from(b)]),
+        Scalar::I64(i) => {
+            buf.push(ANY_VALUE_INT);
+            put_varint(buf, i as u64);
+        }
+        Scalar::F64(f) => {
+            buf.push(ANY_VALUE_DOUBLE);
+            buf.extend_from_slice(&f.to_bits().to_le_bytes());
+        }
+    }
+}
+
+/// The keys (tag and wire type) of `KeyValue.key`, `KeyValue.value` and `AnyValue`'s scalars.
+const KEY_VALUE_KEY: u8 = 1 << 3 | 2;
+const KEY_VALUE_VALUE: u8 = 2 << 3 | 2;
+const ANY_VALUE_STRING: u8 = 1 << 3 | 2;
+const ANY_VALUE_BOOL: u8 = 2 << 3;
+const ANY_VALUE_INT: u8 = 3 << 3;
+const ANY_VALUE_DOUBLE: u8 = 4 << 3 | 1;
+
+/// A varint, as `prost::encoding::encode_varint` writes it, without its `BufMut` indirection.
+fn put_varint(buf: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        buf.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
 }
 
 /// Nanoseconds since the epoch; a time before it is 0, as opentelemetry-proto makes it.
@@ -337,16 +415,14 @@ pub(crate) fn encode_attribute(buf: &mut Vec<u8>, attribute: &KeyValue) {
 
 /// Appends one `Span.attributes` field from a value the layer has not turned into a `Value`.
 pub(crate) fn encode_borrowed_attribute(buf: &mut Vec<u8>, key: &str, value: &AttributeValue<'_>) {
-    Writer { buf }.message(9, |w| {
-        w.string(1, key);
-        w.message(2, |w| match value {
-            AttributeValue::Static(s) => w.bytes_always(1, s.as_bytes()),
-            AttributeValue::Shared(s) => w.bytes_always(1, s.as_bytes()),
-            AttributeValue::Borrowed(s) => w.bytes_always(1, s.as_bytes()),
-            AttributeValue::Owned(s) => w.bytes_always(1, s.as_bytes()),
-            AttributeValue::Bool(b) => w.varint_always(2, u64::from(*b)),
-        });
-    });
+    let scalar = match value {
+        AttributeValue::Static(s) => Scalar::Bytes(s.as_bytes()),
+        AttributeValue::Shared(s) => Scalar::Bytes(s.as_bytes()),
+        AttributeValue::Borrowed(s) => Scalar::Bytes(s.as_bytes()),
+        AttributeValue::Owned(s) => Scalar::Bytes(s.as_bytes()),
+        AttributeValue::Bool(b) => Scalar::Bool(*b),
+    };
+    scalar_key_value(buf, 9, key, scalar);
 }
 
 /// Appends one `Span.events` field.
@@ -531,6 +607,8 @@ mod tests {
             KeyValue::new("not", false),
             KeyValue::new("zero", 0_i64),
             KeyValue::new("negative", -7_i64),
+            KeyValue::new("largest", i64::MAX),
+            KeyValue::new("", "a value without a key"),
             KeyValue::new("ratio", 0.25),
             KeyValue::new("nothing", 0.0),
             KeyValue::new("nan", f64::NAN),
