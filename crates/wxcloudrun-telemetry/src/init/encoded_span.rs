@@ -304,7 +304,10 @@ mod tests {
             ("http.route", AttributeValue::Shared(service)),
             ("url.path", AttributeValue::Borrowed("/api/users/7")),
             ("user_agent.original", AttributeValue::Borrowed(agent)),
-            ("enduser.pseudo.id", AttributeValue::Owned("0f".repeat(16))),
+            (
+                "enduser.pseudo.id",
+                AttributeValue::Borrowed("0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f"),
+            ),
             ("wx.env", AttributeValue::Borrowed("")),
             ("wx.cold_start", AttributeValue::Bool(false)),
         ]

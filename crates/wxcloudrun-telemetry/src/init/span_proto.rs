@@ -419,7 +419,6 @@ pub(crate) fn encode_borrowed_attribute(buf: &mut Vec<u8>, key: &str, value: &At
         AttributeValue::Static(s) => Scalar::Bytes(s.as_bytes()),
         AttributeValue::Shared(s) => Scalar::Bytes(s.as_bytes()),
         AttributeValue::Borrowed(s) => Scalar::Bytes(s.as_bytes()),
-        AttributeValue::Owned(s) => Scalar::Bytes(s.as_bytes()),
         AttributeValue::Bool(b) => Scalar::Bool(*b),
     };
     scalar_key_value(buf, 9, key, scalar);

@@ -82,7 +82,6 @@ pub(crate) enum AttributeValue<'a> {
     Shared(&'a Arc<str>),
     /// Copied for an SDK span.
     Borrowed(&'a str),
-    Owned(String),
     Bool(bool),
 }
 
@@ -93,7 +92,6 @@ impl AttributeValue<'_> {
             AttributeValue::Static(s) => KeyValue::new(key, s),
             AttributeValue::Shared(s) => KeyValue::new(key, Arc::clone(s)),
             AttributeValue::Borrowed(s) => KeyValue::new(key, s.to_owned()),
-            AttributeValue::Owned(s) => KeyValue::new(key, s),
             AttributeValue::Bool(b) => KeyValue::new(key, b),
         }
     }
@@ -312,7 +310,7 @@ impl Tracing {
         cold: bool,
         push: &mut PushAttribute<'_>,
     ) {
-        use AttributeValue::{Bool, Borrowed, Owned, Shared, Static};
+        use AttributeValue::{Bool, Borrowed, Shared, Static};
         push(key::HTTP_REQUEST_METHOD, Static(method.as_str()));
         if method.is_other() {
             let original = truncate(req.method().as_str(), MAX_METHOD_BYTES);
@@ -337,14 +335,14 @@ impl Tracing {
             );
         }
         if let Some(client) = ctx.client_addr() {
-            push(key::CLIENT_ADDRESS, Owned(address_text(client)));
+            push(key::CLIENT_ADDRESS, Borrowed(address_text(client).as_str()));
         }
-        if let Some(user) = ctx.user_openid().and_then(|id| self.pseudonyms.of(id)) {
-            push(key::ENDUSER_PSEUDO_ID, Owned(user));
+        if let Some(user) = ctx.user_openid().and_then(|id| self.pseudonyms.shown(id)) {
+            push(key::ENDUSER_PSEUDO_ID, Borrowed(user.as_str()));
         }
         let unionid = ctx.unionid().or_else(|| ctx.from_unionid());
-        if let Some(union) = unionid.and_then(|id| self.pseudonyms.of(id)) {
-            push(key::WX_UNIONID_HASH, Owned(union));
+        if let Some(union) = unionid.and_then(|id| self.pseudonyms.shown(id)) {
+            push(key::WX_UNIONID_HASH, Borrowed(union.as_str()));
         }
         if let Some(appid) = &values.appid {
             push(key::WX_APPID, Shared(appid));

@@ -52,16 +52,22 @@ impl Pseudonyms {
     }
 
     /// What the span shows for `id`, if anything.
+    #[cfg(test)]
     pub(super) fn of(&self, id: &str) -> Option<String> {
+        self.shown(id).map(|shown| shown.as_str().to_owned())
+    }
+
+    /// What the span shows for `id`, if anything, without allocating.
+    pub(super) fn shown<'a>(&self, id: &'a str) -> Option<Shown<'a>> {
         match self.policy {
             IdentityPolicy::Omitted => None,
-            IdentityPolicy::Raw => Some(id.to_owned()),
-            IdentityPolicy::Hashed => Some(self.hash(id)),
+            IdentityPolicy::Raw => Some(Shown::Raw(id)),
+            IdentityPolicy::Hashed => Some(Shown::Hash(self.hash(id))),
         }
     }
 
     /// The pseudonym of `id`: 32 hex characters (128 bits of the digest).
-    fn hash(&self, id: &str) -> String {
+    fn hash(&self, id: &str) -> [u8; 32] {
         let digest: [u8; 32] = match &self.keyed {
             Some(mac) => {
                 let mut mac = mac.clone();
@@ -75,12 +81,28 @@ impl Pseudonyms {
             }
         };
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = String::with_capacity(32);
-        for byte in &digest[..16] {
-            hex.push(char::from(HEX[usize::from(byte >> 4)]));
-            hex.push(char::from(HEX[usize::from(byte & 0xf)]));
+        let mut hex = [0; 32];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(&digest[..16]) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
         }
         hex
+    }
+}
+
+/// An identity as a span shows it: its hash, or the id itself.
+pub(super) enum Shown<'a> {
+    Hash([u8; 32]),
+    Raw(&'a str),
+}
+
+impl Shown<'_> {
+    pub(super) fn as_str(&self) -> &str {
+        match self {
+            // Hex digits only.
+            Shown::Hash(hex) => std::str::from_utf8(hex).unwrap_or_default(),
+            Shown::Raw(id) => id,
+        }
     }
 }
 
@@ -90,7 +112,7 @@ mod tests {
 
     /// The pseudonym of `id` under `key`.
     fn hash_id(key: Option<&[u8]>, id: &str) -> String {
-        Pseudonyms::new(IdentityPolicy::Hashed, key).hash(id)
+        Pseudonyms::new(IdentityPolicy::Hashed, key).of(id).unwrap()
     }
 
     #[test]
