@@ -8,7 +8,10 @@
 //! a sampled-out one (callgrind, `wx_traces_always_on` against `wx_sampled_out`, README). This
 //! span writes each attribute's protobuf when it is set, from the layer's borrowed strings, and
 //! the rest of the span when it ends, into the same queue as the SDK spans of the encoding
-//! processor.
+//! processor. Measured, exported to a loopback collector (2026-12-03, callgrind and dhat, the
+//! README's table): 26,438 instructions a request on all threads and 7 allocations more than bare
+//! axum, against 30,976 and 13 with the SDK's span behind the same processor
+//! (`wx_traces_exported_sdk_spans`).
 //!
 //! It is a full `opentelemetry::trace::Span`: what handlers do to the current span
 //! (`Context::current().span().set_attribute(…)`, events, links, status, a new name) is recorded

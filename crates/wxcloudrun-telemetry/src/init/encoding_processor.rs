@@ -8,7 +8,9 @@
 //! for those frees (the perf profile in the README); the channel's wake-ups came on top. Here the
 //! request thread encodes the span (`span_proto`, ~5,700 instructions) into a buffer of its own,
 //! copies the bytes into the batch under a lock held for that copy only, and frees the span
-//! itself. The export thread sees one buffer per batch.
+//! itself. The export thread sees one buffer per batch: on the loopback load test (2026-12-04,
+//! README) it took 2 % of the server core, against 7 % with the SDK's processor in front of the
+//! same exporter, and p99 was 1.45 ms against 2.31 ms.
 //!
 //! What the SDK's processor does is kept, with its settings ([`SpanBatching`], `OTEL_BSP_*`):
 //! spans beyond `max_queue_size` are dropped and counted; a batch is sent when it holds
