@@ -246,11 +246,7 @@ pub(crate) fn sampled_out_telemetry() -> (Telemetry, WxTelemetryLayer) {
     config.service_name = "bench".to_owned();
     config.export = TraceExport::NotExported;
     let telemetry = Telemetry::new(config).expect("a telemetry set-up");
-    let layer = telemetry
-        .layer()
-        .process_metrics(false)
-        .build()
-        .expect("valid configuration");
+    let layer = bench_layer(&telemetry);
     (telemetry, layer)
 }
 
@@ -283,12 +279,17 @@ pub(crate) fn exporting_telemetry(
         };
     }
     let telemetry = telemetry_with_pipeline(config, pipeline).expect("a telemetry set-up");
-    let layer = telemetry
+    let layer = bench_layer(&telemetry);
+    (telemetry, layer)
+}
+
+/// `telemetry`'s layer, without the process metrics (they are not per request).
+fn bench_layer(telemetry: &Telemetry) -> WxTelemetryLayer {
+    telemetry
         .layer()
         .process_metrics(false)
         .build()
-        .expect("valid configuration");
-    (telemetry, layer)
+        .expect("valid configuration")
 }
 
 /// A loopback OTLP/HTTP collector that reads every request and answers 200: its URL.

@@ -125,6 +125,25 @@ impl EncodedSpan {
     }
 }
 
+/// An event or a link under the span's limits, as the SDK applies them: `None` (and one more
+/// dropped) when the span already holds `max_items`, else the attributes cut to
+/// `max_attributes` and how many were cut.
+fn admit(
+    items: u32,
+    max_items: u32,
+    dropped_items: &mut u32,
+    attributes: &mut Vec<KeyValue>,
+    max_attributes: u32,
+) -> Option<u32> {
+    if items >= max_items {
+        *dropped_items += 1;
+        return None;
+    }
+    let cut = attributes.len().saturating_sub(max_attributes as usize);
+    attributes.truncate(max_attributes as usize);
+    Some(u32::try_from(cut).unwrap_or(u32::MAX))
+}
+
 impl opentelemetry::trace::Span for EncodedSpan {
     fn add_event_with_timestamp<T>(
         &mut self,
@@ -138,16 +157,16 @@ impl opentelemetry::trace::Span for EncodedSpan {
             return;
         };
         let limits = destination.limits;
-        if self.event_count >= limits.max_events_per_span {
-            self.dropped_events += 1;
+        let Some(dropped) = admit(
+            self.event_count,
+            limits.max_events_per_span,
+            &mut self.dropped_events,
+            &mut attributes,
+            limits.max_attributes_per_event,
+        ) else {
             return;
-        }
-        let dropped = attributes
-            .len()
-            .saturating_sub(limits.max_attributes_per_event as usize);
-        attributes.truncate(limits.max_attributes_per_event as usize);
+        };
         let name = name.into();
-        let dropped = u32::try_from(dropped).unwrap_or(u32::MAX);
         encode_event(&mut self.events, &name, timestamp, &attributes, dropped);
         self.event_count += 1;
     }
@@ -187,15 +206,15 @@ impl opentelemetry::trace::Span for EncodedSpan {
             return;
         };
         let limits = destination.limits;
-        if self.link_count >= limits.max_links_per_span {
-            self.dropped_links += 1;
+        let Some(dropped) = admit(
+            self.link_count,
+            limits.max_links_per_span,
+            &mut self.dropped_links,
+            &mut attributes,
+            limits.max_attributes_per_link,
+        ) else {
             return;
-        }
-        let dropped = attributes
-            .len()
-            .saturating_sub(limits.max_attributes_per_link as usize);
-        attributes.truncate(limits.max_attributes_per_link as usize);
-        let dropped = u32::try_from(dropped).unwrap_or(u32::MAX);
+        };
         encode_link(&mut self.links, &span_context, &attributes, dropped);
         self.link_count += 1;
     }
