@@ -72,26 +72,39 @@ fn with_exemplars(c: &mut Criterion, timestamp: &mut i64) {
         })
     });
     let mut replay = Replay::new();
-    let limits = Limits::default();
-    let mut read = |replay: &mut Replay, converter: &mut Converter| {
-        round += 1;
-        replay
-            .read(&pages[round % 3], Format::OpenMetrics, &limits, converter)
-            .expect("valid page")
-    };
-    let learned = read(&mut replay, &mut converter);
+    round += 1;
+    let learned = read(
+        &mut replay,
+        &mut converter,
+        &pages[round % 3],
+        Format::OpenMetrics,
+    );
     assert!(matches!(learned, Read::Learned(_)), "the page is learned");
     drop(learned);
     group.bench_function("replay_convert_remote_write", |b| {
         b.iter(|| {
             *timestamp += 1000;
-            let mut replayed = read(&mut replay, &mut converter);
+            round += 1;
+            let page = &pages[round % 3];
+            let mut replayed = read(&mut replay, &mut converter, page, Format::OpenMetrics);
             assert!(matches!(replayed, Read::Replayed(_)), "same shape");
             let batch = converter.convert([replayed.source()], *timestamp);
             remote_write::encode(&batch, &relabel)
         })
     });
     group.finish();
+}
+
+/// `text` read through `replay` (learned or replayed), with the default limits.
+fn read<'r>(
+    replay: &'r mut Replay,
+    converter: &mut Converter,
+    text: &'r str,
+    format: Format,
+) -> Read<'r> {
+    replay
+        .read(text, format, &Limits::default(), converter)
+        .expect("valid page")
 }
 
 /// Parse, convert and encode, each step alone and together.
@@ -167,13 +180,7 @@ fn replayed(
 ) {
     // The same scrape once the page's shape is learned: values read, nothing parsed.
     let mut replay = Replay::new();
-    let limits = Limits::default();
-    let read = |replay: &mut Replay, converter: &mut Converter| {
-        replay
-            .read(text, Format::PrometheusText, &limits, converter)
-            .expect("valid page")
-    };
-    let learned = read(&mut replay, converter);
+    let learned = read(&mut replay, converter, text, Format::PrometheusText);
     assert!(
         matches!(learned, Read::Learned(_)),
         "the bench page is learned"
@@ -182,7 +189,7 @@ fn replayed(
     group.bench_function("replay_convert_remote_write", |b| {
         b.iter(|| {
             *timestamp += 1000;
-            let mut replayed = read(&mut replay, converter);
+            let mut replayed = read(&mut replay, converter, text, Format::PrometheusText);
             assert!(matches!(replayed, Read::Replayed(_)), "same shape");
             let batch = converter.convert([replayed.source()], *timestamp);
             remote_write::encode(&batch, &remote_write::Relabel::default())
@@ -192,7 +199,7 @@ fn replayed(
     group.bench_function("replay_scrape_self_metrics_via_text", |b| {
         b.iter(|| {
             *timestamp += 1000;
-            let mut replayed = read(&mut replay, converter);
+            let mut replayed = read(&mut replay, converter, text, Format::PrometheusText);
             // What the sidecar did before: render the registry, parse it and a text `up` back.
             let mut rendered = Vec::new();
             prometheus::TextEncoder::new()
@@ -210,7 +217,7 @@ fn replayed(
     group.bench_function("replay_scrape_self_metrics_direct", |b| {
         b.iter(|| {
             *timestamp += 1000;
-            let mut replayed = read(&mut replay, converter);
+            let mut replayed = read(&mut replay, converter, text, Format::PrometheusText);
             let own = metrics.registry().gather();
             let sources = [replayed.source(), Source::Gathered(&own), Source::Up(true)];
             let batch = converter.convert(sources, *timestamp);

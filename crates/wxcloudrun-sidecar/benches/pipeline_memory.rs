@@ -17,7 +17,10 @@
 //! remembered series not counted), what every exporter encodes from; the queues hold only the
 //! encoded requests. `malloc` is what glibc uses for the parsed scrape's peak (each block's usable
 //! size and chunk header, as the sidecar's own counting allocator counts it): a page of tiny series
-//! is mostly small blocks, which cost more than they ask for.
+//! is mostly small blocks, which cost more than they ask for. `in chunks` are the parsed and
+//! replayed peaks of the same scrapes converted as the pipeline converts them: in chunks of
+//! `CHUNK_SAMPLES`, each encoded and freed once full (the encoded requests kept, as the queue
+//! keeps them); the other columns convert a scrape into one batch first.
 
 mod page;
 mod pages;
@@ -27,8 +30,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use wxcloudrun_exposition::{Format, Limits, parse};
 use wxcloudrun_sidecar::export::remote_write;
+use wxcloudrun_sidecar::pipeline::CHUNK_SAMPLES;
 use wxcloudrun_sidecar::pipeline::convert::{Converter, Source};
-use wxcloudrun_sidecar::pipeline::replay::Replay;
+use wxcloudrun_sidecar::pipeline::replay::{Read, Replay};
 
 struct Counting;
 
@@ -118,6 +122,22 @@ struct Row {
     learned_peak: usize,
     replayed_peak: usize,
     kept_learned: usize,
+    parsed_peak_chunked: usize,
+    replayed_peak_chunked: usize,
+}
+
+/// A scrape as the pipeline does it: converted in chunks of [`CHUNK_SAMPLES`], each encoded for
+/// remote write once full and kept encoded (as the export queue keeps it), then freed.
+fn scrape_in_chunks(
+    converter: &mut Converter,
+    source: Source<'_>,
+    timestamp_ms: i64,
+    relabel: &remote_write::Relabel,
+) -> Vec<remote_write::Encoded> {
+    let mut encoded = Vec::new();
+    let mut emit = |chunk| encoded.extend(remote_write::encode(&chunk, relabel));
+    converter.convert_in_chunks([source], timestamp_ms, CHUNK_SAMPLES, &mut emit);
+    encoded
 }
 
 fn measure(text: &str) -> Row {
@@ -156,6 +176,16 @@ fn measure(text: &str) -> Row {
     let parsed_peak = peak() - base + text.len();
     let parsed_peak_used = used_peak() - used_base + text.len();
 
+    // The same parsed scrapes in chunks, as the pipeline makes them (no shape learned yet).
+    reset_peak();
+    for round in 0..2 {
+        let page = parse(text, format).expect("valid page");
+        let at = 1_700_000_005_000 + round * 1000;
+        let encoded = scrape_in_chunks(&mut converter, Source::Parsed(page), at, &relabel);
+        std::hint::black_box(encoded);
+    }
+    let parsed_peak_chunked = peak() - base + text.len();
+
     let mut replay = Replay::new();
     let limits = Limits::default();
     reset_peak();
@@ -179,6 +209,19 @@ fn measure(text: &str) -> Row {
         std::hint::black_box((batch, encoded));
     }
     let replayed_peak = peak() - base + text.len();
+
+    // The same replayed scrapes in chunks, as the pipeline makes them.
+    reset_peak();
+    for round in 0..2 {
+        let read = replay
+            .read(text, format, &limits, &mut converter)
+            .expect("valid page");
+        assert!(matches!(read, Read::Replayed(_)), "the shape stays learned");
+        let at = 1_700_000_040_000 + round * 1000;
+        let encoded = scrape_in_chunks(&mut converter, read.into_source(), at, &relabel);
+        std::hint::black_box(encoded);
+    }
+    let replayed_peak_chunked = peak() - base + text.len();
     drop((replay, converter));
     Row {
         series,
@@ -191,6 +234,8 @@ fn measure(text: &str) -> Row {
         learned_peak,
         replayed_peak,
         kept_learned,
+        parsed_peak_chunked,
+        replayed_peak_chunked,
     }
 }
 
@@ -211,9 +256,9 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     println!(
-        "| page | series | text MiB | kept MiB (B/series) | parse alone MiB | parsed peak MiB (× text) | malloc MiB | batch MiB (B/series) | learned peak MiB (× text) | kept, shape learned MiB (B/series) | replayed peak MiB (× text) |"
+        "| page | series | text MiB | kept MiB (B/series) | parse alone MiB | parsed peak MiB (× text) | malloc MiB | batch MiB (B/series) | learned peak MiB (× text) | kept, shape learned MiB (B/series) | replayed peak MiB (× text) | in chunks: parsed / replayed peak MiB (× text) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, make) in all {
         if !wanted.is_empty() && !wanted.iter().any(|w| w == name) {
             continue;
@@ -222,7 +267,7 @@ fn main() {
         let row = measure(&text);
         let per = |bytes: usize| bytes / row.series.max(1);
         println!(
-            "| {name} | {} | {:.1} | {:.1} ({}) | {:.1} | {:.1} ({:.1}×) | {:.1} | {:.1} ({}) | {:.1} ({:.1}×) | {:.1} ({}) | {:.1} ({:.1}×) |",
+            "| {name} | {} | {:.1} | {:.1} ({}) | {:.1} | {:.1} ({:.1}×) | {:.1} | {:.1} ({}) | {:.1} ({:.1}×) | {:.1} ({}) | {:.1} ({:.1}×) | {:.1} / {:.1} ({:.1}× / {:.1}×) |",
             row.series,
             mib(row.text),
             mib(row.kept),
@@ -239,6 +284,10 @@ fn main() {
             per(row.kept_learned),
             mib(row.replayed_peak),
             row.replayed_peak as f64 / row.text as f64,
+            mib(row.parsed_peak_chunked),
+            mib(row.replayed_peak_chunked),
+            row.parsed_peak_chunked as f64 / row.text as f64,
+            row.replayed_peak_chunked as f64 / row.text as f64,
         );
     }
 }

@@ -1,8 +1,8 @@
 //! The memory budget admits a page on an estimate made before any of it is read
 //! ([`ReadCost`]); if the estimate is low, a page that "fits" can take the container over its
 //! limit. Here the heap is counted (the binary's own counting allocator) while pages of each
-//! shape issue 16 named go through the scrape's work — read through the budget, converted,
-//! encoded for remote write — and the high-water mark above the starting heap must stay under
+//! shape issue 16 named go through the scrape's work — read through the budget, converted and
+//! encoded for remote write a chunk at a time, as the pipeline does — and the high-water mark above the starting heap must stay under
 //! the estimate: for the first scrape (parsed, its shape learned, every series new to the
 //! converter) and for the next (replayed).
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -14,6 +14,7 @@ use wxcloudrun_sidecar::allocator::{
     CountingAllocator, heap_bytes, heap_peak_bytes, reset_heap_peak,
 };
 use wxcloudrun_sidecar::export::remote_write;
+use wxcloudrun_sidecar::pipeline::CHUNK_SAMPLES;
 use wxcloudrun_sidecar::pipeline::budget::{Budget, ReadCost};
 use wxcloudrun_sidecar::pipeline::convert::Converter;
 use wxcloudrun_sidecar::pipeline::replay::{Read, Replay};
@@ -99,7 +100,7 @@ fn scrape(
     let relabel = remote_write::Relabel::default();
     let before = heap_bytes().expect("the counting allocator is installed");
     reset_heap_peak();
-    let mut read = budget
+    let read = budget
         .read(replay, converter, (text, format), 0)
         .expect("the page is read");
     let path = match &read {
@@ -107,10 +108,12 @@ fn scrape(
         Read::Learned(_) => "learned",
         Read::Parsed(_) => "parsed",
     };
-    let batch = converter.convert([read.source()], at);
-    drop(read);
-    let encoded = remote_write::encode(&batch, &relabel);
-    drop((batch, encoded));
+    // As the pipeline does it: in chunks, each encoded once full and kept encoded, as the
+    // export queue keeps it.
+    let mut encoded = Vec::new();
+    let mut emit = |chunk| encoded.extend(remote_write::encode(&chunk, &relabel));
+    converter.convert_in_chunks([read.into_source()], at, CHUNK_SAMPLES, &mut emit);
+    drop(encoded);
     let peak = heap_peak_bytes().expect("the counting allocator is installed");
     (peak.saturating_sub(before), path)
 }

@@ -256,7 +256,7 @@ impl Budget {
     /// limits. `queued_bytes`: what the export queues hold.
     pub fn read<'t>(
         &self,
-        replay: &mut Replay,
+        replay: &'t mut Replay,
         converter: &mut Converter,
         (text, format): (&'t str, Format),
         queued_bytes: u64,
@@ -264,9 +264,9 @@ impl Budget {
         let estimate = Estimate::of(text);
         let limits = self.parse_limits();
         if self.fits(&estimate, Path::Replay, queued_bytes).is_ok()
-            && let Some(replayed) = replay.replay(text, format, &limits, converter)
+            && let Some(values) = replay.replay(text, format, &limits, converter)
         {
-            return Ok(Read::Replayed(replayed));
+            return Ok(Read::Replayed(replay.replayed(values)));
         }
         self.fits(&estimate, Path::Parse, queued_bytes)
             .map_err(ReadError::Check)?;

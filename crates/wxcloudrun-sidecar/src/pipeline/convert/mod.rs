@@ -29,12 +29,29 @@ use crate::model::{
 };
 use seen::{Remembered, Strings};
 
+/// Families converted already, handed over a chunk at a time: a page read through its learned
+/// shape (see [`Replay`](crate::pipeline::replay::Replay)) is filled chunk by chunk as the
+/// converter asks, so that its batch is never whole in memory.
+pub trait Chunks {
+    /// The next families, about `max_samples` remote-write samples of them (at least one
+    /// point, a family split between chunks where it has to be); empty when there are no more.
+    /// `None` if the page cannot be filled after all (the rest of it is left out).
+    fn next_chunk(&mut self, converter: &Converter, max_samples: usize) -> Option<Vec<Family>>;
+}
+
+impl<C: Chunks + ?Sized> Chunks for &mut C {
+    fn next_chunk(&mut self, converter: &Converter, max_samples: usize) -> Option<Vec<Family>> {
+        (**self).next_chunk(converter, max_samples)
+    }
+}
+
 /// One part of a scrape.
-#[derive(Debug)]
 pub enum Source<'a> {
-    /// Families converted already (a replayed page, see
-    /// [`Replay`](crate::pipeline::replay::Replay)): only their start times are set here.
+    /// Families converted already (a page whose shape was just learned): only their start times
+    /// are set here.
     Converted(Vec<Family>),
+    /// The same, a chunk at a time; freed once the last is taken.
+    Chunked(Box<dyn Chunks + 'a>),
     /// A parsed page the caller keeps.
     Page(&'a Exposition<'a>),
     /// A parsed page given up to the conversion: each family is freed once it is converted, and
@@ -47,6 +64,100 @@ pub enum Source<'a> {
     Gathered(&'a [prometheus::proto::MetricFamily]),
     /// The synthetic `up` gauge: whether the app's page was read.
     Up(bool),
+}
+
+impl std::fmt::Debug for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Converted(families) => f.debug_tuple("Converted").field(families).finish(),
+            Source::Chunked(_) => f.write_str("Chunked(..)"),
+            Source::Page(page) => f.debug_tuple("Page").field(page).finish(),
+            Source::Parsed(page) => f.debug_tuple("Parsed").field(page).finish(),
+            Source::Gathered(gathered) => f.debug_tuple("Gathered").field(gathered).finish(),
+            Source::Up(up) => f.debug_tuple("Up").field(up).finish(),
+        }
+    }
+}
+
+/// Where a scrape's families go as they are converted: into chunks of about `chunk_samples`
+/// remote-write samples, each handed to `emit` once full.
+struct Out<'e> {
+    timestamp_ms: i64,
+    families: Vec<Family>,
+    samples: usize,
+    chunk_samples: usize,
+    emit: &'e mut dyn FnMut(Batch),
+}
+
+impl Out<'_> {
+    /// Room for `families` more, when the scrape is converted whole (its families in one list,
+    /// not grown by doubling).
+    fn reserve_whole(&mut self, families: usize) {
+        if self.chunk_samples == usize::MAX {
+            self.families.reserve(families);
+        }
+    }
+
+    /// Samples the current chunk has room for (at least one).
+    fn room(&self) -> usize {
+        self.chunk_samples.saturating_sub(self.samples).max(1)
+    }
+
+    fn push(&mut self, family: Family) {
+        self.samples += family.points.iter().map(Point::sample_count).sum::<usize>();
+        self.families.push(family);
+        if self.samples >= self.chunk_samples {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.families.is_empty() {
+            let families = std::mem::take(&mut self.families);
+            (self.emit)(Batch {
+                timestamp_ms: self.timestamp_ms,
+                families,
+            });
+        }
+        self.samples = 0;
+    }
+}
+
+/// A list taken from the front a piece at a time that gives its memory back as it empties: a
+/// parsed page's families and a large family's samples are freed as they are converted, not
+/// once the last is (kept reversed, so that a piece comes off the back).
+struct Draining<T>(Vec<T>);
+
+impl<T> Draining<T> {
+    fn new(mut items: Vec<T>) -> Self {
+        items.reverse();
+        Draining(items)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn next(&mut self) -> Option<T> {
+        let item = self.0.pop();
+        self.give_back();
+        item
+    }
+
+    /// The next `n` items (fewer at the end), in their order.
+    fn take(&mut self, n: usize) -> Vec<T> {
+        let mut piece = self.0.split_off(self.0.len().saturating_sub(n));
+        piece.reverse();
+        self.give_back();
+        piece
+    }
+
+    /// Halves the list's memory once it is half empty: every item is moved once more at most.
+    fn give_back(&mut self) {
+        if self.0.capacity() > 1024 && self.0.len() < self.0.capacity() / 2 {
+            self.0.shrink_to_fit();
+        }
+    }
 }
 
 /// Turns scrapes into batches, remembering series across scrapes.
@@ -95,50 +206,162 @@ impl Converter {
         }
     }
 
-    /// Converts one scrape taken at `timestamp_ms`, its sources in order. Series of earlier
-    /// scrapes that none of them has get a stale marker, after the sources' families.
+    /// Converts one scrape taken at `timestamp_ms`, its sources in order, into one batch. Series
+    /// of earlier scrapes that none of them has get a stale marker, after the sources' families.
     pub fn convert<'a>(
         &mut self,
         sources: impl IntoIterator<Item = Source<'a>>,
         timestamp_ms: i64,
     ) -> Batch {
+        let mut whole = Batch {
+            timestamp_ms,
+            families: Vec::new(),
+        };
+        self.convert_in_chunks(sources, timestamp_ms, usize::MAX, &mut |batch| {
+            whole = batch;
+        });
+        whole
+    }
+
+    /// [`convert`](Self::convert), the batch handed to `emit` in chunks of about
+    /// `chunk_samples` remote-write samples (a large family split between chunks), each as soon
+    /// as it is full: with a parsed page freed as it is converted and a replayed page filled as
+    /// it is converted, what a scrape holds at once is the page and a chunk, not the page and its
+    /// whole batch. Every chunk has the scrape's timestamp; together, in order, they are
+    /// [`convert`](Self::convert)'s batch (its stale markers sorted by family within a chunk).
+    pub fn convert_in_chunks<'a>(
+        &mut self,
+        sources: impl IntoIterator<Item = Source<'a>>,
+        timestamp_ms: i64,
+        chunk_samples: usize,
+        emit: &mut dyn FnMut(Batch),
+    ) {
         self.remembered.next_scrape();
         let at = Some(timestamp_ms);
-        let mut families = Vec::new();
+        let mut out = Out {
+            timestamp_ms,
+            families: Vec::new(),
+            samples: 0,
+            chunk_samples: chunk_samples.max(1),
+            emit,
+        };
         for source in sources {
             match source {
-                Source::Converted(mut converted) => {
-                    for family in &mut converted {
-                        for point in &mut family.points {
-                            self.track(&family.name, family.kind, point, None, timestamp_ms);
+                Source::Converted(converted) => self.push_converted(converted, &mut out),
+                Source::Chunked(mut chunks) => loop {
+                    match chunks.next_chunk(self, out.room()) {
+                        Some(chunk) if chunk.is_empty() => break,
+                        Some(chunk) => self.push_converted(chunk, &mut out),
+                        None => {
+                            // A replayed page is checked before its first chunk: a bug.
+                            tracing::error!(
+                                "a replayed page could not be filled: the rest of it is left out of this scrape"
+                            );
+                            break;
                         }
                     }
-                    if families.is_empty() {
-                        families = converted;
-                    } else {
-                        families.append(&mut converted);
-                    }
-                }
+                },
                 Source::Page(page) => {
-                    families.reserve(page.families.len());
+                    out.reserve_whole(page.families.len());
                     for family in &page.families {
-                        families.extend(self.page_family(family, at));
+                        if let Some(family) = self.page_family(family, at) {
+                            self.push_split(family, false, &mut out);
+                        }
                     }
                 }
-                Source::Parsed(page) => self.taken_families(page, at, &mut families),
-                Source::Gathered(gathered) => {
-                    let converted = gathered.iter();
-                    families.extend(converted.filter_map(|f| self.gathered(f, timestamp_ms)));
+                Source::Parsed(page) => {
+                    out.reserve_whole(page.families.len());
+                    let mut families = Draining::new(page.families);
+                    while let Some(family) = families.next() {
+                        self.taken_family(family, at, &mut out);
+                    }
                 }
-                Source::Up(up) => families.push(self.up(up, timestamp_ms)),
+                Source::Gathered(gathered) => {
+                    for family in gathered {
+                        if let Some(family) = self.gathered(family, timestamp_ms) {
+                            out.push(family);
+                        }
+                    }
+                }
+                Source::Up(up) => out.push(self.up(up, timestamp_ms)),
             }
         }
-        families.extend(self.remembered.vanished(&self.strings, &self.added));
+        let mut cursor = 0;
+        loop {
+            let stale =
+                self.remembered
+                    .vanished(&mut cursor, out.room(), &self.strings, &self.added);
+            if stale.is_empty() {
+                break;
+            }
+            for family in stale {
+                out.push(family);
+            }
+        }
         // After the batch took its references, so that only strings of forgotten series go.
         self.remembered.compact(&mut self.strings);
-        Batch {
-            timestamp_ms,
-            families,
+        out.flush();
+    }
+
+    /// Converted families, their series tracked (their start times set), onto `out`: split
+    /// where a chunk fills; the list itself kept when it fits whole.
+    fn push_converted(&mut self, mut families: Vec<Family>, out: &mut Out<'_>) {
+        let points = families.iter().flat_map(|f| &f.points);
+        let samples: usize = points.map(Point::sample_count).sum();
+        if !out.families.is_empty() || samples >= out.room() {
+            for family in families {
+                self.push_split(family, true, out);
+            }
+            return;
+        }
+        for family in &mut families {
+            for point in &mut family.points {
+                self.track(&family.name, family.kind, point, None, out.timestamp_ms);
+            }
+        }
+        out.families = families;
+        out.samples = samples;
+    }
+
+    /// `family` onto `out`, split where a chunk fills; with `track`, its series tracked.
+    fn push_split(&mut self, mut family: Family, track: bool, out: &mut Out<'_>) {
+        let samples: usize = family.points.iter().map(Point::sample_count).sum();
+        if samples <= out.room() {
+            if track {
+                for point in &mut family.points {
+                    self.track(&family.name, family.kind, point, None, out.timestamp_ms);
+                }
+            }
+            out.push(family);
+            return;
+        }
+        let mut points = std::mem::take(&mut family.points).into_iter().peekable();
+        while points.peek().is_some() {
+            let room = out.room();
+            let mut piece = Vec::new();
+            let mut taken = 0;
+            while taken < room
+                && let Some(mut point) = points.next()
+            {
+                taken += point.sample_count();
+                if track {
+                    self.track(
+                        &family.name,
+                        family.kind,
+                        &mut point,
+                        None,
+                        out.timestamp_ms,
+                    );
+                }
+                piece.push(point);
+            }
+            out.push(Family {
+                name: family.name.clone(),
+                help: family.help.clone(),
+                unit: family.unit.clone(),
+                kind: family.kind,
+                points: piece,
+            });
         }
     }
 
@@ -147,21 +370,19 @@ impl Converter {
     /// The page is freed as it is converted (see [`Source::Parsed`]).
     pub(crate) fn template(&mut self, page: Exposition<'_>) -> Vec<Family> {
         let mut families = Vec::new();
-        self.taken_families(page, None, &mut families);
-        families
-    }
-
-    /// The families of a page the conversion owns, onto `families`, each freed once converted.
-    fn taken_families(
-        &mut self,
-        page: Exposition<'_>,
-        at: Option<i64>,
-        families: &mut Vec<Family>,
-    ) {
-        families.reserve(page.families.len());
+        let mut out = Out {
+            timestamp_ms: 0,
+            families: Vec::new(),
+            samples: 0,
+            chunk_samples: usize::MAX,
+            emit: &mut |batch| families = batch.families,
+        };
+        out.families.reserve(page.families.len());
         for family in page.families {
-            families.extend(self.taken_family(family, at));
+            self.taken_family(family, None, &mut out);
         }
+        out.flush();
+        families
     }
 
     /// One family of a parsed page; with `at`, its series are tracked as seen at that time.
@@ -177,19 +398,28 @@ impl Converter {
         self.family(name, help, unit, kind, points)
     }
 
-    /// [`page_family`](Self::page_family) of a family the conversion owns: a counter's, gauge's
-    /// or untyped family's samples are freed one by one as they become points.
-    fn taken_family(&mut self, mut family: MetricFamily<'_>, at: Option<i64>) -> Option<Family> {
+    /// [`page_family`](Self::page_family) of a family the conversion owns, onto `out`: a
+    /// counter's, gauge's or untyped family's samples are freed one by one as they become
+    /// points, and the family is split where a chunk fills.
+    fn taken_family(&mut self, mut family: MetricFamily<'_>, at: Option<i64>, out: &mut Out<'_>) {
         let kind = kind_of(family.metric_type);
         if matches!(kind, Kind::Histogram | Kind::Summary) {
             // Their samples are grouped into points by label set first: freed with the family.
-            return self.page_family(&family, at);
+            if let Some(family) = self.page_family(&family, at) {
+                self.push_split(family, false, out);
+            }
+            return;
         }
         let name = self.strings.get(&family.name);
-        let samples = std::mem::take(&mut family.samples);
-        let points = self.number_points(&name, kind, samples.into_iter(), at);
+        let mut samples = Draining::new(std::mem::take(&mut family.samples));
         let (help, unit) = help_and_unit(&family);
-        self.family(name, help, unit, kind, points)
+        while !samples.is_empty() {
+            let piece = samples.take(out.room());
+            let points = self.number_points(&name, kind, piece.into_iter(), at);
+            if let Some(family) = self.family(name.clone(), help, unit, kind, points) {
+                out.push(family);
+            }
+        }
     }
 
     /// A point per sample of a counter, gauge or untyped family.
@@ -403,6 +633,17 @@ impl Converter {
     /// remembered (it was not in the last scrape, nor remembered for a shape since).
     pub(crate) fn remembered_labels(&self, key: (u64, u64)) -> Option<PointLabels> {
         self.remembered.labels_of(key, &self.strings, &self.added)
+    }
+
+    /// How many series the converter has forgotten, ever: while this has not moved, every
+    /// series it remembered is still remembered.
+    pub(crate) fn forgotten(&self) -> u64 {
+        self.remembered.forgotten()
+    }
+
+    /// Whether the series `key` (see [`remember_series`](Self::remember_series)) is remembered.
+    pub(crate) fn remembers(&self, key: (u64, u64)) -> bool {
+        self.remembered.remembers(key)
     }
 
     /// Remembers the series of `point` and sets its start time (see [`Remembered::track`]).

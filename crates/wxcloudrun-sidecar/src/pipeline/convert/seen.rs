@@ -100,6 +100,9 @@ pub(super) struct Remembered {
     live_labels: usize,
     bounds: Bounds,
     generation: u32,
+    /// Series forgotten so far: a learned shape whose series were all remembered still has
+    /// them while this has not moved.
+    forgotten: u64,
 }
 
 /// Whether `seen`'s stale marker is the one `value` would have.
@@ -193,6 +196,7 @@ impl Remembered {
         }
         let record = self.records.swap_remove(at);
         self.live_labels -= usize::from(record.seen.label_count);
+        self.forgotten += 1;
         Some(record)
     }
 
@@ -361,27 +365,50 @@ impl Remembered {
         key
     }
 
-    /// Stale markers for every series the current scrape did not see; forgets them.
-    pub(super) fn vanished(&mut self, strings: &Strings, added: &Arc<Labels>) -> Vec<Family> {
+    /// How many series have been forgotten, ever (see [`Remembered::vanished`]).
+    pub(super) fn forgotten(&self) -> u64 {
+        self.forgotten
+    }
+
+    /// Whether the series `key` is remembered.
+    pub(super) fn remembers(&self, key: (u64, u64)) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Stale markers for the series the current scrape did not see, from the record at `*at`
+    /// on, until they make `max_samples` remote-write samples (a chunk: empty when there are no
+    /// more); forgets them. `*at` is where the next call goes on: start at 0, with no series tracked between
+    /// calls.
+    pub(super) fn vanished(
+        &mut self,
+        at: &mut usize,
+        max_samples: usize,
+        strings: &Strings,
+        added: &Arc<Labels>,
+    ) -> Vec<Family> {
         let generation = self.generation;
         let mut by_family: HashMap<(u32, Kind), Vec<Point>> = HashMap::new();
-        let mut at = 0;
-        while let Some(record) = self.records.get(at) {
+        let mut made = 0;
+        while made < max_samples
+            && let Some(record) = self.records.get(*at)
+        {
             if record.seen.generation == generation {
-                at += 1;
+                *at += 1;
                 continue;
             }
             // The last record moves to `at`: it is looked at next.
-            let Some(Record { seen, .. }) = self.remove_at(at) else {
+            let Some(Record { seen, .. }) = self.remove_at(*at) else {
                 break;
             };
             if seen.fresh {
                 continue;
             }
+            let point = self.stale_point(&seen, strings, added);
+            made += point.sample_count();
             by_family
                 .entry((seen.family, seen.kind))
                 .or_default()
-                .push(self.stale_point(&seen, strings, added));
+                .push(point);
         }
         let mut families: Vec<Family> = by_family
             .into_iter()

@@ -42,10 +42,10 @@ use std::hash::BuildHasher;
 
 use wxcloudrun_exposition::{Exposition, Format, Limits, ParseError, parse_with_limits};
 
-use crate::model::{Exemplar, Family, Value, normalize_nan};
-use crate::pipeline::convert::{Converter, Source};
+use crate::model::{Exemplar, Family, Point, Value, normalize_nan};
+use crate::pipeline::convert::{Chunks, Converter, Source};
 use line::{read_tail, same_exemplar, value_start};
-use template::Template;
+use template::{Cursor, Template};
 
 /// Learning stops after this many scrapes in a row whose shape did not last one scrape; it is
 /// tried again after a pause that doubles each time, up to this many scrapes.
@@ -81,6 +81,9 @@ struct PageShape {
     sample_count: usize,
     /// Histogram and summary samples whose bound does not parse (left out of every point).
     without_bound: usize,
+    /// [`Converter::forgotten`] when every series of the template was last known to be
+    /// remembered.
+    remembered_at: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,45 +114,104 @@ enum Component {
     Entry(u32),
 }
 
-/// A page read through its shape: the app's families with this scrape's values (start times not
-/// yet set: the converter sets them).
+/// What a page read through its shape holds: the value and exemplar of each line.
 #[derive(Debug)]
-pub struct Replayed {
+pub struct Values {
+    values: Vec<f64>,
+    /// One per line once a line has an exemplar; most pages have none.
+    exemplars: Vec<Option<Exemplar>>,
+}
+
+/// A page read through its shape: its values, and the learned shape to fill them into, a chunk
+/// at a time as the converter asks ([`Chunks`]), so that the page's batch is never whole in
+/// memory (start times not set: the converter sets them).
+#[derive(Debug)]
+pub struct Replayed<'s> {
+    replay: &'s Replay,
+    values: Values,
+    /// Where the next chunk starts, in the template and in its placements.
+    cursor: Cursor,
+    placed: usize,
+}
+
+impl Chunks for Replayed<'_> {
+    fn next_chunk(&mut self, converter: &Converter, max_samples: usize) -> Option<Vec<Family>> {
+        let shape = self.replay.shape.as_ref()?;
+        let origin = (self.cursor.family, self.cursor.point_in_family);
+        let mut families = shape
+            .template
+            .chunk(converter, &mut self.cursor, max_samples)?;
+        let end = (self.cursor.family, self.cursor.point_in_family);
+        let rest = shape.placements.get(self.placed..)?;
+        let count = rest.partition_point(|p| (p.family as usize, p.point as usize) < end);
+        let Values { values, exemplars } = &mut self.values;
+        shape.fill(&mut families, origin, &rest[..count], values, exemplars)?;
+        self.placed += count;
+        Some(families)
+    }
+}
+
+/// A page whose shape was just learned: its families, filled with its values.
+#[derive(Debug)]
+pub struct Learned {
     /// The families, in page order, as converting the parsed page would give them.
     pub families: Vec<Family>,
-    /// Samples in the page, as [`Exposition::sample_count`] counts them.
-    pub sample_count: usize,
+    sample_count: usize,
+    without_bound: usize,
 }
 
 /// The app's page, read.
 #[derive(Debug)]
 pub enum Read<'t> {
     /// The page had the learned shape: only its values were read.
-    Replayed(Replayed),
+    Replayed(Replayed<'t>),
     /// The page was parsed and its shape learned: its families came through the new shape.
-    Learned(Replayed),
+    Learned(Learned),
     /// The page was parsed; its shape was not learned (learning pauses, or the page has
     /// something replay does not read).
     Parsed(Exposition<'t>),
 }
 
-impl Read<'_> {
+impl<'t> Read<'t> {
     /// Samples in the page, as [`Exposition::sample_count`] counts them.
     pub fn sample_count(&self) -> usize {
         match self {
-            Read::Replayed(replayed) | Read::Learned(replayed) => replayed.sample_count,
+            Read::Replayed(replayed) => {
+                replayed.replay.shape.as_ref().map_or(0, |s| s.sample_count)
+            }
+            Read::Learned(learned) => learned.sample_count,
             Read::Parsed(page) => page.sample_count(),
         }
     }
 
+    /// Histogram and summary samples of the page whose `le` / `quantile` is missing or no
+    /// number: the converter puts them in no point (see [`samples_without_bound`]).
+    pub fn samples_without_bound(&self) -> usize {
+        match self {
+            Read::Replayed(replayed) => replayed.replay.samples_without_bound(),
+            Read::Learned(learned) => learned.without_bound,
+            Read::Parsed(page) => samples_without_bound(page),
+        }
+    }
+
     /// The page as the converter takes it: it moves out of `self` (a parsed page is freed as it
-    /// is converted).
+    /// is converted, a replayed page filled as it is converted).
     pub fn source(&mut self) -> Source<'_> {
         match self {
-            Read::Replayed(replayed) | Read::Learned(replayed) => {
-                Source::Converted(std::mem::take(&mut replayed.families))
-            }
+            Read::Replayed(replayed) => Source::Chunked(Box::new(replayed)),
+            Read::Learned(learned) => Source::Converted(std::mem::take(&mut learned.families)),
             Read::Parsed(page) => Source::Parsed(std::mem::take(page)),
+        }
+    }
+
+    /// [`source`](Self::source), the read given up to it: what a replayed page holds (its
+    /// values and exemplars) is freed as soon as the page is converted, before the scrape's
+    /// last chunk is encoded.
+    pub fn into_source(self) -> Source<'t> {
+        match self {
+            Read::Replayed(replayed) => Source::Chunked(Box::new(replayed)),
+            Read::Learned(learned) => Source::Converted(learned.families),
+            Read::Parsed(page) => Source::Parsed(page),
         }
     }
 }
@@ -182,7 +244,7 @@ impl Replay {
     /// shape learned, when it is time to). `converter` converts the page into the template of a
     /// new shape; it remembers nothing from that.
     pub fn read<'t>(
-        &mut self,
+        &'t mut self,
         text: &'t str,
         format: Format,
         limits: &Limits,
@@ -199,15 +261,15 @@ impl Replay {
     /// [`read`](Self::read), with `check` run on a parsed page before anything is learned or
     /// converted from it (a page replayed has the shape of one that passed it).
     pub fn read_checked<'t, E>(
-        &mut self,
+        &'t mut self,
         text: &'t str,
         format: Format,
         limits: &Limits,
         converter: &mut Converter,
         check: impl FnOnce(&Exposition<'t>) -> Result<(), E>,
     ) -> Result<Read<'t>, ReadError<E>> {
-        if let Some(replayed) = self.replay(text, format, limits, converter) {
-            return Ok(Read::Replayed(replayed));
+        if let Some(values) = self.replay(text, format, limits, converter) {
+            return Ok(Read::Replayed(self.replayed(values)));
         }
         let page = parse_with_limits(text, format, limits).map_err(ReadError::Parse)?;
         check(&page).map_err(ReadError::Check)?;
@@ -226,16 +288,16 @@ impl Replay {
         self.shape.as_ref().map_or(0, |shape| shape.without_bound)
     }
 
-    /// The page's families if it has the learned shape, else `None` (and the shape is dropped
-    /// when the page no longer matches it).
+    /// The page's values if it has the learned shape, else `None` (and the shape is dropped
+    /// when the page no longer matches it); [`replayed`](Self::replayed) makes them the page.
     pub fn replay(
         &mut self,
         text: &str,
         format: Format,
         limits: &Limits,
         converter: &Converter,
-    ) -> Option<Replayed> {
-        let shape = self.shape.as_ref()?;
+    ) -> Option<Values> {
+        let shape = self.shape.as_mut()?;
         let replayed = shape.replay(text, format, limits, converter);
         if replayed.is_some() {
             self.used = true;
@@ -250,6 +312,16 @@ impl Replay {
             self.shape = None;
         }
         replayed
+    }
+
+    /// The page [`replay`](Self::replay) read `values` of, to be filled a chunk at a time.
+    pub fn replayed(&self, values: Values) -> Replayed<'_> {
+        Replayed {
+            replay: self,
+            values,
+            cursor: Cursor::default(),
+            placed: 0,
+        }
     }
 
     /// Learns the shape of `text`, which parsed into `page`, unless learning pauses: the page's
@@ -273,9 +345,9 @@ impl Replay {
             self.pause = self.next_pause;
         }
         match learned {
-            Ok((shape, replayed)) => {
+            Ok((shape, learned)) => {
                 self.shape = Some(shape);
-                Some(Read::Learned(replayed))
+                Some(Read::Learned(learned))
             }
             Err(Unlearned::Page(page)) => Some(Read::Parsed(page)),
             Err(Unlearned::Consumed) => None,
@@ -372,7 +444,7 @@ impl PageShape {
         (format, limits): (Format, &Limits),
         mut page: Exposition<'t>,
         converter: &mut Converter,
-    ) -> Result<(PageShape, Replayed), Unlearned<'t>> {
+    ) -> Result<(PageShape, Learned), Unlearned<'t>> {
         // Only what depends on the series alone: no timestamps (their token follows the value),
         // no `_created` (a start time the converter reads).
         let plain = page
@@ -395,6 +467,7 @@ impl PageShape {
             template: Template::default(),
             sample_count: page.sample_count(),
             without_bound: samples_without_bound(&page),
+            remembered_at: converter.forgotten(),
         };
         // Only the lines of kept samples are read by value later: every other line — comments,
         // dropped duplicates, folded `_created` lines, whose last token the parser may still
@@ -428,7 +501,10 @@ impl PageShape {
         let placed = placements(&families, shape.lines.len()).and_then(|placements| {
             shape.placements = placements;
             // The template has the page's exemplars already (the same, see `Tagging::tag`).
-            shape.fill(&mut families, &values, &mut [])
+            let placements = std::mem::take(&mut shape.placements);
+            let filled = shape.fill(&mut families, (0, 0), &placements, &values, &mut []);
+            shape.placements = placements;
+            filled
         });
         if placed.is_none() {
             // The tagging did not go as planned (a bug, not a page).
@@ -438,21 +514,25 @@ impl PageShape {
         // rather than above it, where it would keep the allocator from returning memory. Filling
         // changed only numbers; the template keeps names, bounds and series.
         shape.template = Template::of(&families, converter);
+        shape.remembered_at = converter.forgotten();
         shape.lines.shrink_to_fit();
-        let replayed = Replayed {
+        let learned = Learned {
             families,
             sample_count: shape.sample_count,
+            without_bound: shape.without_bound,
         };
-        Ok((shape, replayed))
+        Ok((shape, learned))
     }
 
+    /// The values of `text` if it has this shape, and every series of the template is still
+    /// remembered (the page is then filled from it chunk by chunk, which must not fail half way).
     fn replay(
-        &self,
+        &mut self,
         text: &str,
         format: Format,
         limits: &Limits,
         converter: &Converter,
-    ) -> Option<Replayed> {
+    ) -> Option<Values> {
         if format != self.format || text.len() > limits.max_body_bytes {
             return None;
         }
@@ -489,63 +569,81 @@ impl PageShape {
         if lines.next().is_some() {
             return None;
         }
-        let mut families = self.template.families(converter)?;
-        self.fill(&mut families, &values, &mut exemplars)?;
-        Some(Replayed {
-            families,
-            sample_count: self.sample_count,
-        })
+        if converter.forgotten() != self.remembered_at {
+            if !self.template.all_remembered(converter) {
+                return None;
+            }
+            self.remembered_at = converter.forgotten();
+        }
+        Some(Values { values, exemplars })
     }
 
-    /// Writes each placement's line value into `families`, and the line's exemplar (taken from
-    /// `exemplars`, which may be empty) where the converter puts one: on a number or a
-    /// histogram bucket.
+    /// Writes each of `placements`' line value into `families`, and the line's exemplar (taken
+    /// from `exemplars`, which may be empty) where the converter puts one: on a number or a
+    /// histogram bucket. `families` are the template's from `origin` on (its family, and the
+    /// point in that family where the first of them starts).
     fn fill(
         &self,
         families: &mut [Family],
+        origin: (usize, usize),
+        placements: &[Placement],
         values: &[f64],
         exemplars: &mut [Option<Exemplar>],
     ) -> Option<()> {
-        for placement in &self.placements {
+        for placement in placements {
             let line = placement.line as usize;
             let value = normalize_nan(*values.get(line)?);
-            let mut exemplar = || exemplars.get_mut(line).and_then(Option::take);
-            let point = families
-                .get_mut(placement.family as usize)?
-                .points
-                .get_mut(placement.point as usize)?;
-            match (&mut point.value, placement.component) {
-                (
-                    Value::Number {
-                        value: v,
-                        exemplar: e,
-                        ..
-                    },
-                    Component::Number,
-                ) => {
-                    *v = value;
-                    if let Some(exemplar) = exemplar() {
-                        *e = Some(Box::new(exemplar));
-                    }
-                }
-                (Value::Histogram(h), Component::Count) => h.count = value,
-                (Value::Summary(s), Component::Count) => s.count = value,
-                (Value::Histogram(h), Component::Sum) => *h.sum.as_mut()? = value,
-                (Value::Summary(s), Component::Sum) => *s.sum.as_mut()? = value,
-                (Value::Histogram(h), Component::Entry(i)) => {
-                    h.buckets.get_mut(i as usize)?.1 = value;
-                    if let Some(exemplar) = exemplar() {
-                        h.exemplars.push(i as usize, exemplar);
-                    }
-                }
-                (Value::Summary(s), Component::Entry(i)) => {
-                    s.quantiles.get_mut(i as usize)?.1 = value;
-                }
-                _ => return None,
-            }
+            let exemplar = || exemplars.get_mut(line).and_then(Option::take);
+            let family = (placement.family as usize).checked_sub(origin.0)?;
+            let point = match family {
+                0 => (placement.point as usize).checked_sub(origin.1)?,
+                _ => placement.point as usize,
+            };
+            let point = families.get_mut(family)?.points.get_mut(point)?;
+            place(point, placement.component, value, exemplar)?;
         }
         Some(())
     }
+}
+
+/// Writes one line's `value` into `point` as `component`, and its exemplar where the converter
+/// puts one.
+fn place(
+    point: &mut Point,
+    component: Component,
+    value: f64,
+    mut exemplar: impl FnMut() -> Option<Exemplar>,
+) -> Option<()> {
+    match (&mut point.value, component) {
+        (
+            Value::Number {
+                value: v,
+                exemplar: e,
+                ..
+            },
+            Component::Number,
+        ) => {
+            *v = value;
+            if let Some(exemplar) = exemplar() {
+                *e = Some(Box::new(exemplar));
+            }
+        }
+        (Value::Histogram(h), Component::Count) => h.count = value,
+        (Value::Summary(s), Component::Count) => s.count = value,
+        (Value::Histogram(h), Component::Sum) => *h.sum.as_mut()? = value,
+        (Value::Summary(s), Component::Sum) => *s.sum.as_mut()? = value,
+        (Value::Histogram(h), Component::Entry(i)) => {
+            h.buckets.get_mut(i as usize)?.1 = value;
+            if let Some(exemplar) = exemplar() {
+                h.exemplars.push(i as usize, exemplar);
+            }
+        }
+        (Value::Summary(s), Component::Entry(i)) => {
+            s.quantiles.get_mut(i as usize)?.1 = value;
+        }
+        _ => return None,
+    }
+    Some(())
 }
 
 /// Where each tagged value of `families` came from. `None` if a value is not a line number of
@@ -652,11 +750,12 @@ mod tests {
             let mut read = replay
                 .read(text, Format::PrometheusText, &limits, &mut converter)
                 .unwrap();
-            let (path, without_bound) = match &read {
-                Read::Parsed(page) => ("parsed", samples_without_bound(page)),
-                Read::Learned(_) => ("learned", replay.samples_without_bound()),
-                Read::Replayed(_) => ("replayed", replay.samples_without_bound()),
+            let path = match &read {
+                Read::Parsed(_) => "parsed",
+                Read::Learned(_) => "learned",
+                Read::Replayed(_) => "replayed",
             };
+            let without_bound = read.samples_without_bound();
             paths.push(path);
             assert_eq!(without_bound, 2, "round {round} ({path})");
             let batch = converter.convert([read.source()], 1_000 * (round + 1));

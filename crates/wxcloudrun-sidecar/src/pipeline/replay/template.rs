@@ -35,6 +35,15 @@ struct TemplatePoint {
     form: Form,
 }
 
+/// Where the next chunk of a template starts: a family, a point in it, and that point's place
+/// among all of the template's points.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Cursor {
+    pub(super) family: usize,
+    pub(super) point_in_family: usize,
+    point: usize,
+}
+
 /// A value without its numbers.
 #[derive(Debug)]
 enum Form {
@@ -124,22 +133,53 @@ impl Template {
         template
     }
 
-    /// The families, their labels from `converter`, every value NaN; `None` if a series is no
-    /// longer remembered (a failed scrape in between forgot them).
-    pub(super) fn families(&self, converter: &Converter) -> Option<Vec<Family>> {
-        // Exact sizes, where `collect` into `Option<Vec<_>>` would guess: it starts a family's
-        // points at room for four and doubles, and a page of one-point families would then hold
-        // three empty points (312 bytes) per family.
-        let mut families = Vec::with_capacity(self.families.len());
-        let mut points = self.points.iter();
-        for family in &self.families {
-            let mut filled = Vec::with_capacity(family.points);
-            for point in points.by_ref().take(family.points) {
-                filled.push(Point {
+    /// Whether the converter still remembers every series of the template (a failed scrape in
+    /// between forgets them, and their labels with them).
+    pub(super) fn all_remembered(&self, converter: &Converter) -> bool {
+        self.points
+            .iter()
+            .all(|point| converter.remembers(point.key))
+    }
+
+    /// The families from `cursor` on, about `max_samples` remote-write samples of them (a family
+    /// split where they run out), their labels from `converter`, every value NaN; `cursor` moved
+    /// past them. Empty at the end; `None` if a series is no longer remembered.
+    pub(super) fn chunk(
+        &self,
+        converter: &Converter,
+        cursor: &mut Cursor,
+        max_samples: usize,
+    ) -> Option<Vec<Family>> {
+        // A family a sample at most.
+        let left = self.families.len().saturating_sub(cursor.family);
+        let mut families = Vec::with_capacity(left.min(max_samples));
+        let mut samples = 0;
+        while samples < max_samples
+            && let Some(family) = self.families.get(cursor.family)
+        {
+            // Exact sizes, where `collect` would guess: it starts a family's points at room for
+            // four and doubles, and a page of one-point families would then hold three empty
+            // points (312 bytes) per family.
+            let left = family.points - cursor.point_in_family;
+            let mut filled = Vec::with_capacity(left.min(max_samples - samples));
+            while cursor.point_in_family < family.points && samples < max_samples {
+                let point = self.points.get(cursor.point)?;
+                let filled_point = Point {
                     labels: converter.remembered_labels(point.key)?,
                     start_ms: None,
                     value: point.form.value(),
-                });
+                };
+                samples += filled_point.sample_count();
+                filled.push(filled_point);
+                cursor.point += 1;
+                cursor.point_in_family += 1;
+            }
+            if cursor.point_in_family == family.points {
+                cursor.family += 1;
+                cursor.point_in_family = 0;
+            }
+            if filled.is_empty() {
+                continue;
             }
             let (help, unit) = match family.help_and_unit.as_deref() {
                 Some((help, unit)) => (help.clone(), unit.clone()),
