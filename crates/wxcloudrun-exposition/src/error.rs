@@ -67,13 +67,6 @@ pub enum ErrorKind {
         /// The limit.
         limit: usize,
     },
-    /// An exemplar label set longer than
-    /// [`Limits::max_exemplar_label_chars`](crate::Limits::max_exemplar_label_chars).
-    #[error("exemplar label set has more than {limit} characters")]
-    ExemplarTooLong {
-        /// The limit.
-        limit: usize,
-    },
     /// A body larger than [`Limits::max_body_bytes`](crate::Limits::max_body_bytes).
     #[error("page is larger than the limit of {limit} bytes")]
     BodyTooLarge {

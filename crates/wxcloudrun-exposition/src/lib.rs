@@ -110,9 +110,14 @@
 //! unterminated value, `{,`, `,,`, a missing `=`, a second quoted metric name, a quoted metric
 //! name not followed by `,` or `}`), a value that is no number (hex floats, `_` in numbers), a
 //! fractional text timestamp or a non-finite OpenMetrics one, text after the timestamp other than
-//! an exemplar, a label named twice or `__name__` in a label set, an empty quoted name, `# TYPE`
+//! an exemplar, a label named twice or `__name__` in a series' label set, an empty quoted name, `# TYPE`
 //! with an unknown type, `# HELP ` / `# TYPE ` with a blank but no name, a missing `# EOF` or
 //! text after it in OpenMetrics, invalid UTF-8 outside comments, and an exceeded [`Limits`] bound.
+//!
+//! An exemplar that is well formed but that Prometheus would not store — a label named twice, a
+//! label set over 128 characters — fails nothing: Prometheus's parser reads it and its storage
+//! drops it, keeping the sample. Here it is left off its sample and counted
+//! ([`Exemplar::is_storable`], [`Exposition::exemplars_dropped`]).
 //!
 //! Chosen where Prometheus accepts:
 //! - A raw line break inside a quoted string fails the page: Prometheus's text lexer accepts one
@@ -208,7 +213,8 @@ pub fn sample_value_offset(line: &str, format: Format, limits: &Limits) -> Optio
 /// An exemplar exactly as the parser reads it after a sample's value and the blanks after it:
 /// `text` starts at the `#` and runs to the end of the line (without its line break). `None`
 /// where the parser would fail the line for it (bad syntax, a value or timestamp that is no
-/// number, a label set over [`Limits::max_exemplar_label_chars`], text after the timestamp).
+/// number, text after the timestamp). The parser keeps it on its sample only if it
+/// [`is_storable`](Exemplar::is_storable).
 ///
 /// ```
 /// use wxcloudrun_exposition::{Format, Limits, parse_exemplar};

@@ -170,6 +170,41 @@ pub struct Exemplar<'a> {
 }
 
 impl Exemplar<'_> {
+    /// Whether Prometheus keeps this exemplar: no label named twice, and at most
+    /// [`Limits::max_exemplar_label_chars`] characters of label names and values, counted as
+    /// Prometheus counts them (in characters, labels with an empty value left out).
+    ///
+    /// Prometheus's parser reads any exemplar that is well formed; its storage (and its agent's,
+    /// and a remote-write receiver's) then drops one that fails these checks and keeps the
+    /// sample. The parser does the same: such an exemplar is left off its sample and counted in
+    /// [`Exposition::exemplars_dropped`]; the page is not failed for it.
+    ///
+    /// ```
+    /// use wxcloudrun_exposition::{Format, Limits, parse_exemplar};
+    ///
+    /// let limits = Limits::default();
+    /// let read = |text| parse_exemplar(text, Format::OpenMetrics, &limits).unwrap();
+    /// assert!(read("# {trace_id=\"4bf9\",empty=\"\"} 0.5").is_storable(&limits));
+    /// assert!(!read("# {trace_id=\"4bf9\",trace_id=\"4bfa\"} 0.5").is_storable(&limits));
+    /// let long = format!("# {{user=\"{}\"}} 1", "u".repeat(125));
+    /// assert!(!read(&long).is_storable(&limits));
+    /// ```
+    pub fn is_storable(&self, limits: &Limits) -> bool {
+        let mut chars = 0;
+        let kept = || self.labels.iter().filter(|l| !l.value.is_empty());
+        for (i, label) in kept().enumerate() {
+            chars += label.name.chars().count() + label.value.chars().count();
+            // The count first: it bounds the labels compared below to a few dozen.
+            if chars > limits.max_exemplar_label_chars {
+                return false;
+            }
+            if kept().take(i).any(|earlier| earlier.name == label.name) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Copies whatever is borrowed.
     pub fn into_owned(self) -> Exemplar<'static> {
         Exemplar {
@@ -297,6 +332,9 @@ pub struct Exposition<'a> {
     /// empty-valued labels; a histogram's `le` and a summary's `quantile` by their number) already
     /// appeared earlier in the page. The first one is kept.
     pub duplicates: usize,
+    /// Exemplars left off their samples because Prometheus would not store them (see
+    /// [`Exemplar::is_storable`]).
+    pub exemplars_dropped: usize,
 }
 
 impl Exposition<'_> {
@@ -319,6 +357,7 @@ impl Exposition<'_> {
                 .map(MetricFamily::into_owned)
                 .collect(),
             duplicates: self.duplicates,
+            exemplars_dropped: self.exemplars_dropped,
         }
     }
 }
@@ -341,8 +380,9 @@ pub struct Limits {
     pub max_samples: usize,
     /// Most metric families in one page. Default 100,000.
     pub max_families: usize,
-    /// Longest exemplar label set, in characters of names plus values (the OpenMetrics limit).
-    /// Default 128.
+    /// Longest exemplar label set, in characters of names plus values (the OpenMetrics limit,
+    /// which Prometheus's storage enforces). An exemplar over it is dropped and its sample kept
+    /// ([`Exemplar::is_storable`]), as Prometheus drops it. Default 128.
     pub max_exemplar_label_chars: usize,
     /// Largest body [`decode_body`](crate::decode_body) returns after gzip decompression, and the
     /// largest body [`parse_with_limits`](crate::parse_with_limits) accepts. Default 32 MiB.

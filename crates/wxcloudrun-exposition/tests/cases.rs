@@ -514,12 +514,12 @@ fn limits_fail_with_clear_errors() {
         error.to_string(),
         "line 1, column 13: more than 2 labels in one label set"
     );
-    let error =
-        parse_with_limits("c_total 1 # {trace_id=\"0123\"} 1\n# EOF\n", OM, &limits).unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "line 1, column 13: exemplar label set has more than 8 characters"
-    );
+    // An exemplar over its limit is dropped, its sample and the page kept.
+    let page =
+        parse_with_limits("c_total 1 # {trace_id=\"0123\"} 1\n# EOF\n", OM, &limits).unwrap();
+    assert_eq!(page.families[0].samples[0].value, 1.0);
+    assert!(page.families[0].samples[0].exemplar.is_none());
+    assert_eq!(page.exemplars_dropped, 1);
 }
 
 #[test]
@@ -644,26 +644,37 @@ fn histogram_without_buckets_is_a_point_with_count_and_sum() {
 }
 
 #[test]
-fn exemplar_label_sets_are_capped_at_128_code_points() {
-    // Name "a" (1) + value: a snowman (3 bytes, 1 code point) and 126 more = 128 code points.
+fn exemplars_prometheus_would_not_store_are_dropped_and_their_samples_kept() {
+    let exemplar_of = |page: &str| {
+        let exposition = parse(page, OM).unwrap();
+        let sample = &exposition.families[0].samples[0];
+        assert_eq!(sample.value, 1.0, "{page}");
+        (
+            sample.exemplar.clone().map(|e| e.into_owned()),
+            exposition.exemplars_dropped,
+        )
+    };
+    let page = |labels: &str| {
+        format!("# TYPE c counter\nc_total 1 # {{{labels}}} 1 1\nc_total{{x=\"y\"}} 1\n# EOF\n")
+    };
+    // 128 code points: name "a" (1) + a snowman (3 bytes, 1 code point) and 126 more.
     let value = format!("☃{}", "x".repeat(126));
-    let page = format!("# TYPE c counter\nc_total 1 # {{a=\"{value}\"}} 1 1\n# EOF\n");
-    let exposition = parse(&page, OM).unwrap();
-    let exemplar = exposition.families[0].samples[0].exemplar.as_ref().unwrap();
+    let (exemplar, dropped) = exemplar_of(&page(&format!("a=\"{value}\"")));
+    let exemplar = exemplar.expect("kept at the limit");
     assert_eq!(exemplar.labels[0].value, value);
-    assert_eq!(exemplar.timestamp_ms, Some(1000));
-
-    let page = format!("# TYPE c counter\nc_total 1 # {{a=\"{value}x\"}} 1\n# EOF\n");
-    assert_eq!(
-        parse(&page, OM).unwrap_err().to_string(),
-        "line 2, column 13: exemplar label set has more than 128 characters"
-    );
-    // Combining marks are code points of their own.
-    let page = format!(
-        "# TYPE c counter\nc_total 1 # {{a=\"{}\"}} 1\n# EOF\n",
-        "e\u{301}".repeat(64)
-    );
-    assert!(parse(&page, OM).is_err());
+    assert_eq!((exemplar.timestamp_ms, dropped), (Some(1000), 0));
+    // One more, or combining marks (code points of their own): dropped.
+    assert_eq!(exemplar_of(&page(&format!("a=\"{value}x\""))), (None, 1));
+    let marks = "e\u{301}".repeat(64);
+    assert_eq!(exemplar_of(&page(&format!("a=\"{marks}\""))), (None, 1));
+    // Labels with an empty value are not counted, as Prometheus leaves them out first.
+    let (kept, dropped) = exemplar_of(&page(&format!("a=\"{value}\",{}=\"\"", "e".repeat(40))));
+    assert_eq!((kept.map(|e| e.labels.len()), dropped), (Some(2), 0));
+    // A label named twice (Prometheus: `label name "t" is not unique`), but not twice empty.
+    assert_eq!(exemplar_of(&page("t=\"1\",t=\"2\"")), (None, 1));
+    assert_eq!(exemplar_of(&page("t=\"1\",u=\"2\",t=\"1\"")), (None, 1));
+    let (kept, dropped) = exemplar_of(&page("t=\"1\",u=\"\",u=\"\""));
+    assert_eq!((kept.is_some(), dropped), (true, 0));
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Parse parity with Prometheus, end to end: pages Prometheus accepts but a stricter parser
 //! would reject — two registries concatenated (every `# TYPE` / `# HELP` again), families
 //! interleaved (in OpenMetrics too), a late `# TYPE`, blanks before `{`, no blank after `}`,
-//! labels without commas, `# HELP` without a name — served on loopback and scraped two ways into
+//! labels without commas, `# HELP` without a name, exemplars Prometheus reads but does not store
+//! (a label named twice, a label set over 128 characters) — served on loopback and scraped two ways into
 //! one real Prometheus (Debian 2.42, `--web.enable-remote-write-receiver`):
 //!
 //! - directly by Prometheus (`job="direct_*"`), the oracle: it must take the page at all;
@@ -95,12 +96,12 @@ rpc_requests_total{lib="a",code="200"} 7
 rpc_requests_created{lib="a",code="200"} 1700000000
 # TYPE queue_depth gauge
 queue_depth{q="x"} 4
-rpc_requests_total{lib="a",code="500"} 2
+rpc_requests_total{lib="a",code="500"} 2 # {trace_id="4bf92f3577b34da6a3ce929d0e0e4736",trace_id="00f067aa0ba902b7"} 1
 # TYPE rpc_seconds histogram
 rpc_seconds_bucket{lib="a",le="0.5"} 1
-rpc_seconds_bucket{lib="a",le="1.0"} 3
+rpc_seconds_bucket{lib="a",le="1.0"} 3 # {trace_id="4bf92f3577b34da6a3ce929d0e0e4736",user="uuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuuu"} 0.7 1700000000.5
 queue_depth{q="y"} 5
-rpc_seconds_bucket{lib="a",le="10.0"} 4
+rpc_seconds_bucket{lib="a",le="10.0"} 4 # {trace_id="4bf92f3577b34da6a3ce929d0e0e4736"} 8.5
 rpc_seconds_bucket{lib="a",le="+Inf"} 5
 rpc_seconds_count{lib="a"} 5
 rpc_seconds_sum{lib="a"} 12.5

@@ -487,10 +487,6 @@ fn a_malformed_exemplar_tail_falls_back_to_the_parser() {
         ("jobs_total 1 # job_id=\"j1\" 1", Unparsable),
         ("jobs_total 1 # {job_id=\"j1\"}", Unparsable),
         ("jobs_total 1 # {job_id=\"j1\",job_id=}", Unparsable),
-        (
-            &*format!("jobs_total 1 # {{job_id=\"{}\"}} 1", "x".repeat(130)),
-            Unparsable,
-        ),
         // Accepted by the parser; not read by replay (a sample timestamp before the exemplar):
         // parsed.
         ("jobs_total 1 1700000000 # {job_id=\"j1\"} 1", Parsed),
@@ -499,7 +495,13 @@ fn a_malformed_exemplar_tail_falls_back_to_the_parser() {
         ("jobs_total 1 # {job_id=\"j1\"} 1  ", Replayed),
         ("jobs_total 1 # {job_id=\"j1\"} 1 1.5e9", Replayed),
         ("jobs_total 1 #   {job_id=\"j1\"}   -Inf", Replayed),
+        // Read, and dropped on both paths as Prometheus drops them (not stored): a label named
+        // twice, a label set over 128 characters.
         ("jobs_total 1 # {job_id=\"j1\",job_id=\"j2\"} 1", Replayed),
+        (
+            &*format!("jobs_total 1 # {{job_id=\"{}\"}} 1", "x".repeat(130)),
+            Replayed,
+        ),
     ];
     for (tail, expected_path) in tails {
         let bad = good.replace(line, tail);
@@ -518,5 +520,48 @@ fn a_malformed_exemplar_tail_falls_back_to_the_parser() {
         );
         assert_eq!(path == Unparsable, parse(&bad, OM).is_err(), "{tail}");
         assert_eq!(path, expected_path, "{tail}");
+    }
+}
+
+/// A dropped exemplar is still text on its line: its last token is no value, though it may
+/// equal the value when the shape is learned. Replay reads the value where the parser does.
+#[test]
+fn an_exemplar_the_parser_drops_is_not_read_as_the_value() {
+    let page = |value: u32, last: u32, set: &str| {
+        format!("# TYPE jobs counter\njobs_total {value} # {{{set}}} 1 {last}\n# EOF\n")
+    };
+    let twice = "job_id=\"j1\",job_id=\"j2\"";
+    let long = format!("job_id=\"{}\"", "x".repeat(130));
+    for set in [twice, &*long] {
+        // Learned where the last token equals the value; then only that token changes, then
+        // only the value.
+        let pages = [
+            page(1, 1, set),
+            page(1, 5, set),
+            page(7, 5, set),
+            page(7, 7, set),
+        ];
+        let pages: Vec<(String, Format)> = pages.into_iter().map(|p| (p, OM)).collect();
+        let replayed = compare(&pages);
+        assert_eq!(replayed, [false, true, true, true], "{set}");
+        let mut converter = Converter::new(&[], None);
+        let mut replay = Replay::new();
+        for (i, (text, _)) in pages.iter().enumerate() {
+            let (batch, _) = scrape(
+                &mut converter,
+                &mut replay,
+                text,
+                OM,
+                1_000 * (i as i64 + 1),
+            );
+            let sent = support_remote_write::sent(&batch);
+            let jobs = sent
+                .iter()
+                .find(|s| s.labels.iter().any(|l| l.value == "jobs_total"));
+            let jobs = jobs.expect("jobs_total sent");
+            let expected = if i < 2 { 1.0 } else { 7.0 };
+            assert_eq!(jobs.samples[0].value, expected, "scrape {i}: {text}");
+            assert!(jobs.exemplars.is_empty(), "scrape {i}: dropped");
+        }
     }
 }

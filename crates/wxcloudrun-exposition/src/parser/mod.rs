@@ -119,6 +119,7 @@ struct Parser<'a, 'l> {
     pieces: bool,
     series: SeriesSet,
     duplicates: usize,
+    exemplars_dropped: usize,
     samples_seen: usize,
     eof_seen: bool,
     /// Text format: a line starting with a NUL byte ended the page, as it ends Prometheus's.
@@ -138,6 +139,7 @@ impl<'a, 'l> Parser<'a, 'l> {
             pieces: false,
             series: SeriesSet::new(),
             duplicates: 0,
+            exemplars_dropped: 0,
             samples_seen: 0,
             eof_seen: false,
             stopped: false,
@@ -299,13 +301,21 @@ impl<'a, 'l> Parser<'a, 'l> {
         } else {
             None
         };
+        let mut exemplar = line.exemplar;
+        if exemplar
+            .as_ref()
+            .is_some_and(|e| !e.is_storable(self.limits))
+        {
+            exemplar = None;
+            self.exemplars_dropped += 1;
+        }
         let sample = Sample {
             name: line.name,
             labels: self.label_scratch.drain(..).collect(),
             value: line.value,
             timestamp_ms: line.timestamp_ms,
             created_ms,
-            exemplar: line.exemplar,
+            exemplar,
         };
         self.add_sample(index, sample, is_created).map_err(at_line)
     }
@@ -394,6 +404,7 @@ impl<'a, 'l> Parser<'a, 'l> {
             families,
             pieces,
             duplicates,
+            exemplars_dropped,
             by_name,
             series,
             label_scratch,
@@ -423,6 +434,7 @@ impl<'a, 'l> Parser<'a, 'l> {
         Exposition {
             families,
             duplicates,
+            exemplars_dropped,
         }
     }
 }

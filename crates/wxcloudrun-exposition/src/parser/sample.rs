@@ -111,28 +111,17 @@ fn read_exemplar<'a>(
     if cur.peek() != Some(b'{') {
         return Err(cur.syntax("expected '{' to start the exemplar's labels"));
     }
-    let set_at = cur.pos();
     cur.bump();
     let mut labels = Vec::new();
     let text_format = format == Format::PrometheusText;
+    // Read whatever its length: Prometheus's parser does, and its storage drops one too long
+    // (see `Exemplar::is_storable`), keeping the sample and the page.
     cur.label_set(
         &mut labels,
         LabelSet::Exemplar,
         text_format,
         limits.max_labels_per_series,
     )?;
-    let chars: usize = labels
-        .iter()
-        .map(|l| l.name.chars().count() + l.value.chars().count())
-        .sum();
-    if chars > limits.max_exemplar_label_chars {
-        return Err(LineError {
-            offset: set_at,
-            kind: ErrorKind::ExemplarTooLong {
-                limit: limits.max_exemplar_label_chars,
-            },
-        });
-    }
     if !cur.skip_blanks() || cur.at_end() {
         return Err(cur.syntax("expected the exemplar value after its labels"));
     }

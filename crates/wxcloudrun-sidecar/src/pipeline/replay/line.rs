@@ -9,15 +9,11 @@ use crate::model::{Exemplar, normalize_nan};
 const BLANKS: [char; 2] = [' ', '\t'];
 
 /// Where the value of a kept sample's line starts, as the parser reads it: after the last space
-/// when nothing follows the value (checked when the value is read back), else where the parser
-/// finds it (the exemplar after it may hold any text).
-pub(super) fn value_start(
-    line: &str,
-    has_exemplar: bool,
-    format: Format,
-    limits: &Limits,
-) -> Option<usize> {
-    if has_exemplar {
+/// when the line has no `#` (checked when the value is read back), else where the parser finds
+/// it. Decided by the text, not by the parsed sample: an exemplar the parser dropped (one
+/// Prometheus would not store) is still on the line, and its last token is no value.
+pub(super) fn value_start(line: &str, format: Format, limits: &Limits) -> Option<usize> {
+    if line.contains('#') {
         sample_value_offset(line, format, limits)
     } else {
         line.rfind(' ').map(|space| space + 1)
@@ -46,7 +42,11 @@ pub(super) fn read_tail(
         return None;
     }
     let exemplar = parse_exemplar(rest, format, limits)?;
-    Some((value, Some(Exemplar::of(&exemplar))))
+    // One Prometheus would not store is read, and dropped, as the parser drops it.
+    let kept = exemplar
+        .is_storable(limits)
+        .then(|| Exemplar::of(&exemplar));
+    Some((value, kept))
 }
 
 /// Whether `read` (the model's copy of what replay read) is `parsed` (what the parser read), bit

@@ -403,7 +403,7 @@ impl Tagging {
             let read = line.and_then(|line| {
                 let text = lines.get(line)?;
                 let exemplar = sample.exemplar.as_deref();
-                let start = value_start(text, exemplar.is_some(), format, limits)?;
+                let start = value_start(text, format, limits)?;
                 let (value, read_exemplar) = read_tail(text.get(start..)?, format, limits)?;
                 let same = value.to_bits() == normalize_nan(sample.value).to_bits()
                     && same_exemplar(read_exemplar.as_ref(), exemplar);
