@@ -135,8 +135,8 @@ impl<'a> MetricFamily<'a> {
             let Some(point) = points.get_mut(slot) else {
                 continue;
             };
-            point.timestamp_ms = point.timestamp_ms.or(sample.timestamp_ms);
-            point.created_ms = point.created_ms.or(sample.created_ms);
+            point.timestamp_ms = point.timestamp_ms.or(sample.timestamp_ms.get());
+            point.created_ms = point.created_ms.or(sample.created_ms.get());
             if let Some(upper_bound) = upper_bound {
                 point.buckets.push(Bucket {
                     upper_bound,
@@ -188,8 +188,8 @@ impl<'a> MetricFamily<'a> {
             let Some(point) = points.get_mut(slot) else {
                 continue;
             };
-            point.timestamp_ms = point.timestamp_ms.or(sample.timestamp_ms);
-            point.created_ms = point.created_ms.or(sample.created_ms);
+            point.timestamp_ms = point.timestamp_ms.or(sample.timestamp_ms.get());
+            point.created_ms = point.created_ms.or(sample.created_ms.get());
             match (quantile, suffix) {
                 (Some(quantile), _) => point.quantiles.push(Quantile {
                     quantile,

@@ -20,7 +20,7 @@
 //! assert_eq!(sample.name, "http_requests_total");
 //! assert_eq!(sample.label("route"), Some("/a,b}"));
 //! assert_eq!(sample.value, 1027.0);
-//! assert_eq!(sample.created_ms, Some(1_699_990_000_250)); // from `_created`, in ms
+//! assert_eq!(sample.created_ms.get(), Some(1_699_990_000_250)); // from `_created`, in ms
 //! assert_eq!(sample.exemplar.as_ref().unwrap().timestamp_ms, Some(1_700_000_000_500));
 //!
 //! let rate = &exposition.families[1]; // no `# TYPE`: its own untyped family
@@ -176,7 +176,7 @@ pub use error::{DecodeError, ErrorKind, ParseError, Snippet};
 pub use group::{Bucket, GroupError, HistogramPoint, Quantile, SummaryPoint};
 pub use model::{
     ACCEPT_HEADER, Exemplar, Exposition, FamilyMetadata, Format, Label, Limits, MetricFamily,
-    MetricType, Sample,
+    MetricType, Millis, Sample,
 };
 pub use parser::{parse, parse_with_limits};
 pub use text::Text;

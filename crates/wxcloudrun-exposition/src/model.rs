@@ -215,6 +215,68 @@ impl Exemplar<'_> {
     }
 }
 
+/// A time in milliseconds since the epoch, or none: an `Option<i64>` in one word where the
+/// `Option` takes two. Every sample has two of them and a page is held whole while it is
+/// converted: one word less each is 1.5 MiB of a 100,000-series page. `i64::MIN` stands for none,
+/// so a page that writes that very time (292 million years BC) is read one millisecond later.
+///
+/// ```
+/// use wxcloudrun_exposition::Millis;
+///
+/// assert_eq!(Millis::new(Some(1_700_000_000_000)).get(), Some(1_700_000_000_000));
+/// assert_eq!(Millis::NONE.get(), None);
+/// assert_eq!(Millis::new(Some(i64::MIN)).get(), Some(i64::MIN + 1));
+/// assert_eq!(size_of::<Millis>(), 8);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Millis(i64);
+
+impl Millis {
+    /// No time.
+    pub const NONE: Millis = Millis(i64::MIN);
+
+    /// `ms`, or none.
+    pub const fn new(ms: Option<i64>) -> Millis {
+        match ms {
+            Some(ms) if ms == i64::MIN => Millis(i64::MIN + 1),
+            Some(ms) => Millis(ms),
+            None => Millis::NONE,
+        }
+    }
+
+    /// The time, if there is one.
+    pub const fn get(self) -> Option<i64> {
+        if self.0 == i64::MIN {
+            None
+        } else {
+            Some(self.0)
+        }
+    }
+
+    /// Whether there is no time.
+    pub const fn is_none(self) -> bool {
+        self.0 == i64::MIN
+    }
+}
+
+impl Default for Millis {
+    fn default() -> Millis {
+        Millis::NONE
+    }
+}
+
+impl From<Option<i64>> for Millis {
+    fn from(ms: Option<i64>) -> Millis {
+        Millis::new(ms)
+    }
+}
+
+impl std::fmt::Debug for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
 /// One sample line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample<'a> {
@@ -230,10 +292,10 @@ pub struct Sample<'a> {
     /// The sample's own timestamp in milliseconds since the epoch (text: written in ms;
     /// OpenMetrics: written in seconds and converted). Most scrapers ignore it and use the scrape
     /// time.
-    pub timestamp_ms: Option<i64>,
+    pub timestamp_ms: Millis,
     /// The series' start time in milliseconds, from the OpenMetrics `_created` sample of the same
-    /// label set (minus `le`/`quantile`). Always `None` in the text format.
-    pub created_ms: Option<i64>,
+    /// label set (minus `le`/`quantile`). Always none in the text format.
+    pub created_ms: Millis,
     /// The exemplar after ` # `, if any. Boxed: exemplars are rare, and inline one would make
     /// every sample 40 bytes larger (a 10,000-series page is held whole while it is converted).
     pub exemplar: Option<Box<Exemplar<'a>>>,
@@ -409,14 +471,14 @@ mod tests {
     #[test]
     fn the_parsed_page_stays_small() {
         // A page is held whole while it is converted: a sample, a label and a family each
-        // count once per line of a hostile page. On 64-bit targets: 80, 32 and 56 bytes.
+        // count once per line of a hostile page. On 64-bit targets: 64, 32 and 56 bytes.
         let word = size_of::<usize>();
         let (sample, label, family) = (
             size_of::<Sample<'_>>(),
             size_of::<Label<'_>>(),
             size_of::<MetricFamily<'_>>(),
         );
-        assert!(sample <= 10 * word, "{sample}");
+        assert!(sample <= 8 * word, "{sample}");
         assert!(label <= 4 * word, "{label}");
         assert!(family <= 7 * word, "{family}");
     }

@@ -619,8 +619,8 @@ fn actual_samples(family: &MetricFamily<'_>) -> Vec<Expected> {
                 .map(|l| (l.name.to_string(), l.value.to_string()))
                 .collect(),
             value_bits: s.value.to_bits(),
-            timestamp_ms: s.timestamp_ms,
-            created_ms: s.created_ms,
+            timestamp_ms: s.timestamp_ms.get(),
+            created_ms: s.created_ms.get(),
             exemplar: s.exemplar.as_ref().map(|e| {
                 (
                     e.labels

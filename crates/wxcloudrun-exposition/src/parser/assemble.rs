@@ -85,14 +85,14 @@ pub(super) fn fold_created(family: &mut MetricFamily<'_>) {
         .partition(is_created);
     let starts: HashMap<Vec<(&str, &str)>, i64> = created
         .iter()
-        .filter_map(|s| Some((series_key(&s.labels, &[]), s.created_ms?)))
+        .filter_map(|s| Some((series_key(&s.labels, &[]), s.created_ms.get()?)))
         .collect();
     let found: Vec<Option<i64>> = rest
         .iter()
         .map(|s| starts.get(&series_key(&s.labels, ignored)).copied())
         .collect();
     for (sample, start) in rest.iter_mut().zip(found) {
-        sample.created_ms = start;
+        sample.created_ms = start.into();
     }
     family.samples = rest;
 }

@@ -48,10 +48,10 @@ pub(crate) fn render(exposition: &Exposition<'_>, format: Format) -> String {
         out.push('\n');
         for s in &family.samples {
             write!(out, "  {}{} {:?}", s.name, labels(&s.labels), s.value).unwrap();
-            if let Some(ts) = s.timestamp_ms {
+            if let Some(ts) = s.timestamp_ms.get() {
                 write!(out, " ts={ts}").unwrap();
             }
-            if let Some(created) = s.created_ms {
+            if let Some(created) = s.created_ms.get() {
                 write!(out, " created={created}").unwrap();
             }
             if let Some(e) = &s.exemplar {

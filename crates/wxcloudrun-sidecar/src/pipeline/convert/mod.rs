@@ -442,7 +442,7 @@ impl Converter {
                     .as_deref()
                     .map(|e| Box::new(Exemplar::of(e))),
             };
-            points.push(self.point(name, kind, labels, value, sample.created_ms, at));
+            points.push(self.point(name, kind, labels, value, sample.created_ms.get(), at));
         }
         points
     }
