@@ -69,7 +69,7 @@ struct Seen {
 
 /// A remembered series and its key: a 128-bit hash of its identity (see [`write_series_key`])
 /// rather than the identity itself, which would cost each remembered series its length again
-/// (~100 bytes on a typical page). Two keyed 64-bit hashes, as the replay's line hashes: a
+/// (~100 bytes on a typical page). Two keyed 64-bit hashes, as the replay's page hash: a
 /// collision is out of reach of any page.
 #[derive(Clone, Debug)]
 struct Record {

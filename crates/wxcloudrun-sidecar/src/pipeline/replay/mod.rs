@@ -15,7 +15,8 @@
 //! - a page is replayed only if every line is the learned line: byte for byte up to the value for
 //!   a line that holds a sample the parser kept, byte for byte whole for every other line (a
 //!   comment, a dropped duplicate, a folded `_created`: the parser may read more of those than a
-//!   value); checked with a 128-bit hash and the length of what is compared;
+//!   value); checked with the length of what is compared on each line and a 128-bit hash of all
+//!   of it, the page's lines in order;
 //! - what follows the value on a kept sample's line is read as the parser reads it, or the page
 //!   goes to the full parse: the value token up to the first blank, then nothing but blanks, or
 //!   blanks and an exemplar read by the parser's own exemplar reader
@@ -38,7 +39,7 @@
 mod line;
 mod template;
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 
 use wxcloudrun_exposition::{Exposition, Format, Limits, ParseError, parse_with_limits};
 
@@ -70,9 +71,12 @@ struct PageShape {
         foldhash::quality::RandomState,
         foldhash::quality::RandomState,
     ),
+    /// The hash of what is compared on every line ([`PageHash`]). One for the page, not one a
+    /// line: a page that differs anywhere is parsed, whichever line it is.
+    hash: (u64, u64),
     lines: Vec<LineShape>,
     /// Where each sample line's value goes (a line may feed two places: a histogram's `+Inf`
-    /// bucket is also its count when `_count` is missing).
+    /// bucket is also its count when `_count` is missing), in the order of the points.
     placements: Vec<Placement>,
     /// The converted families of the learned page, without their labels (the converter
     /// remembers those) or values (written on replay).
@@ -86,23 +90,61 @@ struct PageShape {
     remembered_at: u64,
 }
 
+/// One line of a shape, in 4 bytes (a shape is kept for as long as the page has it, one per
+/// line): the length of the text compared, which is the text before the value on a line that holds
+/// a sample the parser kept (the top bit set), else the whole line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct LineShape {
-    /// The hash of the line's text before the value (of the whole line, unless `sample`).
-    hash: (u64, u64),
-    /// Length of that text.
-    prefix_len: u32,
+struct LineShape(u32);
+
+impl LineShape {
+    const SAMPLE: u32 = 1 << 31;
+
+    /// `None` for a text of 2 GiB or more.
+    fn new(compared_len: usize, sample: bool) -> Option<LineShape> {
+        let len = u32::try_from(compared_len)
+            .ok()
+            .filter(|len| len & Self::SAMPLE == 0)?;
+        Some(LineShape(if sample { len | Self::SAMPLE } else { len }))
+    }
+
+    fn compared_len(self) -> usize {
+        (self.0 & !Self::SAMPLE) as usize
+    }
+
     /// The line holds a sample the parser kept: its last token is read as the value.
-    sample: bool,
+    fn sample(self) -> bool {
+        self.0 & Self::SAMPLE != 0
+    }
 }
 
-/// Where one line's value goes in the families.
+/// What is compared on each line of a page, hashed in page order, each text after its length
+/// (so that no two lists of texts run together into one): two keyed 64-bit hashes.
+struct PageHash(
+    foldhash::quality::FoldHasher<'static>,
+    foldhash::quality::FoldHasher<'static>,
+);
+
+impl PageHash {
+    fn line(&mut self, text: &str) {
+        for hasher in [&mut self.0, &mut self.1] {
+            hasher.write_usize(text.len());
+            hasher.write(text.as_bytes());
+        }
+    }
+
+    fn finish(&self) -> (u64, u64) {
+        (self.0.finish(), self.1.finish())
+    }
+}
+
+/// Where one line's value goes in the families: 12 bytes, one a sample line.
 #[derive(Debug, Clone, Copy)]
 struct Placement {
     line: u32,
-    family: u32,
+    /// The point, numbered across the template's families.
     point: u32,
-    component: Component,
+    /// A [`Component`], packed.
+    component: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +154,27 @@ enum Component {
     Sum,
     /// A histogram's bucket or a summary's quantile, by position.
     Entry(u32),
+}
+
+impl Component {
+    /// In 4 bytes: `Entry(i)` as `i + 3`; `None` past them.
+    fn pack(self) -> Option<u32> {
+        match self {
+            Component::Number => Some(0),
+            Component::Count => Some(1),
+            Component::Sum => Some(2),
+            Component::Entry(i) => i.checked_add(3),
+        }
+    }
+
+    fn unpack(packed: u32) -> Component {
+        match packed {
+            0 => Component::Number,
+            1 => Component::Count,
+            2 => Component::Sum,
+            entry => Component::Entry(entry - 3),
+        }
+    }
 }
 
 /// What a page read through its shape holds: the value and exemplar of each line.
@@ -137,15 +200,21 @@ pub struct Replayed<'s> {
 impl Chunks for Replayed<'_> {
     fn next_chunk(&mut self, converter: &Converter, max_samples: usize) -> Option<Vec<Family>> {
         let shape = self.replay.shape.as_ref()?;
-        let origin = (self.cursor.family, self.cursor.point_in_family);
+        let first_point = self.cursor.point();
         let mut families = shape
             .template
             .chunk(converter, &mut self.cursor, max_samples)?;
-        let end = (self.cursor.family, self.cursor.point_in_family);
+        let end = self.cursor.point();
         let rest = shape.placements.get(self.placed..)?;
-        let count = rest.partition_point(|p| (p.family as usize, p.point as usize) < end);
+        let count = rest.partition_point(|p| (p.point as usize) < end);
         let Values { values, exemplars } = &mut self.values;
-        shape.fill(&mut families, origin, &rest[..count], values, exemplars)?;
+        shape.fill(
+            &mut families,
+            first_point,
+            &rest[..count],
+            values,
+            exemplars,
+        )?;
         self.placed += count;
         Some(families)
     }
@@ -430,11 +499,8 @@ impl Tagging {
 }
 
 impl PageShape {
-    fn hash(&self, text: &str) -> (u64, u64) {
-        (
-            self.hashers.0.hash_one(text.as_bytes()),
-            self.hashers.1.hash_one(text.as_bytes()),
-        )
+    fn page_hash(&self) -> PageHash {
+        PageHash(self.hashers.0.build_hasher(), self.hashers.1.build_hasher())
     }
 
     /// The shape of `text`, which parsed into `page`, and the page's families through it; the
@@ -462,6 +528,7 @@ impl PageShape {
         let mut shape = PageShape {
             format,
             hashers: Default::default(),
+            hash: (0, 0),
             lines: Vec::with_capacity(lines.len()),
             placements: Vec::new(),
             template: Template::default(),
@@ -472,21 +539,20 @@ impl PageShape {
         // Only the lines of kept samples are read by value later: every other line — comments,
         // dropped duplicates, folded `_created` lines, whose last token the parser may still
         // read — must come back byte for byte.
+        let mut hash = shape.page_hash();
         for (line, value) in lines.iter().zip(&tagging.line_values) {
             let (compared, sample) = match value.and_then(|(_, start)| line.get(..start)) {
                 Some(prefix) => (prefix, true),
                 None => (*line, false),
             };
-            let Ok(prefix_len) = u32::try_from(compared.len()) else {
+            let Some(line_shape) = LineShape::new(compared.len(), sample) else {
                 tagging.restore(&mut page);
                 return Err(Unlearned::Page(page));
             };
-            shape.lines.push(LineShape {
-                hash: shape.hash(compared),
-                prefix_len,
-                sample,
-            });
+            hash.line(compared);
+            shape.lines.push(line_shape);
         }
+        shape.hash = hash.finish();
         drop(lines);
         let values: Vec<f64> = tagging
             .line_values
@@ -502,7 +568,7 @@ impl PageShape {
             shape.placements = placements;
             // The template has the page's exemplars already (the same, see `Tagging::tag`).
             let placements = std::mem::take(&mut shape.placements);
-            let filled = shape.fill(&mut families, (0, 0), &placements, &values, &mut []);
+            let filled = shape.fill(&mut families, 0, &placements, &values, &mut []);
             shape.placements = placements;
             filled
         });
@@ -513,7 +579,7 @@ impl PageShape {
         // Made now that the page is gone, so that what is kept lands in the space it freed
         // rather than above it, where it would keep the allocator from returning memory. Filling
         // changed only numbers; the template keeps names, bounds and series.
-        shape.template = Template::of(&families, converter);
+        shape.template = Template::of(&families, converter).ok_or(Unlearned::Consumed)?;
         shape.remembered_at = converter.forgotten();
         shape.lines.shrink_to_fit();
         let learned = Learned {
@@ -540,22 +606,22 @@ impl PageShape {
         // One per line once a line has an exemplar; most pages have none.
         let mut exemplars: Vec<Option<Exemplar>> = Vec::new();
         let mut lines = text.split('\n');
+        let mut hash = self.page_hash();
         for (at, expected) in self.lines.iter().enumerate() {
             let line = lines.next()?;
             if line.len() > limits.max_line_bytes {
                 return None;
             }
-            let compared = if expected.sample {
-                line.get(..expected.prefix_len as usize)?
+            let compared = if expected.sample() {
+                line.get(..expected.compared_len())?
             } else {
                 line
             };
-            if compared.len() != expected.prefix_len as usize
-                || self.hash(compared) != expected.hash
-            {
+            if compared.len() != expected.compared_len() {
                 return None;
             }
-            if expected.sample {
+            hash.line(compared);
+            if expected.sample() {
                 let (value, exemplar) = read_tail(line.get(compared.len()..)?, format, limits)?;
                 *values.get_mut(at)? = value;
                 if let Some(exemplar) = exemplar {
@@ -566,7 +632,7 @@ impl PageShape {
                 }
             }
         }
-        if lines.next().is_some() {
+        if lines.next().is_some() || hash.finish() != self.hash {
             return None;
         }
         if converter.forgotten() != self.remembered_at {
@@ -580,27 +646,33 @@ impl PageShape {
 
     /// Writes each of `placements`' line value into `families`, and the line's exemplar (taken
     /// from `exemplars`, which may be empty) where the converter puts one: on a number or a
-    /// histogram bucket. `families` are the template's from `origin` on (its family, and the
-    /// point in that family where the first of them starts).
+    /// histogram bucket. `families` are the template's from its point `first_point` on.
     fn fill(
         &self,
         families: &mut [Family],
-        origin: (usize, usize),
+        first_point: usize,
         placements: &[Placement],
         values: &[f64],
         exemplars: &mut [Option<Exemplar>],
     ) -> Option<()> {
+        // The family of the next placement, and the template's number of its first point.
+        let (mut family, mut family_start) = (0, first_point);
         for placement in placements {
             let line = placement.line as usize;
             let value = normalize_nan(*values.get(line)?);
             let exemplar = || exemplars.get_mut(line).and_then(Option::take);
-            let family = (placement.family as usize).checked_sub(origin.0)?;
-            let point = match family {
-                0 => (placement.point as usize).checked_sub(origin.1)?,
-                _ => placement.point as usize,
-            };
+            let mut point = (placement.point as usize).checked_sub(family_start)?;
+            while point >= families.get(family)?.points.len() {
+                let len = families.get(family)?.points.len();
+                (family, family_start, point) = (family + 1, family_start + len, point - len);
+            }
             let point = families.get_mut(family)?.points.get_mut(point)?;
-            place(point, placement.component, value, exemplar)?;
+            place(
+                point,
+                Component::unpack(placement.component),
+                value,
+                exemplar,
+            )?;
         }
         Some(())
     }
@@ -650,37 +722,36 @@ fn place(
 /// the page (the tagging did not go as planned).
 fn placements(families: &[Family], line_count: usize) -> Option<Vec<Placement>> {
     let mut placements = Vec::new();
-    for (f, family) in families.iter().enumerate() {
-        for (p, point) in family.points.iter().enumerate() {
-            let mut add = |tag: f64, component| -> Option<()> {
-                if !(tag >= 0.0 && tag.fract() == 0.0 && tag < line_count as f64) {
-                    return None;
-                }
-                placements.push(Placement {
-                    line: tag as u32,
-                    family: u32::try_from(f).ok()?,
-                    point: u32::try_from(p).ok()?,
-                    component,
-                });
-                Some(())
-            };
-            let (count, sum, entries) = match &point.value {
-                Value::Number { value, .. } => {
-                    add(*value, Component::Number)?;
-                    continue;
-                }
-                Value::Histogram(h) => (h.count, h.sum, &h.buckets),
-                Value::Summary(s) => (s.count, s.sum, &s.quantiles),
-            };
-            add(count, Component::Count)?;
-            if let Some(sum) = sum {
-                add(sum, Component::Sum)?;
+    let points = families.iter().flat_map(|family| &family.points);
+    for (p, point) in points.enumerate() {
+        let mut add = |tag: f64, component: Component| -> Option<()> {
+            if !(tag >= 0.0 && tag.fract() == 0.0 && tag < line_count as f64) {
+                return None;
             }
-            for (i, (_, tag)) in entries.iter().enumerate() {
-                add(*tag, Component::Entry(u32::try_from(i).ok()?))?;
+            placements.push(Placement {
+                line: tag as u32,
+                point: u32::try_from(p).ok()?,
+                component: component.pack()?,
+            });
+            Some(())
+        };
+        let (count, sum, entries) = match &point.value {
+            Value::Number { value, .. } => {
+                add(*value, Component::Number)?;
+                continue;
             }
+            Value::Histogram(h) => (h.count, h.sum, &h.buckets),
+            Value::Summary(s) => (s.count, s.sum, &s.quantiles),
+        };
+        add(count, Component::Count)?;
+        if let Some(sum) = sum {
+            add(sum, Component::Sum)?;
+        }
+        for (i, (_, tag)) in entries.iter().enumerate() {
+            add(*tag, Component::Entry(u32::try_from(i).ok()?))?;
         }
     }
+    placements.shrink_to_fit();
     Some(placements)
 }
 
