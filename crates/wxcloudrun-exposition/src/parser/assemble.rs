@@ -4,7 +4,7 @@
 use crate::Text;
 use std::collections::HashMap;
 
-use super::family::FamilyState;
+use super::family::PieceFlags;
 use crate::model::{Label, MetricFamily, MetricType, Sample};
 
 /// Puts the pieces of each family together: pieces of one name and type become one family at
@@ -12,56 +12,52 @@ use crate::model::{Label, MetricFamily, MetricType, Sample};
 /// of late `# HELP` / `# UNIT` lines alone (no type, no samples) belongs to the piece of that name
 /// before it. A piece without samples is left out when its name has samples elsewhere (a late
 /// `# TYPE` with another type, say).
-pub(super) fn merge_pieces(pieces: Vec<FamilyState<'_>>) -> Vec<FamilyState<'_>> {
-    let mut merged: Vec<FamilyState<'_>> = Vec::with_capacity(pieces.len());
+pub(super) fn merge_pieces<'a>(
+    pieces: Vec<MetricFamily<'a>>,
+    flags: Vec<PieceFlags>,
+) -> (Vec<MetricFamily<'a>>, Vec<PieceFlags>) {
+    let mut merged: Vec<(MetricFamily<'a>, PieceFlags)> = Vec::with_capacity(pieces.len());
     let mut by_key: HashMap<(Text<'_>, MetricType), usize> = HashMap::new();
     let mut latest: HashMap<Text<'_>, usize> = HashMap::new();
-    for piece in pieces {
-        let metadata_only = !piece.type_declared && piece.family.samples.is_empty();
-        let name = piece.family.name.clone();
+    for (piece, piece_flags) in pieces.into_iter().zip(flags) {
+        let metadata_only = !piece_flags.type_declared && piece.samples.is_empty();
+        let name = piece.name.clone();
         let into = match latest.get(&name) {
             Some(&at) if metadata_only => Some(at),
-            _ => by_key
-                .get(&(name.clone(), piece.family.metric_type))
-                .copied(),
+            _ => by_key.get(&(name.clone(), piece.metric_type)).copied(),
         };
         match into.and_then(|at| merged.get_mut(at).map(|into| (at, into))) {
-            Some((at, into)) => {
-                let FamilyState {
-                    family,
-                    has_created,
-                    ..
-                } = piece;
-                into.family.samples.extend(family.samples);
-                if let Some(later) = family.metadata {
-                    let into = into.family.metadata_mut();
+            Some((at, (into, into_flags))) => {
+                into.samples.extend(piece.samples);
+                if let Some(later) = piece.metadata {
+                    let into = into.metadata_mut();
                     into.help = later.help.or(into.help.take());
                     into.unit = later.unit.or(into.unit.take());
                 }
-                into.has_created |= has_created;
+                into_flags.has_created |= piece_flags.has_created;
                 latest.insert(name, at);
             }
             None => {
                 let at = merged.len();
-                by_key.insert((name.clone(), piece.family.metric_type), at);
+                by_key.insert((name.clone(), piece.metric_type), at);
                 latest.insert(name, at);
-                merged.push(piece);
+                merged.push((piece, piece_flags));
             }
         }
     }
     let with_samples: std::collections::HashSet<&str> = merged
         .iter()
-        .filter(|s| !s.family.samples.is_empty())
-        .map(|s| s.family.name.as_ref())
+        .filter(|(f, _)| !f.samples.is_empty())
+        .map(|(f, _)| f.name.as_ref())
         .collect();
     let keep: Vec<bool> = merged
         .iter()
-        .map(|s| !s.family.samples.is_empty() || !with_samples.contains(s.family.name.as_ref()))
+        .map(|(f, _)| !f.samples.is_empty() || !with_samples.contains(f.name.as_ref()))
         .collect();
     drop(with_samples);
     let mut keep = keep.into_iter();
     merged.retain(|_| keep.next().unwrap_or(true));
-    merged
+    merged.into_iter().unzip()
 }
 
 /// Moves OpenMetrics `_created` samples out of `family.samples` and into `created_ms` of the

@@ -4,12 +4,14 @@
 use crate::error::ErrorKind;
 use crate::model::{Format, MetricFamily, MetricType};
 
-/// A family piece being read.
-pub(super) struct FamilyState<'a> {
-    pub(super) family: MetricFamily<'a>,
+/// What the parser knows of a family piece beyond the family itself. Kept beside the list of
+/// pieces, not in it: inside, its two bytes would make each piece 64 bytes, not 56 (0.7 MiB of a
+/// page of 100,000 names).
+#[derive(Clone, Copy, Default)]
+pub(super) struct PieceFlags {
     /// A `# TYPE` line gave the type (else it is [`MetricType::Unknown`] by default).
     pub(super) type_declared: bool,
-    /// OpenMetrics `_created` samples are waiting in `family.samples` to be folded.
+    /// OpenMetrics `_created` samples are waiting in the piece's samples to be folded.
     pub(super) has_created: bool,
 }
 

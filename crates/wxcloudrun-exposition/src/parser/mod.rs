@@ -34,7 +34,7 @@ use crate::lexer::{Cursor, LineError, LineResult, seconds_to_ms};
 use crate::model::{Exposition, Format, Label, Limits, MetricFamily, MetricType, Sample};
 use assemble::{fold_created, merge_pieces};
 use comment::{Comment, Metadata, read_comment};
-use family::{FamilyState, bound_label, fits, internal_error};
+use family::{PieceFlags, bound_label, fits, internal_error};
 use names::NameIndex;
 use sample::read_sample;
 use series::{SeriesRef, SeriesSet};
@@ -112,7 +112,9 @@ struct Parser<'a, 'l> {
     format: Format,
     limits: &'l Limits,
     /// The families as pieces, in order of appearance (merged in `finish`).
-    families: Vec<FamilyState<'a>>,
+    families: Vec<MetricFamily<'a>>,
+    /// One for each of `families`.
+    flags: Vec<PieceFlags>,
     /// Each name's latest piece (pieces of samples that fit no family of their name are not
     /// here).
     by_name: NameIndex,
@@ -159,6 +161,7 @@ impl<'a, 'l> Parser<'a, 'l> {
             stopped: false,
             label_scratch: Vec::new(),
             lines_after: 0,
+            flags: Vec::new(),
         }
     }
 
@@ -213,14 +216,14 @@ impl<'a, 'l> Parser<'a, 'l> {
             kind,
         };
         let index = self.family_for_metadata(name).map_err(at)?;
-        let state = self.family_mut(index).map_err(at)?;
+        let family = self.family_mut(index).map_err(at)?;
         match metadata {
             Metadata::Type(metric_type) => {
-                state.family.metric_type = metric_type;
-                state.type_declared = true;
+                family.metric_type = metric_type;
+                self.flags_mut(index).map_err(at)?.type_declared = true;
             }
-            Metadata::Help(help) => state.family.metadata_mut().help = Some(help),
-            Metadata::Unit(unit) => state.family.metadata_mut().unit = Some(Text::borrowed(unit)),
+            Metadata::Help(help) => family.metadata_mut().help = Some(help),
+            Metadata::Unit(unit) => family.metadata_mut().unit = Some(Text::borrowed(unit)),
         }
         Ok(())
     }
@@ -232,22 +235,22 @@ impl<'a, 'l> Parser<'a, 'l> {
     /// counter's samples keeps the next ones in the counter).
     fn family_for_metadata(&mut self, name: Text<'a>) -> Result<usize, ErrorKind> {
         let latest = match self.current {
-            Some(current) if self.families.get(current).map(|s| &s.family.name) == Some(&name) => {
+            Some(current) if self.families.get(current).map(|f| &f.name) == Some(&name) => {
                 Some(current)
             }
             _ => self.by_name.get(&name, &self.families),
         };
         let mut inherited = MetricType::Unknown;
-        if let Some(state) = latest.and_then(|index| self.families.get(index)) {
-            if state.family.samples.is_empty() {
+        if let Some(family) = latest.and_then(|index| self.families.get(index)) {
+            if family.samples.is_empty() {
                 self.current = latest;
                 return latest.ok_or_else(internal_error);
             }
-            inherited = state.family.metric_type;
+            inherited = family.metric_type;
             self.pieces = true;
         }
         let index = self.new_family(name, true)?;
-        self.family_mut(index)?.family.metric_type = inherited;
+        self.family_mut(index)?.metric_type = inherited;
         Ok(index)
     }
 
@@ -267,22 +270,24 @@ impl<'a, 'l> Parser<'a, 'l> {
                 })?;
         }
         reserve_one(&mut self.families, self.lines_after);
-        self.families.push(FamilyState {
-            family: MetricFamily {
-                name,
-                metric_type: MetricType::Unknown,
-                metadata: None,
-                samples: Vec::new(),
-            },
-            type_declared: false,
-            has_created: false,
+        reserve_one(&mut self.flags, self.lines_after);
+        self.families.push(MetricFamily {
+            name,
+            metric_type: MetricType::Unknown,
+            metadata: None,
+            samples: Vec::new(),
         });
+        self.flags.push(PieceFlags::default());
         self.current = Some(index);
         Ok(index)
     }
 
-    fn family_mut(&mut self, index: usize) -> Result<&mut FamilyState<'a>, ErrorKind> {
+    fn family_mut(&mut self, index: usize) -> Result<&mut MetricFamily<'a>, ErrorKind> {
         self.families.get_mut(index).ok_or_else(internal_error)
+    }
+
+    fn flags_mut(&mut self, index: usize) -> Result<&mut PieceFlags, ErrorKind> {
+        self.flags.get_mut(index).ok_or_else(internal_error)
     }
     // ---- sample lines ------------------------------------------------------------------------
 
@@ -304,8 +309,7 @@ impl<'a, 'l> Parser<'a, 'l> {
             .families
             .get(index)
             .ok_or_else(internal_error)
-            .map_err(at_line)?
-            .family;
+            .map_err(at_line)?;
         let is_created = self.format == Format::OpenMetrics
             && family.metric_type.has_created()
             && line.name.strip_prefix(family.name.as_ref()) == Some("_created");
@@ -345,10 +349,10 @@ impl<'a, 'l> Parser<'a, 'l> {
     ) -> Result<(), ErrorKind> {
         let state = self.families.get(index).ok_or_else(internal_error)?;
         let position =
-            SeriesRef::new(index, state.family.samples.len()).ok_or(ErrorKind::TooManySamples {
+            SeriesRef::new(index, state.samples.len()).ok_or(ErrorKind::TooManySamples {
                 limit: u32::MAX as usize,
             })?;
-        let bound = bound_label(state.family.metric_type);
+        let bound = bound_label(state.metric_type);
         match self.series.insert(&sample, bound, position, &self.families) {
             Ok(true) => {}
             Ok(false) => {
@@ -358,9 +362,8 @@ impl<'a, 'l> Parser<'a, 'l> {
             Err(label) => return Err(ErrorKind::DuplicateLabel(Snippet::new(&label))),
         }
         let lines_after = self.lines_after;
-        let state = self.family_mut(index)?;
-        state.has_created |= is_created;
-        let samples = &mut state.family.samples;
+        self.flags_mut(index)?.has_created |= is_created;
+        let samples = &mut self.family_mut(index)?.samples;
         // Room for one at first: a vector's first push makes room for four, and on a page of
         // one-sample families (100,000 of them is not rare) three empty samples a family
         // (288 bytes) would outweigh the page's text.
@@ -379,7 +382,7 @@ impl<'a, 'l> Parser<'a, 'l> {
             if self
                 .families
                 .get(current)
-                .is_some_and(|s| fits(&s.family, name, format))
+                .is_some_and(|f| fits(f, name, format))
             {
                 return Ok(current);
             }
@@ -397,7 +400,7 @@ impl<'a, 'l> Parser<'a, 'l> {
         let fits_index = |index: usize| {
             self.families
                 .get(index)
-                .is_some_and(|s| fits(&s.family, name, self.format))
+                .is_some_and(|f| fits(f, name, self.format))
         };
         if let Some(index) = self.by_name.get(name, &self.families) {
             if fits_index(index) {
@@ -417,6 +420,7 @@ impl<'a, 'l> Parser<'a, 'l> {
         let Parser {
             format,
             families,
+            flags,
             pieces,
             duplicates,
             exemplars_dropped,
@@ -428,23 +432,18 @@ impl<'a, 'l> Parser<'a, 'l> {
         // The indexes go before anything is merged: a page's peak is the page, not the page and
         // its indexes.
         drop((by_name, series, label_scratch));
-        let pieces = if pieces {
-            merge_pieces(families)
+        let (mut families, flags) = if pieces {
+            merge_pieces(families, flags)
         } else {
-            families
+            (families, flags)
         };
-        let mut families: Vec<MetricFamily<'a>> = pieces
-            .into_iter()
-            .map(|state| {
-                let mut family = state.family;
-                if state.has_created && format == Format::OpenMetrics {
-                    fold_created(&mut family);
-                }
-                // The slack of growing (up to half of a family's samples) is not kept.
-                family.samples.shrink_to_fit();
-                family
-            })
-            .collect();
+        for (family, flags) in families.iter_mut().zip(flags) {
+            if flags.has_created && format == Format::OpenMetrics {
+                fold_created(family);
+            }
+            // The slack of growing (up to half of a family's samples) is not kept.
+            family.samples.shrink_to_fit();
+        }
         families.shrink_to_fit();
         Exposition {
             families,

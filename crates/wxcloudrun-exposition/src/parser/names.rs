@@ -10,7 +10,7 @@ use std::hash::BuildHasher;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
-use super::family::FamilyState;
+use crate::model::MetricFamily;
 
 pub(super) struct NameIndex {
     /// Unseeded: the page comes from the app in the same container; a flood of colliding names
@@ -20,9 +20,9 @@ pub(super) struct NameIndex {
 }
 
 /// The name of piece `index`; `""` for none (indices come from the family list, so never).
-fn name_of<'f>(families: &'f [FamilyState<'_>], index: u32) -> &'f str {
+fn name_of<'f>(families: &'f [MetricFamily<'_>], index: u32) -> &'f str {
     let piece = usize::try_from(index).ok().and_then(|i| families.get(i));
-    piece.map_or("", |state| state.family.name.as_ref())
+    piece.map_or("", |family| family.name.as_ref())
 }
 
 impl NameIndex {
@@ -34,7 +34,7 @@ impl NameIndex {
     }
 
     /// The latest piece named `name`.
-    pub(super) fn get(&self, name: &str, families: &[FamilyState<'_>]) -> Option<usize> {
+    pub(super) fn get(&self, name: &str, families: &[MetricFamily<'_>]) -> Option<usize> {
         let hash = self.hasher.hash_one(name);
         let found = self
             .pieces
@@ -43,7 +43,7 @@ impl NameIndex {
     }
 
     /// Whether some piece is named `name`.
-    pub(super) fn contains(&self, name: &str, families: &[FamilyState<'_>]) -> bool {
+    pub(super) fn contains(&self, name: &str, families: &[MetricFamily<'_>]) -> bool {
         self.get(name, families).is_some()
     }
 
@@ -54,7 +54,7 @@ impl NameIndex {
         &mut self,
         name: &str,
         index: usize,
-        families: &[FamilyState<'_>],
+        families: &[MetricFamily<'_>],
     ) -> Option<()> {
         let index = u32::try_from(index).ok()?;
         let NameIndex { hasher, pieces } = self;

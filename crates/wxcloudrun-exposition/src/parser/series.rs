@@ -7,9 +7,8 @@ use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 
-use super::family::FamilyState;
 use crate::lexer::parse_float;
-use crate::model::{Label, Sample};
+use crate::model::{Label, MetricFamily, Sample};
 
 /// Orders label names as `str` does, deciding on the first eight bytes where they differ (most
 /// neighbouring names do): a library `memcmp` call per comparison costs more than the comparison.
@@ -132,7 +131,7 @@ impl SeriesSet {
         sample: &Sample<'_>,
         bound: Option<&str>,
         position: SeriesRef,
-        families: &[FamilyState<'_>],
+        families: &[MetricFamily<'_>],
     ) -> Result<bool, String> {
         self.write_key(sample, bound)?;
         let hash = self.hasher.hash_one(self.key.as_slice());
@@ -140,7 +139,7 @@ impl SeriesSet {
         let same_series = |seen: SeriesRef| {
             families
                 .get(seen.family as usize)
-                .and_then(|f| f.family.samples.get(seen.sample as usize))
+                .and_then(|f| f.samples.get(seen.sample as usize))
                 .is_some_and(|other| {
                     other.name == sample.name
                         && identity(&other.labels, bound) == identity(&sample.labels, bound)
