@@ -489,6 +489,27 @@ impl Tagging {
         Some(tagging)
     }
 
+    /// The shape of each of the page's `lines`, and their hash (see [`PageShape::hash`]). Only
+    /// the lines of kept samples are read by value later: every other line — comments, dropped
+    /// duplicates, folded `_created` lines, whose last token the parser may still read — must
+    /// come back byte for byte. `None` for a line of 2 GiB or more.
+    fn line_shapes(
+        &self,
+        lines: &[&str],
+        mut hash: PageHash,
+    ) -> Option<(Vec<LineShape>, (u64, u64))> {
+        let mut shapes = Vec::with_capacity(lines.len());
+        for (line, value) in lines.iter().zip(&self.line_values) {
+            let (compared, sample) = match value.and_then(|(_, start)| line.get(..start)) {
+                Some(prefix) => (prefix, true),
+                None => (*line, false),
+            };
+            hash.line(compared);
+            shapes.push(LineShape::new(compared.len(), sample)?);
+        }
+        Some((shapes, hash.finish()))
+    }
+
     /// Puts the samples' values back.
     fn restore(&self, page: &mut Exposition<'_>) {
         let samples = page.families.iter_mut().flat_map(|f| &mut f.samples);
@@ -529,30 +550,18 @@ impl PageShape {
             format,
             hashers: Default::default(),
             hash: (0, 0),
-            lines: Vec::with_capacity(lines.len()),
+            lines: Vec::new(),
             placements: Vec::new(),
             template: Template::default(),
             sample_count: page.sample_count(),
             without_bound: samples_without_bound(&page),
             remembered_at: converter.forgotten(),
         };
-        // Only the lines of kept samples are read by value later: every other line — comments,
-        // dropped duplicates, folded `_created` lines, whose last token the parser may still
-        // read — must come back byte for byte.
-        let mut hash = shape.page_hash();
-        for (line, value) in lines.iter().zip(&tagging.line_values) {
-            let (compared, sample) = match value.and_then(|(_, start)| line.get(..start)) {
-                Some(prefix) => (prefix, true),
-                None => (*line, false),
-            };
-            let Some(line_shape) = LineShape::new(compared.len(), sample) else {
-                tagging.restore(&mut page);
-                return Err(Unlearned::Page(page));
-            };
-            hash.line(compared);
-            shape.lines.push(line_shape);
-        }
-        shape.hash = hash.finish();
+        let Some((line_shapes, hash)) = tagging.line_shapes(&lines, shape.page_hash()) else {
+            tagging.restore(&mut page);
+            return Err(Unlearned::Page(page));
+        };
+        (shape.lines, shape.hash) = (line_shapes, hash);
         drop(lines);
         let values: Vec<f64> = tagging
             .line_values
@@ -564,24 +573,18 @@ impl PageShape {
         // whole together. The template becomes this scrape's families, its line numbers
         // replaced by the values in place.
         let mut families = converter.template(page);
+        // The template has the page's exemplars already (the same, see `Tagging::tag`).
         let placed = placements(&families, shape.lines.len()).and_then(|placements| {
-            shape.placements = placements;
-            // The template has the page's exemplars already (the same, see `Tagging::tag`).
-            let placements = std::mem::take(&mut shape.placements);
-            let filled = shape.fill(&mut families, 0, &placements, &values, &mut []);
-            shape.placements = placements;
-            filled
+            shape.fill(&mut families, 0, &placements, &values, &mut [])?;
+            Some(placements)
         });
-        if placed.is_none() {
-            // The tagging did not go as planned (a bug, not a page).
-            return Err(Unlearned::Consumed);
-        }
+        // `None`: the tagging did not go as planned (a bug, not a page).
+        shape.placements = placed.ok_or(Unlearned::Consumed)?;
         // Made now that the page is gone, so that what is kept lands in the space it freed
         // rather than above it, where it would keep the allocator from returning memory. Filling
         // changed only numbers; the template keeps names, bounds and series.
         shape.template = Template::of(&families, converter).ok_or(Unlearned::Consumed)?;
         shape.remembered_at = converter.forgotten();
-        shape.lines.shrink_to_fit();
         let learned = Learned {
             families,
             sample_count: shape.sample_count,
